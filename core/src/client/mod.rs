@@ -1,0 +1,5 @@
+//! One client connection: CONNECT options, authentication, permissions, keepalive.
+
+pub mod auth;
+pub mod connect;
+pub mod permissions;

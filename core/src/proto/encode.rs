@@ -1,0 +1,1 @@
+//! Encoders for what the server sends.

@@ -1,0 +1,1 @@
+//! The INFO the server sends.

@@ -1,0 +1,1 @@
+//! Routing: which subscriptions a published message goes to.

@@ -1,0 +1,55 @@
+//! Everything the `fjord` binary can be told, from flags and the configuration file.
+//! Flags are applied over the file (nats-server's precedence).
+
+use std::path::PathBuf;
+
+use fjord_core::config::CoreConfig;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The rules core obeys: limits, auth, keepalive, names.
+    pub core: CoreConfig,
+    /// Address to listen on for clients (`-a`, `listen`, `host`/`net`).
+    pub listen_host: String,
+    /// Client port (`-p`, `port`, `listen`); -1 picks a random free port.
+    pub port: i32,
+    /// Monitoring port (`-m`, `http_port`, `http`); None = off.
+    pub http_port: Option<i32>,
+    pub http_host: Option<String>,
+    pub debug: bool,
+    pub trace: bool,
+    pub logtime: bool,
+    pub logtime_utc: bool,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub ports_file_dir: Option<PathBuf>,
+    pub jetstream: bool,
+    pub store_dir: Option<PathBuf>,
+    /// Where the configuration file came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// Keys of the configuration file Fjord does not support yet (warned about at start).
+    pub unsupported_keys: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            core: CoreConfig::default(),
+            listen_host: "0.0.0.0".to_string(),
+            port: 4222,
+            http_port: None,
+            http_host: None,
+            debug: false,
+            trace: false,
+            logtime: true,
+            logtime_utc: false,
+            log_file: None,
+            pid_file: None,
+            ports_file_dir: None,
+            jetstream: false,
+            store_dir: None,
+            config_file: None,
+            unsupported_keys: Vec::new(),
+        }
+    }
+}
