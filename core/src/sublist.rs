@@ -49,7 +49,12 @@ impl<T: Clone + PartialEq> Sublist<T> {
     }
 
     /// Adds a subscription. The subject must pass `validate_subscription`.
-    pub fn insert(&mut self, subject: &[u8], queue: Option<&[u8]>, value: T) -> Result<(), SubjectError> {
+    pub fn insert(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        value: T,
+    ) -> Result<(), SubjectError> {
         let _ = (subject, queue, value);
         todo!()
     }

@@ -23,9 +23,21 @@ pub enum ClientOp<'a> {
     /// `CONNECT {json}`: the JSON text.
     Connect(&'a [u8]),
     /// `PUB` (headers `None`) or `HPUB` (headers `Some`, the whole header block).
-    Pub { subject: &'a [u8], reply: Option<&'a [u8]>, headers: Option<&'a [u8]>, payload: &'a [u8] },
-    Sub { subject: &'a [u8], queue: Option<&'a [u8]>, sid: &'a [u8] },
-    Unsub { sid: &'a [u8], max: Option<u64> },
+    Pub {
+        subject: &'a [u8],
+        reply: Option<&'a [u8]>,
+        headers: Option<&'a [u8]>,
+        payload: &'a [u8],
+    },
+    Sub {
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+        sid: &'a [u8],
+    },
+    Unsub {
+        sid: &'a [u8],
+        max: Option<u64>,
+    },
     Ping,
     Pong,
 }
@@ -55,7 +67,10 @@ impl Parser {
     ///
     /// `Ok(Some((op, used)))`: the op and how many bytes of `buf` it took; the caller drops them
     /// before the next call. `Ok(None)`: more bytes are needed (nothing consumed).
-    pub fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(ClientOp<'a>, usize)>, ParseError> {
+    pub fn parse<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(ClientOp<'a>, usize)>, ParseError> {
         let _ = buf;
         todo!()
     }
