@@ -48,3 +48,139 @@ pub struct User {
     pub password: Option<String>,
     pub permissions: Option<Permissions>,
 }
+
+/// Why CONNECT's credentials were refused (the client gets `Authorization Violation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthFailure;
+
+/// Who a client turned out to be.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Identity {
+    /// The user's name, when users are configured.
+    pub user: Option<String>,
+    /// What the user may do; None = everything.
+    pub permissions: Option<Permissions>,
+}
+
+impl AuthConfig {
+    /// Checks CONNECT's credentials against the configuration.
+    ///
+    /// A token, a single user and a users list may be configured together; a client passes if
+    /// any of them accepts it, as with nats-server.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        user: Option<&str>,
+        pass: Option<&str>,
+    ) -> Result<Identity, AuthFailure> {
+        if !self.required() {
+            return Ok(Identity::default());
+        }
+        if let (Some(expected), Some(given)) = (&self.token, token) {
+            if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+                return Ok(Identity::default());
+            }
+        }
+        let user = match user {
+            Some(u) => Some(u),
+            // A client that presents nothing may be mapped to `no_auth_user`.
+            None if token.is_none() && pass.is_none() => self.no_auth_user.as_deref(),
+            None => None,
+        };
+        let Some(user) = user else { return Err(AuthFailure) };
+        let assumed = self.no_auth_user.as_deref() == Some(user) && pass.is_none();
+        if let (Some(expected_user), Some(expected_pass)) = (&self.user, &self.password) {
+            if expected_user == user
+                && pass.is_some_and(|p| constant_time_eq(expected_pass.as_bytes(), p.as_bytes()))
+            {
+                return Ok(Identity {
+                    user: Some(user.to_string()),
+                    permissions: self.default_permissions.clone(),
+                });
+            }
+        }
+        for candidate in &self.users {
+            if candidate.name != user {
+                continue;
+            }
+            let password_ok = match (&candidate.password, pass) {
+                (Some(expected), Some(given)) => {
+                    constant_time_eq(expected.as_bytes(), given.as_bytes())
+                }
+                (None, None) => true,
+                _ => assumed,
+            };
+            if password_ok {
+                return Ok(Identity {
+                    user: Some(user.to_string()),
+                    permissions: candidate
+                        .permissions
+                        .clone()
+                        .or_else(|| self.default_permissions.clone()),
+                });
+            }
+        }
+        Err(AuthFailure)
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> AuthConfig {
+        AuthConfig {
+            users: vec![
+                User { name: "a".into(), password: Some("b".into()), permissions: None },
+                User { name: "guest".into(), password: None, permissions: None },
+            ],
+            no_auth_user: Some("guest".into()),
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn open_server_accepts_anyone() {
+        assert!(AuthConfig::default().authenticate(None, None, None).is_ok());
+    }
+
+    #[test]
+    fn token() {
+        let auth = AuthConfig { token: Some("s3cr3t".into()), ..AuthConfig::default() };
+        assert!(auth.authenticate(Some("s3cr3t"), None, None).is_ok());
+        assert_eq!(auth.authenticate(Some("nope"), None, None), Err(AuthFailure));
+        assert_eq!(auth.authenticate(None, None, None), Err(AuthFailure));
+    }
+
+    #[test]
+    fn single_user() {
+        let auth = AuthConfig {
+            user: Some("u".into()),
+            password: Some("p".into()),
+            ..AuthConfig::default()
+        };
+        assert!(auth.authenticate(None, Some("u"), Some("p")).is_ok());
+        assert_eq!(auth.authenticate(None, Some("u"), Some("x")), Err(AuthFailure));
+        assert_eq!(auth.authenticate(None, Some("x"), Some("p")), Err(AuthFailure));
+        assert_eq!(auth.authenticate(None, None, None), Err(AuthFailure));
+    }
+
+    #[test]
+    fn users_list_and_no_auth_user() {
+        let auth = users();
+        assert_eq!(
+            auth.authenticate(None, Some("a"), Some("b")).unwrap().user.as_deref(),
+            Some("a")
+        );
+        assert_eq!(auth.authenticate(None, Some("a"), Some("c")), Err(AuthFailure));
+        assert_eq!(auth.authenticate(None, None, None).unwrap().user.as_deref(), Some("guest"));
+    }
+}

@@ -1,1 +1,48 @@
-//! The INFO the server sends.
+//! The INFO the server sends on accept, with nats-server's field names.
+
+use serde::Serialize;
+
+/// INFO as nats-server 2.15.1 sends it to a client. Fields that are false or empty are left out,
+/// as nats-server does, so clients that test for a key's presence behave the same.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerInfo {
+    pub server_id: String,
+    pub server_name: String,
+    /// The nats-server version whose behaviour Fjord matches (clients key features on it).
+    pub version: String,
+    pub proto: u32,
+    pub go: String,
+    pub host: String,
+    pub port: u16,
+    pub headers: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    pub max_payload: usize,
+    #[serde(skip_serializing_if = "is_false")]
+    pub jetstream: bool,
+    pub client_id: u64,
+    pub client_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub ldm: bool,
+    /// Fjord's own version, beside the compatible nats-server version.
+    pub fjord_version: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl ServerInfo {
+    /// The full `INFO {...}\r\n` line.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = b"INFO ".to_vec();
+        // Serializing a struct of strings and numbers cannot fail.
+        serde_json::to_writer(&mut line, self).expect("INFO serializes");
+        line.extend_from_slice(b" \r\n");
+        line
+    }
+}
