@@ -504,3 +504,237 @@ fn go_quote(bytes: &[u8]) -> String {
     quoted.push('"');
     quoted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::auth::User;
+    use crate::client::permissions::{ResponsePermission, SubjectPermission};
+
+    fn open_conn() -> ClientConn {
+        ClientConn::new(1, Instant(0), &CoreConfig::default(), Arc::new(AuthConfig::default()))
+    }
+
+    fn auth_conn(auth: AuthConfig) -> ClientConn {
+        ClientConn::new(1, Instant(0), &CoreConfig::default(), Arc::new(auth))
+    }
+
+    fn op<'a>(c: &mut ClientConn, op: ClientOp<'a>, out: &mut Vec<u8>) -> Action<'a> {
+        c.handle_op(Instant(0), op, out, None)
+    }
+
+    fn text(out: &[u8]) -> &str {
+        std::str::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn without_auth_ops_before_connect_are_served_verbosely() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        let a = op(&mut c, ClientOp::Sub { subject: b"foo", queue: None, sid: b"1" }, &mut out);
+        assert_eq!(a, Action::Subscribe { sid: b"1", subject: b"foo", queue: None });
+        assert_eq!(text(&out), "+OK\r\n");
+    }
+
+    #[test]
+    fn with_auth_any_op_before_connect_is_an_authorization_violation() {
+        let auth = AuthConfig { token: Some("t".into()), ..AuthConfig::default() };
+        for first in [ClientOp::Ping, ClientOp::Sub { subject: b"x", queue: None, sid: b"1" }] {
+            let mut c = auth_conn(auth.clone());
+            let mut out = Vec::new();
+            assert_eq!(
+                op(&mut c, first, &mut out),
+                Action::Close(CloseReason::AuthorizationViolation)
+            );
+            assert_eq!(text(&out), "-ERR 'Authorization Violation'\r\n");
+            assert!(c.is_closed());
+        }
+    }
+
+    #[test]
+    fn bad_credentials_close_and_good_ones_open() {
+        let auth = AuthConfig { token: Some("t".into()), ..AuthConfig::default() };
+        let mut c = auth_conn(auth.clone());
+        let mut out = Vec::new();
+        let a = op(&mut c, ClientOp::Connect(br#"{"auth_token":"x"}"#), &mut out);
+        assert_eq!(a, Action::Close(CloseReason::AuthorizationViolation));
+        let mut c = auth_conn(auth);
+        out.clear();
+        let a = op(&mut c, ClientOp::Connect(br#"{"auth_token":"t","verbose":false}"#), &mut out);
+        assert_eq!(a, Action::None);
+        assert!(out.is_empty());
+        assert_eq!(c.poll_timeout(), Some(Instant(0) + Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn auth_timeout_fires_without_connect() {
+        let auth = AuthConfig { token: Some("t".into()), ..AuthConfig::default() };
+        let mut c = auth_conn(auth);
+        let deadline = c.poll_timeout().unwrap();
+        assert_eq!(deadline, Instant(0) + Duration::from_secs(2));
+        let mut out = Vec::new();
+        assert_eq!(c.on_timeout(deadline, &mut out), Some(CloseReason::AuthenticationTimeout));
+        assert_eq!(text(&out), "-ERR 'Authentication Timeout'\r\n");
+    }
+
+    #[test]
+    fn idle_client_is_pinged_then_stale() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false}"#), &mut out);
+        // Activity since the last check skips one PING, as nats-server does.
+        let t1 = c.poll_timeout().unwrap();
+        assert_eq!(c.on_timeout(t1, &mut out), None);
+        assert!(out.is_empty());
+        let t2 = c.poll_timeout().unwrap();
+        assert_eq!(c.on_timeout(t2, &mut out), None);
+        let t3 = c.poll_timeout().unwrap();
+        assert_eq!(c.on_timeout(t3, &mut out), None);
+        assert_eq!(text(&out), "PING\r\nPING\r\n");
+        out.clear();
+        let t4 = c.poll_timeout().unwrap();
+        assert_eq!(c.on_timeout(t4, &mut out), Some(CloseReason::StaleConnection));
+        assert_eq!(text(&out), "-ERR 'Stale Connection'\r\n");
+    }
+
+    #[test]
+    fn pong_resets_outstanding_pings() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false}"#), &mut out);
+        for _ in 0..10 {
+            let t = c.poll_timeout().unwrap();
+            assert_eq!(c.on_timeout(t, &mut out), None);
+            c.handle_op(t, ClientOp::Pong, &mut out, None);
+        }
+    }
+
+    #[test]
+    fn pedantic_publish_subject_and_verbose_ok_order() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(b"{}"), &mut out);
+        let pubop = |s| ClientOp::Pub { subject: s, reply: None, headers: None, payload: b"" };
+        assert_eq!(op(&mut c, pubop(b"foo.*"), &mut out), Action::None);
+        assert!(matches!(op(&mut c, pubop(b"foo"), &mut out), Action::Publish(_)));
+        assert_eq!(text(&out), "+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\n");
+    }
+
+    #[test]
+    fn headers_need_connect_headers_true() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false}"#), &mut out);
+        let hpub = ClientOp::Pub {
+            subject: b"foo",
+            reply: None,
+            headers: Some(b"NATS/1.0\r\n\r\n"),
+            payload: b"",
+        };
+        assert!(matches!(op(&mut c, hpub, &mut out), Action::Close(_)));
+        assert!(out.is_empty(), "nats-server closes without a word");
+    }
+
+    fn restricted() -> AuthConfig {
+        AuthConfig {
+            users: vec![User {
+                name: "a".into(),
+                password: Some("b".into()),
+                permissions: Some(Permissions {
+                    publish: Some(SubjectPermission { allow: vec!["foo.>".into()], deny: vec![] }),
+                    subscribe: Some(SubjectPermission {
+                        allow: vec![],
+                        deny: vec!["bar.*".into()],
+                    }),
+                    allow_responses: Some(ResponsePermission::default()),
+                }),
+            }],
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn permission_violations_keep_the_connection_open() {
+        let mut c = auth_conn(restricted());
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false,"user":"a","pass":"b"}"#), &mut out);
+        let pubop = ClientOp::Pub { subject: b"baz", reply: None, headers: None, payload: b"" };
+        assert_eq!(op(&mut c, pubop, &mut out), Action::None);
+        let sub = ClientOp::Sub { subject: b"bar.x", queue: Some(b"q"), sid: b"1" };
+        assert_eq!(op(&mut c, sub, &mut out), Action::None);
+        assert_eq!(
+            text(&out),
+            "-ERR 'Permissions Violation for Publish to \"baz\"'\r\n\
+             -ERR 'Permissions Violation for Subscription to \"bar.x\" using queue \"q\"'\r\n"
+        );
+        assert!(!c.is_closed());
+    }
+
+    #[test]
+    fn allow_responses_lets_a_reply_through_once() {
+        let mut c = auth_conn(restricted());
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false,"user":"a","pass":"b"}"#), &mut out);
+        let mut grants = ResponseGrants::default();
+        grants.grant(b"_INBOX.r", &ResponsePermission::default(), Instant(0));
+        let reply =
+            ClientOp::Pub { subject: b"_INBOX.r", reply: None, headers: None, payload: b"" };
+        let a = c.handle_op(Instant(1), reply.clone(), &mut out, Some(&mut grants));
+        assert!(matches!(a, Action::Publish(_)));
+        let a = c.handle_op(Instant(2), reply, &mut out, Some(&mut grants));
+        assert_eq!(a, Action::None, "the grant is used up");
+    }
+
+    #[test]
+    fn max_subscriptions_and_duplicate_sids() {
+        let config = CoreConfig { max_subscriptions: 1, ..CoreConfig::default() };
+        let mut c = ClientConn::new(1, Instant(0), &config, Arc::new(AuthConfig::default()));
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false}"#), &mut out);
+        let sub = |sid| ClientOp::Sub { subject: b"foo", queue: None, sid };
+        assert!(matches!(op(&mut c, sub(b"1"), &mut out), Action::Subscribe { .. }));
+        assert_eq!(op(&mut c, sub(b"1"), &mut out), Action::None, "re-SUB of a sid is a no-op");
+        assert_eq!(op(&mut c, sub(b"2"), &mut out), Action::None);
+        assert_eq!(text(&out), "-ERR 'maximum subscriptions exceeded'\r\n");
+    }
+
+    #[test]
+    fn unsubscribe_now_and_after_max() {
+        let mut c = open_conn();
+        let mut out = Vec::new();
+        op(&mut c, ClientOp::Connect(br#"{"verbose":false}"#), &mut out);
+        op(&mut c, ClientOp::Sub { subject: b"foo", queue: Some(b"q"), sid: b"1" }, &mut out);
+        let a = op(&mut c, ClientOp::Unsub { sid: b"1", max: Some(3) }, &mut out);
+        assert_eq!(
+            a,
+            Action::Unsubscribe {
+                sid: b"1",
+                subject: b"foo".to_vec(),
+                queue: Some(b"q".to_vec()),
+                max: Some(3)
+            }
+        );
+        assert_eq!(c.subscription_count(), 1, "kept until the driver reports the last delivery");
+        let a = op(&mut c, ClientOp::Unsub { sid: b"1", max: None }, &mut out);
+        assert!(matches!(a, Action::Unsubscribe { max: None, .. }));
+        assert_eq!(c.subscription_count(), 0);
+        assert_eq!(op(&mut c, ClientOp::Unsub { sid: b"9", max: None }, &mut out), Action::None);
+    }
+
+    #[test]
+    fn connect_refusals_match_nats_server() {
+        let mut out = Vec::new();
+        let mut c = open_conn();
+        assert!(matches!(op(&mut c, ClientOp::Connect(b"{bad"), &mut out), Action::Close(_)));
+        assert!(out.is_empty());
+        let mut c = open_conn();
+        op(&mut c, ClientOp::Connect(br#"{"protocol":2}"#), &mut out);
+        assert_eq!(text(&out), "-ERR 'invalid client protocol'\r\n");
+    }
+
+    #[test]
+    fn go_quote_escapes() {
+        assert_eq!(go_quote(b"a\"b"), "\"a\\\"b\"");
+        assert_eq!(go_quote(b"foo.bar"), "\"foo.bar\"");
+    }
+}
