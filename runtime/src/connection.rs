@@ -30,8 +30,13 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let handle =
-        Arc::new(ClientHandle::new(id, shared.config.max_pending, shared.shutdown.child_token()));
+    let handle = Arc::new(ClientHandle::new(
+        id,
+        peer,
+        shared.config.max_pending,
+        shared.shutdown.child_token(),
+    ));
+    shared.register(&handle);
     let now = shared.now();
     let conn = ClientConn::new(id, now, &shared.config, shared.auth.clone());
 
@@ -55,7 +60,6 @@ where
             rng: ChaCha8Rng::seed_from_u64(shared.seed ^ id),
             woken: Vec::new(),
             out: Vec::new(),
-            subs: rustc_hash::FxHashMap::default(),
             uses_grants: false,
             peer,
         };
@@ -64,6 +68,7 @@ where
         handle.outbound.close(reason);
     }
     let _ = writer_task.await;
+    shared.unregister(&handle);
     shared.clients_open.fetch_sub(1, Ordering::AcqRel);
 }
 
@@ -131,8 +136,6 @@ struct Reader {
     woken: Vec<Arc<ClientHandle>>,
     /// Bytes for this client produced by its own ops (+OK, PONG, -ERR).
     out: Vec<u8>,
-    /// This connection's subscriptions by sid, to remove them from the index.
-    subs: rustc_hash::FxHashMap<Vec<u8>, Arc<Subscription>>,
     /// Whether this client has `allow_responses`, so its grants must be consulted.
     uses_grants: bool,
     peer: SocketAddr,
@@ -178,6 +181,7 @@ impl Reader {
     /// Handles every complete op in `buf`, then drops the consumed bytes.
     fn handle_bytes(&mut self, buf: &mut Vec<u8>) -> Option<CloseReason> {
         let now = self.shared.now();
+        self.handle.last_activity.store(now.as_nanos(), Ordering::Relaxed);
         let mut pos = 0;
         let mut closing = None;
         while pos < buf.len() {
@@ -242,23 +246,24 @@ impl Reader {
                     delivered: Default::default(),
                 });
                 if self.shared.index.insert(sub.clone()).is_ok() {
-                    self.subs.insert(sid.to_vec(), sub);
+                    self.handle.subs.lock().insert(sid.to_vec(), sub);
                 }
                 None
             }
             Action::Unsubscribe { sid, subject, queue, max } => {
                 match max {
                     Some(max) => {
-                        if let Some(sub) = self.subs.get(sid) {
+                        let sub = self.handle.subs.lock().get(sid).cloned();
+                        if let Some(sub) = sub {
                             sub.max.store(max, Ordering::Release);
                             if sub.delivered.load(Ordering::Acquire) >= max {
-                                let sub = sub.clone();
                                 self.remove_sub(&sub);
                             }
                         }
                     }
                     None => {
-                        if let Some(sub) = self.subs.remove(sid) {
+                        let sub = self.handle.subs.lock().remove(sid);
+                        if let Some(sub) = sub {
                             self.shared.index.remove(&subject, queue.as_deref(), &sub);
                         }
                     }
@@ -375,7 +380,7 @@ impl Reader {
 
     fn remove_sub(&mut self, sub: &Arc<Subscription>) {
         self.shared.index.remove(&sub.subject, sub.queue.as_deref(), sub);
-        self.subs.remove(&sub.sid);
+        self.handle.subs.lock().remove(&sub.sid);
         self.conn.forget_subscription(&sub.sid);
     }
 
@@ -383,7 +388,7 @@ impl Reader {
         self.handle.has_expired_sids.store(false, Ordering::Release);
         let sids = std::mem::take(&mut *self.handle.expired_sids.lock());
         for sid in sids {
-            self.subs.remove(&sid);
+            self.handle.subs.lock().remove(&sid);
             self.conn.forget_subscription(&sid);
         }
     }
@@ -400,6 +405,7 @@ impl Reader {
 
     /// CONNECT decides what this client takes; publish that to the senders' view of it.
     fn after_connect(&mut self) {
+        *self.handle.connect.lock() = Some(self.conn.options().clone());
         self.handle.takes_headers.store(self.conn.takes_headers(), Ordering::Relaxed);
         let rule = self.conn.permissions().and_then(|p| p.allow_responses.clone());
         self.uses_grants = rule.is_some();
@@ -408,7 +414,8 @@ impl Reader {
     }
 
     fn cleanup(&mut self) {
-        for (_, sub) in self.subs.drain() {
+        let subs = std::mem::take(&mut *self.handle.subs.lock());
+        for (_, sub) in subs {
             self.shared.index.remove(&sub.subject, sub.queue.as_deref(), &sub);
         }
         for handle in self.woken.drain(..) {

@@ -4,8 +4,12 @@
 //! takes the index's read lock on a miss; the generation counter, readable without any lock,
 //! says when cached results went stale. Writers (SUB/UNSUB) take the write lock briefly.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use fjord_core::client::connect::ConnectOptions;
 
 use fjord_core::client::permissions::{ResponseGrants, ResponsePermission};
 use fjord_core::subject::SubjectError;
@@ -19,6 +23,16 @@ use crate::outbound::Outbound;
 /// What other connections need to know of a client to deliver to it.
 pub struct ClientHandle {
     pub id: u64,
+    pub peer: SocketAddr,
+    /// Wall-clock time the connection was accepted (for monitoring).
+    pub started: SystemTime,
+    /// Core time of the last bytes received, in nanoseconds (for monitoring's `idle`).
+    pub last_activity: AtomicU64,
+    /// What the client said in CONNECT (name, lang, version), for monitoring.
+    pub connect: Mutex<Option<ConnectOptions>>,
+    /// This connection's subscriptions by sid. Touched on SUB/UNSUB/close and by monitoring,
+    /// never per message.
+    pub subs: Mutex<FxHashMap<Vec<u8>, Arc<Subscription>>>,
     pub outbound: Outbound,
     /// Set at CONNECT: deliveries keep their headers only for clients that asked for them.
     pub takes_headers: AtomicBool,
@@ -59,9 +73,14 @@ impl ClientStats {
 }
 
 impl ClientHandle {
-    pub fn new(id: u64, max_pending: usize, cancel: CancellationToken) -> Self {
+    pub fn new(id: u64, peer: SocketAddr, max_pending: usize, cancel: CancellationToken) -> Self {
         ClientHandle {
             id,
+            peer,
+            started: SystemTime::now(),
+            last_activity: AtomicU64::new(0),
+            connect: Mutex::new(None),
+            subs: Mutex::new(FxHashMap::default()),
             outbound: Outbound::new(max_pending),
             takes_headers: AtomicBool::new(false),
             response_rule: Mutex::new(None),

@@ -1,9 +1,12 @@
 //! The server: the listener, the state every connection shares, and shutdown.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use fjord_core::client::auth::AuthConfig;
 use fjord_core::config::{CoreConfig, COMPATIBLE_NATS_VERSION, FJORD_VERSION};
@@ -15,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::connection;
-use crate::index::Index;
+use crate::index::{ClientHandle, ClientStats, Index};
 
 /// What every connection task shares. Nothing in here is touched per message except the
 /// read-mostly index generation (see `index.rs`).
@@ -24,6 +27,12 @@ pub struct Shared {
     pub auth: Arc<AuthConfig>,
     pub index: Index,
     pub clients_open: AtomicUsize,
+    /// Every open connection, for monitoring and lame-duck mode; touched on connect/close only.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    pub total_connections: AtomicU64,
+    /// Counters of connections already closed, so server totals do not go back.
+    pub closed_stats: ClientStats,
+    pub started: SystemTime,
     pub slow_consumers: AtomicU64,
     pub shutdown: CancellationToken,
     pub write_deadline: Duration,
@@ -40,6 +49,10 @@ impl Shared {
             config,
             index: Index::default(),
             clients_open: AtomicUsize::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+            total_connections: AtomicU64::new(0),
+            closed_stats: ClientStats::default(),
+            started: SystemTime::now(),
             slow_consumers: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             write_deadline: Duration::from_secs(10),
@@ -60,6 +73,20 @@ impl Shared {
             Some(at) => self.start + Duration::from_nanos(at.0),
             None => tokio::time::Instant::now() + Duration::from_secs(86400),
         }
+    }
+
+    pub fn register(&self, handle: &Arc<ClientHandle>) {
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        self.clients.lock().insert(handle.id, handle.clone());
+    }
+
+    pub fn unregister(&self, handle: &ClientHandle) {
+        self.clients.lock().remove(&handle.id);
+        let (from, to) = (&handle.stats, &self.closed_stats);
+        to.in_msgs.fetch_add(from.in_msgs.load(Ordering::Relaxed), Ordering::Relaxed);
+        to.in_bytes.fetch_add(from.in_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        to.out_msgs.fetch_add(from.out_msgs.load(Ordering::Relaxed), Ordering::Relaxed);
+        to.out_bytes.fetch_add(from.out_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     pub fn parser_config(&self) -> ParserConfig {
