@@ -25,6 +25,11 @@ pub struct Options {
     pub ports_file_dir: Option<PathBuf>,
     pub jetstream: bool,
     pub store_dir: Option<PathBuf>,
+    /// JetStream memory-store limit in bytes (`jetstream { max_memory_store }`); None = the
+    /// server's default.
+    pub jetstream_max_memory: Option<i64>,
+    /// JetStream file-store limit in bytes (`jetstream { max_file_store }`); None = default.
+    pub jetstream_max_file: Option<i64>,
     /// Where the configuration file came from, if any.
     pub config_file: Option<PathBuf>,
     /// Keys of the configuration file Fjord does not support yet (warned about at start).
@@ -48,6 +53,8 @@ impl Default for Options {
             ports_file_dir: None,
             jetstream: false,
             store_dir: None,
+            jetstream_max_memory: None,
+            jetstream_max_file: None,
             config_file: None,
             unsupported_keys: Vec::new(),
         }
