@@ -6,8 +6,10 @@
 
 pub mod client;
 pub mod config;
+pub mod disk;
 pub mod proto;
 pub mod route;
+pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod time;
