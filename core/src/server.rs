@@ -558,7 +558,9 @@ mod tests {
     }
 
     /// Drains outputs, writing everything at once; returns (bytes per client, closes).
-    fn drain(s: &mut Server) -> (Vec<(u64, String)>, Vec<(u64, CloseReason)>) {
+    type Drained = (Vec<(u64, String)>, Vec<(u64, CloseReason)>);
+
+    fn drain(s: &mut Server) -> Drained {
         let mut sends = Vec::new();
         let mut closes = Vec::new();
         while let Some(out) = s.poll_output() {
