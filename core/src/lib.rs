@@ -6,7 +6,6 @@
 
 pub mod client;
 pub mod config;
-pub mod disk;
 pub mod proto;
 pub mod route;
 pub mod server;
