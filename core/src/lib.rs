@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod disk;
 pub mod proto;
 pub mod route;
 pub mod server;
