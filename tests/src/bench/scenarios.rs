@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 /// The publisher sends a PING every this many messages and, before sending the next
 /// PING, waits for the PONG of the previous one (at most two intervals in flight).
-const PING_EVERY: u64 = 10_000;
+/// (Settable from the command line.)
+pub static PING_EVERY: AtomicU64 = AtomicU64::new(10_000);
 /// Most messages the slowest subscriber may lag behind the publisher...
 const WINDOW_MSGS: u64 = 256 * 1024;
 /// ...and most bytes (frames as encoded on the wire), well below a 64 MiB slow-consumer limit.
@@ -38,6 +39,9 @@ pub struct Throughput {
     /// Per-member counts (queue groups) for information.
     pub min_member: u64,
     pub max_member: u64,
+    /// Time the publisher spent blocked by flow control (subscriber window, PONG).
+    pub pub_wait_window: Duration,
+    pub pub_wait_pong: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +113,7 @@ fn publish(
     size: usize,
     window: u64,
     progress: &dyn Fn() -> u64,
-) -> Res<()> {
+) -> Res<(Duration, Duration)> {
     let mut frame = format!("PUB {subject} {size}\r\n").into_bytes();
     frame.extend_from_slice(&payload(size));
     frame.extend_from_slice(b"\r\n");
@@ -118,12 +122,15 @@ fn publish(
     let batch: Vec<u8> = frame.repeat(per_batch as usize);
 
     let mut sent = 0u64;
-    let mut next_ping = PING_EVERY;
+    let ping_every = PING_EVERY.load(Ordering::Relaxed).max(1);
+    let mut next_ping = ping_every;
     let mut ping_outstanding = false;
+    let (mut wait_window, mut wait_pong) = (Duration::ZERO, Duration::ZERO);
     while sent < n {
         let k = per_batch.min(n - sent).min(next_ping - sent);
         // Bound how far the slowest subscriber lags behind.
         let mut spins = 0u32;
+        let t = Instant::now();
         while sent + k > progress() + window {
             ctx.check("publisher waited for subscribers to catch up")?;
             spins += 1;
@@ -133,22 +140,28 @@ fn publish(
                 thread::sleep(Duration::from_micros(50));
             }
         }
+        if spins > 0 {
+            wait_window += t.elapsed();
+        }
         conn.write_all(&batch[..k as usize * frame_len])?;
         sent += k;
         if sent == next_ping && sent < n {
             ctx.check("publishing")?;
             if ping_outstanding {
+                let t = Instant::now();
                 conn.wait_pong()?;
+                wait_pong += t.elapsed();
             }
             conn.write_all(b"PING\r\n")?;
             ping_outstanding = true;
-            next_ping += PING_EVERY;
+            next_ping += ping_every;
         }
     }
     if ping_outstanding {
         conn.wait_pong()?;
     }
-    conn.flush()
+    conn.flush()?;
+    Ok((wait_window, wait_pong))
 }
 
 /// 1 publisher and `nsubs` subscribers on one subject (or one queue group).
@@ -189,15 +202,16 @@ pub fn throughput(
     }
 
     let frame_len = format!("PUB {subject} {size}\r\n").len() as u64 + size as u64 + 2;
-    let window = WINDOW_MSGS.min(WINDOW_BYTES / frame_len).max(PING_EVERY);
+    let window = WINDOW_MSGS.min(WINDOW_BYTES / frame_len).max(PING_EVERY.load(Ordering::Relaxed));
     let progress = || -> u64 {
         match delivery {
             Delivery::All => counters.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap(),
             Delivery::Queue => counters.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
         }
     };
+    let mut waits = (Duration::ZERO, Duration::ZERO);
     let run = (|| -> Res<()> {
-        publish(&mut publ, &ctx, &subject, n, size, window, &progress)?;
+        waits = publish(&mut publ, &ctx, &subject, n, size, window, &progress)?;
         // Wait for every expected message, then drain with a PING per subscriber.
         while progress() < n {
             let counts: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
@@ -260,6 +274,8 @@ pub fn throughput(
         mb_per_sec: delivered as f64 * size as f64 / secs / 1e6,
         min_member: *counts.iter().min().unwrap(),
         max_member: *counts.iter().max().unwrap(),
+        pub_wait_window: waits.0,
+        pub_wait_pong: waits.1,
     })
 }
 

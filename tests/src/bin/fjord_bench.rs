@@ -65,6 +65,10 @@ struct Cli {
     /// For `all`: list the case names with their defaults and exit.
     #[arg(long)]
     list: bool,
+    /// Publisher flow control: send a PING every this many messages and wait for the
+    /// previous PING's PONG before sending the next one.
+    #[arg(long, default_value_t = 10_000)]
+    ping_every: u64,
     /// Print machine-readable JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -145,13 +149,16 @@ fn run_case(cli: &Cli, addr: &str, case: &Case) -> Result<Value, String> {
         if !cli.json {
             match &s {
                 Sample::Tput(t) => eprintln!(
-                    "  {} run {}: {:.0} msgs/s, {:.1} MB/s ({} msgs in {:.3}s)",
+                    "  {} run {}: {:.0} msgs/s, {:.1} MB/s ({} msgs in {:.3}s; publisher \
+                     blocked {:.0} ms on the subscriber window, {:.0} ms on PONGs)",
                     case.name,
                     r + 1,
                     t.msgs_per_sec,
                     t.mb_per_sec,
                     t.delivered,
-                    t.secs
+                    t.secs,
+                    t.pub_wait_window.as_secs_f64() * 1e3,
+                    t.pub_wait_pong.as_secs_f64() * 1e3,
                 ),
                 Sample::Lat(l) => eprintln!(
                     "  {} run {}: p50 {:.1}us p90 {:.1}us p99 {:.1}us",
@@ -251,6 +258,7 @@ fn print_table(url: &str, runs: usize, recs: &[Value]) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    scenarios::PING_EVERY.store(cli.ping_every.max(1), std::sync::atomic::Ordering::Relaxed);
     if cli.list {
         for c in default_cases() {
             println!("{:<12} {:?} msgs={} size={}", c.name, c.scenario, c.msgs, c.size);
