@@ -9,6 +9,7 @@ pub mod config;
 pub mod disk;
 pub mod proto;
 pub mod route;
+pub mod store;
 pub mod server;
 pub mod subject;
 pub mod sublist;

@@ -1,0 +1,504 @@
+//! `FileLog`: records appended to numbered block files through a `Disk`, and the recovery
+//! that rebuilds an engine from them.
+//!
+//! Layout under `dir`: `NNNNNNNNNN.blk` block files (see `record.rs` for the record format)
+//! and `index.ckp`, the checkpoint (see `checkpoint.rs`). Every block begins with a `Base`
+//! record, so the oldest blocks can be deleted once nothing in them is live.
+//!
+//! Durability rules, and why:
+//! - `sync` syncs every block written since the last one, then the directory if a block was
+//!   created: nothing is acknowledged before both.
+//! - A block is synced when it is sealed (a new one started), so after a crash only the last
+//!   block can end in a torn record; a bad record anywhere else is corruption.
+//! - Recovery truncates a torn tail (an incomplete record, or zeros, at the end of the last
+//!   block: a write that never completed, so never acknowledged). A record whose checksum fails
+//!   with its full length present is corruption: it is reported with its sequences, never
+//!   served and never truncated away, and new records go to a fresh block after it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use super::checkpoint::{self, Checkpoint};
+use super::engine::{Base, Engine, Log};
+use super::index::{Entry, Index};
+use super::record::{self, Body, Kind, RecordError, HEADER_LEN};
+use super::{Limits, StoreError, StoredMsg};
+use crate::disk::{join, Disk, DiskError};
+
+const CHECKPOINT: &str = "index.ckp";
+
+/// Test-only mutations that break durability on purpose, so the tests can prove they notice.
+#[cfg(any(test, feature = "canaries"))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Canaries {
+    /// `flush` reports durability without syncing.
+    pub ack_before_sync: bool,
+    /// Reads and recovery accept records whose body checksum fails.
+    pub skip_checksum: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileStoreConfig {
+    /// Directory of the store, relative to the disk's root.
+    pub dir: String,
+    /// A block is sealed once the next record would take it past this many bytes.
+    pub block_size: u64,
+    /// Write a checkpoint every this many flushes (0 = only on `checkpoint()`).
+    pub checkpoint_every: u64,
+    #[cfg(any(test, feature = "canaries"))]
+    pub canaries: Canaries,
+}
+
+impl FileStoreConfig {
+    pub fn new(dir: impl Into<String>) -> Self {
+        FileStoreConfig {
+            dir: dir.into(),
+            block_size: 8 << 20,
+            checkpoint_every: 1024,
+            #[cfg(any(test, feature = "canaries"))]
+            canaries: Canaries::default(),
+        }
+    }
+
+    fn ack_before_sync(&self) -> bool {
+        #[cfg(any(test, feature = "canaries"))]
+        return self.canaries.ack_before_sync;
+        #[cfg(not(any(test, feature = "canaries")))]
+        false
+    }
+
+    fn verify(&self) -> bool {
+        #[cfg(any(test, feature = "canaries"))]
+        return !self.canaries.skip_checksum;
+        #[cfg(not(any(test, feature = "canaries")))]
+        true
+    }
+}
+
+/// Where a message's record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLoc {
+    pub block: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The checkpoint was valid and only the records after it were replayed.
+    pub used_checkpoint: bool,
+    /// Why the checkpoint was not used, if one existed.
+    pub checkpoint_rejected: Option<String>,
+    /// Bytes of torn tail cut from the last block.
+    pub torn_bytes: u64,
+    /// Damaged sequence ranges (`None` end: unknown).
+    pub corrupt: Vec<(u64, Option<u64>)>,
+    /// Records replayed from blocks.
+    pub records_replayed: u64,
+}
+
+pub struct FileLog<D> {
+    disk: D,
+    config: FileStoreConfig,
+    /// Every block and its length.
+    blocks: BTreeMap<u32, u64>,
+    dirty: BTreeSet<u32>,
+    dir_dirty: bool,
+    /// Start a new block before the next append (the tail holds damage we must not bury).
+    roll_next: bool,
+    /// Block, offset and header checksum of the last record appended.
+    last_record: (u32, u64, u32),
+    flushes_since_checkpoint: u64,
+    force_checkpoint: bool,
+    /// Corruption was found: keep doing full scans so it stays reported.
+    damaged: bool,
+    buf: Vec<u8>,
+}
+
+impl<D> std::fmt::Debug for FileLog<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLog").field("dir", &self.config.dir).field("blocks", &self.blocks).finish()
+    }
+}
+
+fn block_name(id: u32) -> String {
+    format!("{id:010}.blk")
+}
+
+fn parse_block_name(name: &str) -> Option<u32> {
+    name.strip_suffix(".blk")?.parse().ok()
+}
+
+impl<D: Disk> FileLog<D> {
+    fn path(&self, block: u32) -> String {
+        join(&self.config.dir, &block_name(block))
+    }
+
+    fn tail(&self) -> Option<(u32, u64)> {
+        self.blocks.last_key_value().map(|(id, len)| (*id, *len))
+    }
+
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// Gives the disk back (to crash it, in tests and the simulator).
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
+    /// Block ids, oldest first.
+    pub fn block_ids(&self) -> Vec<u32> {
+        self.blocks.keys().copied().collect()
+    }
+
+    pub fn block_path(&self, id: u32) -> String {
+        self.path(id)
+    }
+
+    fn start_block(&mut self, base: Base) -> Result<(), StoreError> {
+        if let Some((tail, _)) = self.tail() {
+            // Seal: after this sync the old block can never end torn.
+            if !self.config.ack_before_sync() {
+                self.disk.sync(&self.path(tail))?;
+            }
+            self.dirty.remove(&tail);
+        }
+        let id = self.tail().map_or(1, |(t, _)| t + 1);
+        let path = self.path(id);
+        self.disk.create(&path)?;
+        self.dir_dirty = true;
+        self.blocks.insert(id, 0);
+        let mut buf = Vec::new();
+        record::encode(base.first_seq, &Body::Base { last_seq: base.last_seq, last_ts: base.last_ts }, &mut buf);
+        self.write_record(id, &buf)?;
+        self.roll_next = false;
+        Ok(())
+    }
+
+    fn write_record(&mut self, id: u32, rec: &[u8]) -> Result<u64, StoreError> {
+        let path = self.path(id);
+        let before = self.blocks.get(&id).copied().unwrap_or(0);
+        let offset = match self.disk.append(&path, rec) {
+            Ok(o) => o,
+            Err(e) => {
+                // A partial append would leave garbage for the next record to follow: cut it.
+                let _ = self.disk.truncate(&path, before);
+                return Err(e.into());
+            }
+        };
+        self.blocks.insert(id, offset + rec.len() as u64);
+        self.dirty.insert(id);
+        let hcrc = u32::from_le_bytes([rec[17], rec[18], rec[19], rec[20]]);
+        self.last_record = (id, offset, hcrc);
+        Ok(offset)
+    }
+
+    /// Writes the checkpoint now (it covers only what is durable: call after `flush`).
+    fn write_checkpoint(&mut self, index: &Index<FileLoc>, last_seq: u64, last_ts: i64) -> Result<(), StoreError> {
+        let Some(tail) = self.tail() else { return Ok(()) };
+        let blocks: Vec<(u32, u64)> = self.blocks.iter().map(|(i, l)| (*i, *l)).collect();
+        let bytes = checkpoint::encode(last_seq, last_ts, tail, self.last_record, &blocks, index.iter_exact());
+        self.disk.replace_atomically(&join(&self.config.dir, CHECKPOINT), &bytes)?;
+        self.flushes_since_checkpoint = 0;
+        self.force_checkpoint = false;
+        Ok(())
+    }
+}
+
+impl<D: Disk> Log for FileLog<D> {
+    type Loc = FileLoc;
+
+    fn append(&mut self, seq: u64, body: &Body<'_>, base: Base) -> Result<Option<FileLoc>, StoreError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let len = record::encode(seq, body, &mut buf);
+        let result = (|| {
+            let roll = match self.tail() {
+                None => true,
+                Some((_, tail_len)) => {
+                    self.roll_next || (tail_len > HEADER_LEN as u64 + 16 && tail_len + len as u64 > self.config.block_size)
+                }
+            };
+            if roll {
+                self.start_block(base)?;
+            }
+            let (id, _) = self.tail().ok_or(StoreError::Disk(DiskError::NoSpace))?;
+            let offset = self.write_record(id, &buf)?;
+            Ok(matches!(body, Body::Msg { .. }).then_some(FileLoc { block: id, offset, len: len as u32 }))
+        })();
+        self.buf = buf;
+        result
+    }
+
+    fn read(&mut self, seq: u64, e: &Entry<FileLoc>) -> Result<StoredMsg, StoreError> {
+        let mut buf = vec![0; e.loc.len as usize];
+        let n = self.disk.read_at(&self.path(e.loc.block), e.loc.offset, &mut buf)?;
+        let corrupt = StoreError::Corrupt { from: seq, to: Some(seq) };
+        if n < buf.len() {
+            return Err(corrupt);
+        }
+        match record::decode(&buf, self.config.verify()) {
+            Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => Ok(StoredMsg {
+                seq,
+                subject: Bytes::copy_from_slice(subject),
+                headers: Bytes::copy_from_slice(headers),
+                payload: Bytes::copy_from_slice(payload),
+                ts,
+                ttl: (ttl > 0).then_some(ttl),
+            }),
+            _ => Err(corrupt),
+        }
+    }
+
+    fn erase(&mut self, seq: u64, loc: &FileLoc) -> Result<(), StoreError> {
+        let mut buf = Vec::new();
+        record::encode(seq, &Body::Erased { len: loc.len - HEADER_LEN as u32 }, &mut buf);
+        self.disk.write_at(&self.path(loc.block), loc.offset, &buf)?;
+        self.dirty.insert(loc.block);
+        Ok(())
+    }
+
+    fn sync(&mut self, first_live: Option<&FileLoc>) -> Result<(), StoreError> {
+        if self.config.ack_before_sync() {
+            return Ok(());
+        }
+        for id in std::mem::take(&mut self.dirty) {
+            self.disk.sync(&self.path(id))?;
+        }
+        if self.dir_dirty {
+            self.disk.sync_dir(&self.config.dir)?;
+            self.dir_dirty = false;
+        }
+        // Reclaim blocks wholly before the oldest live message: the records that killed their
+        // messages are durable now. The tail stays, it carries the state in its `Base`.
+        let Some((tail, _)) = self.tail() else { return Ok(()) };
+        let keep_from = first_live.map_or(tail, |l| l.block.min(tail));
+        let dead: Vec<u32> = self.blocks.range(..keep_from).map(|(id, _)| *id).collect();
+        if !dead.is_empty() {
+            for id in dead {
+                self.disk.remove(&self.path(id))?;
+                self.blocks.remove(&id);
+            }
+            self.disk.sync_dir(&self.config.dir)?;
+            self.force_checkpoint = true;
+        }
+        Ok(())
+    }
+
+    fn after_sync(&mut self, index: &Index<FileLoc>, last_seq: u64, last_ts: i64) -> Result<(), StoreError> {
+        self.flushes_since_checkpoint += 1;
+        let due = self.config.checkpoint_every > 0 && self.flushes_since_checkpoint >= self.config.checkpoint_every;
+        if (due || self.force_checkpoint) && !self.damaged && !self.config.ack_before_sync() {
+            self.write_checkpoint(index, last_seq, last_ts)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opening: scan state carried across blocks.
+struct Scan {
+    report: RecoveryReport,
+    /// A damaged region whose end is not known yet: its first possibly-lost sequence.
+    open_gap: Option<u64>,
+}
+
+impl<D: Disk> Engine<FileLog<D>> {
+    /// Opens (or creates) the store in `config.dir`, recovering its state.
+    pub fn open(mut disk: D, config: FileStoreConfig, limits: Limits) -> Result<(Self, RecoveryReport), StoreError> {
+        disk.create_dir_all(&config.dir)?;
+        let mut blocks = BTreeMap::new();
+        for name in disk.list(&config.dir)? {
+            let path = join(&config.dir, &name);
+            if name.ends_with(".tmp") {
+                // A checkpoint that never got renamed in.
+                disk.remove(&path)?;
+            } else if let Some(id) = parse_block_name(&name) {
+                blocks.insert(id, disk.len(&path)?);
+            }
+        }
+        let log = FileLog {
+            disk,
+            config,
+            blocks,
+            dirty: BTreeSet::new(),
+            dir_dirty: false,
+            roll_next: false,
+            last_record: (0, 0, 0),
+            flushes_since_checkpoint: 0,
+            force_checkpoint: false,
+            damaged: false,
+            buf: Vec::new(),
+        };
+        let mut engine = Engine::with_log(log, limits);
+        let mut scan = Scan { report: RecoveryReport::default(), open_gap: None };
+
+        let start = match engine.load_checkpoint() {
+            Ok(Some(cp)) => {
+                scan.report.used_checkpoint = true;
+                let start = (cp.tail, cp.tail_len);
+                engine.last_seq = cp.last_seq;
+                engine.last_ts = cp.last_ts;
+                engine.log.last_record = cp.last_record;
+                for (seq, e) in cp.entries {
+                    engine.index.insert(seq, e);
+                }
+                start
+            }
+            Ok(None) => (0, 0),
+            Err(why) => {
+                scan.report.checkpoint_rejected = Some(why);
+                (0, 0)
+            }
+        };
+        let ids: Vec<u32> = engine.log.blocks.range(start.0..).map(|(id, _)| *id).collect();
+        let last = ids.last().copied();
+        for id in ids {
+            let from = if id == start.0 { start.1 } else { 0 };
+            engine.scan_block(id, from, Some(id) == last, &mut scan)?;
+        }
+        if let Some(from) = scan.open_gap {
+            scan.report.corrupt.push((from, None));
+        }
+        engine.log.damaged = !scan.report.corrupt.is_empty();
+        engine.corrupt = scan.report.corrupt.clone();
+        Ok((engine, scan.report))
+    }
+
+    /// Writes a checkpoint of the durable state now.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        super::StreamStore::flush(self)?;
+        self.log.write_checkpoint(&self.index, self.last_seq, self.last_ts)
+    }
+
+    /// The checkpoint if present and consistent with the blocks; `Err` says why not.
+    fn load_checkpoint(&mut self) -> Result<Option<Checkpoint>, String> {
+        let path = join(&self.log.config.dir, CHECKPOINT);
+        if !self.log.disk.exists(&path).map_err(|e| e.to_string())? {
+            return Ok(None);
+        }
+        let bytes = self.log.disk.read_all(&path).map_err(|e| e.to_string())?;
+        let cp = checkpoint::decode(&bytes).map_err(|e| e.to_string())?;
+        for (id, len) in &cp.blocks {
+            match self.log.blocks.get(id) {
+                Some(have) if have >= len => {}
+                _ => return Err(format!("block {id} missing or shorter than checkpointed")),
+            }
+        }
+        if cp.blocks.last().map(|b| (b.0, b.1)) != Some((cp.tail, cp.tail_len)) {
+            return Err("checkpoint tail is not its last block".into());
+        }
+        let (block, offset, hcrc) = cp.last_record;
+        let mut h = [0; HEADER_LEN];
+        let n = self.log.disk.read_at(&self.log.path(block), offset, &mut h).map_err(|e| e.to_string())?;
+        match record::decode_header(&h[..n]) {
+            Ok(header) if header.header_crc == hcrc => {}
+            _ => return Err("checkpoint's last record does not match the block".into()),
+        }
+        if cp.entries.iter().any(|(_, e)| !cp.blocks.iter().any(|(id, _)| *id == e.loc.block)) {
+            return Err("checkpoint entry outside its blocks".into());
+        }
+        Ok(Some(cp))
+    }
+
+    /// Replays one block from `from`, classifying every bad byte as torn or corrupt.
+    fn scan_block(&mut self, id: u32, from: u64, is_last: bool, scan: &mut Scan) -> Result<(), StoreError> {
+        let path = self.log.path(id);
+        let data = self.log.disk.read_all(&path)?;
+        let verify = self.log.config.verify();
+        let mut off = from as usize;
+        while off < data.len() {
+            match record::decode(&data[off..], verify) {
+                Ok((h, body)) => {
+                    self.close_gap(h.seq, &body, scan);
+                    let loc = FileLoc { block: id, offset: off as u64, len: h.record_len() as u32 };
+                    let is_msg = matches!(body, Body::Msg { .. });
+                    self.apply(h.seq, &body, is_msg.then_some(loc));
+                    self.log.last_record = (id, off as u64, h.header_crc);
+                    scan.report.records_replayed += 1;
+                    off += h.record_len();
+                }
+                Err(RecordError::Incomplete) | Err(RecordError::BadHeader)
+                    if is_last && (data.len() - off < HEADER_LEN || data[off..].iter().all(|b| *b == 0) || incomplete(&data[off..])) =>
+                {
+                    // Torn tail: a write that never completed, so was never acknowledged.
+                    self.log.disk.truncate(&path, off as u64)?;
+                    self.log.disk.sync(&path)?;
+                    self.log.blocks.insert(id, off as u64);
+                    scan.report.torn_bytes += (data.len() - off) as u64;
+                    return Ok(());
+                }
+                Err(RecordError::BadBody) | Err(RecordError::Malformed) => {
+                    // The header is sound: exactly one record is damaged, and we know which.
+                    let Ok(h) = record::decode_header(&data[off..]) else { break };
+                    self.damaged_record(h.seq, h.kind, scan);
+                    off += h.record_len();
+                }
+                Err(_) => {
+                    // Framing lost: find the next record whose both checksums hold.
+                    if scan.open_gap.is_none() {
+                        scan.open_gap = Some(self.last_seq + 1);
+                    }
+                    match (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok()) {
+                        Some(next) => off = next,
+                        None => {
+                            if is_last {
+                                self.log.roll_next = true;
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn damaged_record(&mut self, seq: u64, kind: Kind, scan: &mut Scan) {
+        match kind {
+            Kind::Msg | Kind::Skip => {
+                scan.report.corrupt.push((seq, Some(seq)));
+                // Never hand this sequence out again: it may have been acknowledged.
+                self.last_seq = self.last_seq.max(seq);
+            }
+            // An erased record was removed already; the other kinds' header carries what
+            // matters, but their loss is still reported.
+            Kind::Erased => {}
+            Kind::Tombstone | Kind::Compact => self.apply(seq, &bodiless(kind), None),
+            Kind::Truncate | Kind::Base => scan.report.corrupt.push((seq, Some(seq))),
+        }
+    }
+
+    /// A good record after lost framing bounds the damaged range.
+    fn close_gap(&mut self, seq: u64, body: &Body<'_>, scan: &mut Scan) {
+        let Some(from) = scan.open_gap else { return };
+        let to = match body {
+            Body::Msg { .. } | Body::Skip { .. } => seq.checked_sub(1),
+            Body::Base { last_seq, .. } => Some(*last_seq),
+            _ => return,
+        };
+        scan.open_gap = None;
+        if let Some(to) = to.filter(|t| *t >= from) {
+            scan.report.corrupt.push((from, Some(to)));
+            self.last_seq = self.last_seq.max(to);
+        }
+    }
+}
+
+fn bodiless(kind: Kind) -> Body<'static> {
+    match kind {
+        Kind::Compact => Body::Compact,
+        _ => Body::Tombstone,
+    }
+}
+
+/// A sound header whose record runs past the end of the file: torn while being appended.
+fn incomplete(rest: &[u8]) -> bool {
+    matches!(record::decode_header(rest), Ok(h) if h.record_len() > rest.len())
+}

@@ -1,0 +1,3 @@
+//! Store tests: the model check, crash and corruption tests, mutation canaries.
+
+mod model;
