@@ -1,0 +1,5 @@
+//! Workloads: simulated clients that drive the nodes through the network with real protocol
+//! bytes. Core pub/sub comes first; JetStream, KV and cluster workloads join it later.
+
+pub mod proto;
+pub mod pubsub;
