@@ -150,7 +150,7 @@ impl World {
         let ping_max = r.random_range(1..=3);
         let max_pending =
             if r.random_bool(0.3) { r.random_range(2_000..=64_000) } else { 64 * 1024 * 1024 };
-        let op_gap = dur_us(r, 200, 50_000);
+        let op_gap = dur_ms(r, 10, 300);
         let burst_max = r.random_range(1..=6);
         let subject_width = r.random_range(1..=4);
         let payload_max = [0, 16, 200, 4000][r.random_range(0..4usize)];
