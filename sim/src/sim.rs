@@ -319,11 +319,20 @@ impl Sim {
         let Some(stream) = self.net.stream(conn) else { return };
         let (client, node) = (stream.client, stream.node);
         let Some(segment) = self.net.pop(conn, to) else { return };
-        if let Segment::Data(bytes) = &segment {
-            self.digest.write(bytes);
-            if self.trace {
-                println!("               {}", show(bytes));
+        match &segment {
+            Segment::Data(bytes) => {
+                self.digest.write(bytes);
+                if self.trace {
+                    println!("               {}", show(bytes));
+                }
             }
+            Segment::Open | Segment::Fin if self.trace => {
+                println!(
+                    "               ({})",
+                    if segment == Segment::Open { "open" } else { "fin" }
+                );
+            }
+            _ => {}
         }
         match to {
             Side::Server => {
