@@ -473,7 +473,7 @@ mod tests {
             d.append("s/a", b"456789abcdef").unwrap();
             d.crash();
             let got = d.read_all("s/a").unwrap();
-            assert!(got.len() % 4 == 0 && got.len() >= 4, "{got:?}");
+            assert!(got.len().is_multiple_of(4) && got.len() >= 4, "{got:?}");
             assert_eq!(&b"0123456789abcdef"[..got.len()], &got[..]);
         }
     }

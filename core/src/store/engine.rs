@@ -28,16 +28,26 @@ pub trait Log {
     /// Where a message's bytes are, kept in the index.
     type Loc: Clone;
     /// Appends a record (pending until `sync`); returns the location of a `Msg`.
-    fn append(&mut self, seq: u64, body: &Body<'_>, base: Base) -> Result<Option<Self::Loc>, StoreError>;
+    fn append(
+        &mut self,
+        seq: u64,
+        body: &Body<'_>,
+        base: Base,
+    ) -> Result<Option<Self::Loc>, StoreError>;
     /// Reads back a live message.
     fn read(&mut self, seq: u64, entry: &Entry<Self::Loc>) -> Result<StoredMsg, StoreError>;
-    /// Overwrites a removed message's bytes.
-    fn erase(&mut self, seq: u64, loc: &Self::Loc) -> Result<(), StoreError>;
+    /// Overwrites a removed message's bytes (`ts` is kept: replay needs it).
+    fn erase(&mut self, seq: u64, ts: i64, loc: &Self::Loc) -> Result<(), StoreError>;
     /// Makes everything appended durable. `first_live` is the oldest live message: storage
     /// wholly before it may be reclaimed, now that the records that killed it are durable.
     fn sync(&mut self, first_live: Option<&Self::Loc>) -> Result<(), StoreError>;
     /// Called after a sync with the durable state, for logs that checkpoint it.
-    fn after_sync(&mut self, _index: &Index<Self::Loc>, _last_seq: u64, _last_ts: i64) -> Result<(), StoreError> {
+    fn after_sync(
+        &mut self,
+        _index: &Index<Self::Loc>,
+        _last_seq: u64,
+        _last_ts: i64,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -113,8 +123,10 @@ impl<L: Log> Engine<L> {
             Body::Msg { ts, ttl, subject, headers, payload } => {
                 if let Some(loc) = loc {
                     let size = (subject.len() + headers.len() + payload.len()) as u64;
-                    let expires = (ttl > 0).then(|| ts.saturating_add(ttl.min(i64::MAX as u64) as i64));
-                    let entry = Entry { subject: Bytes::copy_from_slice(subject), ts, size, expires, loc };
+                    let expires =
+                        (ttl > 0).then(|| ts.saturating_add(ttl.min(i64::MAX as u64) as i64));
+                    let entry =
+                        Entry { subject: Bytes::copy_from_slice(subject), ts, size, expires, loc };
                     self.index.insert(seq, entry);
                 }
                 self.last_seq = seq;
@@ -125,8 +137,8 @@ impl<L: Log> Engine<L> {
                 // A message removed after it was damaged is no longer a loss.
                 self.corrupt.retain(|r| *r != (seq, Some(seq)));
             }
-            Body::Erased { .. } => {}
-            Body::Skip { ts } => {
+            // Stands where the message was: it assigned this sequence and time.
+            Body::Erased { ts, .. } | Body::Skip { ts } => {
                 self.last_seq = seq;
                 self.last_ts = ts;
             }
@@ -197,7 +209,9 @@ impl<L: Log> Engine<L> {
             if l.max_bytes > 0 && self.index.bytes() + size > l.max_bytes {
                 return Err(StoreError::MaxBytes);
             }
-            if l.max_msgs_per_subject > 0 && self.index.subject_count(subject) >= l.max_msgs_per_subject {
+            if l.max_msgs_per_subject > 0
+                && self.index.subject_count(subject) >= l.max_msgs_per_subject
+            {
                 return Err(StoreError::MaxMsgsPerSubject);
             }
         }
@@ -233,7 +247,8 @@ impl<L: Log> Engine<L> {
     ) -> Result<(), StoreError> {
         subject::validate_literal(subj).map_err(|_| StoreError::InvalidSubject)?;
         if subj.len() > u16::MAX as usize
-            || headers.len() + payload.len() + subj.len() + 64 > super::record::MAX_BODY_LEN as usize
+            || headers.len() + payload.len() + subj.len() + 64
+                > super::record::MAX_BODY_LEN as usize
         {
             return Err(StoreError::TooLarge);
         }
@@ -261,13 +276,28 @@ impl<L: Log> Engine<L> {
 }
 
 impl<L: Log> StreamStore for Engine<L> {
-    fn store(&mut self, subject: &[u8], headers: &[u8], payload: &[u8], ts: i64, ttl: Option<u64>) -> Result<u64, StoreError> {
+    fn store(
+        &mut self,
+        subject: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+        ts: i64,
+        ttl: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let seq = self.last_seq + 1;
         self.store_inner(seq, subject, headers, payload, ts, ttl)?;
         Ok(seq)
     }
 
-    fn store_at(&mut self, seq: u64, subject: &[u8], headers: &[u8], payload: &[u8], ts: i64, ttl: Option<u64>) -> Result<(), StoreError> {
+    fn store_at(
+        &mut self,
+        seq: u64,
+        subject: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+        ts: i64,
+        ttl: Option<u64>,
+    ) -> Result<(), StoreError> {
         if seq <= self.last_seq {
             return Err(StoreError::SequenceMismatch { last_seq: self.last_seq });
         }
@@ -312,11 +342,13 @@ impl<L: Log> StreamStore for Engine<L> {
     }
 
     fn erase(&mut self, seq: u64) -> Result<bool, StoreError> {
-        let Some(loc) = self.index.get(seq).map(|e| e.loc.clone()) else { return Ok(false) };
+        let Some((loc, ts)) = self.index.get(seq).map(|e| (e.loc.clone(), e.ts)) else {
+            return Ok(false);
+        };
         // The tombstone first: if the overwrite is torn by a crash, the damaged record is one
         // that was already removed.
         self.tombstone(seq)?;
-        self.log.erase(seq, &loc)?;
+        self.log.erase(seq, ts, &loc)?;
         Ok(true)
     }
 
@@ -326,7 +358,12 @@ impl<L: Log> StreamStore for Engine<L> {
         Ok(n)
     }
 
-    fn purge_ex(&mut self, filter: &[u8], up_to: Option<u64>, keep: Option<u64>) -> Result<u64, StoreError> {
+    fn purge_ex(
+        &mut self,
+        filter: &[u8],
+        up_to: Option<u64>,
+        keep: Option<u64>,
+    ) -> Result<u64, StoreError> {
         if (filter.is_empty() || filter == subject::GREATER) && keep.is_none() {
             return match up_to {
                 Some(seq) => self.compact(seq),
@@ -336,9 +373,8 @@ impl<L: Log> StreamStore for Engine<L> {
         let mut doomed = Vec::new();
         for (_, seqs) in self.index.matching(filter) {
             let keep_from = seqs.len().saturating_sub(keep.unwrap_or(0) as usize);
-            doomed.extend(
-                seqs[..keep_from].iter().copied().filter(|s| up_to.is_none_or(|u| *s < u)),
-            );
+            doomed
+                .extend(seqs[..keep_from].iter().copied().filter(|s| up_to.is_none_or(|u| *s < u)));
         }
         doomed.sort_unstable();
         for &seq in &doomed {

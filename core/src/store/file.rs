@@ -119,7 +119,10 @@ pub struct FileLog<D> {
 
 impl<D> std::fmt::Debug for FileLog<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileLog").field("dir", &self.config.dir).field("blocks", &self.blocks).finish()
+        f.debug_struct("FileLog")
+            .field("dir", &self.config.dir)
+            .field("blocks", &self.blocks)
+            .finish()
     }
 }
 
@@ -176,7 +179,11 @@ impl<D: Disk> FileLog<D> {
         self.dir_dirty = true;
         self.blocks.insert(id, 0);
         let mut buf = Vec::new();
-        record::encode(base.first_seq, &Body::Base { last_seq: base.last_seq, last_ts: base.last_ts }, &mut buf);
+        record::encode(
+            base.first_seq,
+            &Body::Base { last_seq: base.last_seq, last_ts: base.last_ts },
+            &mut buf,
+        );
         self.write_record(id, &buf)?;
         self.roll_next = false;
         Ok(())
@@ -200,11 +207,35 @@ impl<D: Disk> FileLog<D> {
         Ok(offset)
     }
 
+    /// Syncs every block written since the last sync, then the directory if a block was made.
+    fn sync_written(&mut self) -> Result<(), StoreError> {
+        for id in std::mem::take(&mut self.dirty) {
+            self.disk.sync(&self.path(id))?;
+        }
+        if self.dir_dirty {
+            self.disk.sync_dir(&self.config.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
     /// Writes the checkpoint now (it covers only what is durable: call after `flush`).
-    fn write_checkpoint(&mut self, index: &Index<FileLoc>, last_seq: u64, last_ts: i64) -> Result<(), StoreError> {
+    fn write_checkpoint(
+        &mut self,
+        index: &Index<FileLoc>,
+        last_seq: u64,
+        last_ts: i64,
+    ) -> Result<(), StoreError> {
         let Some(tail) = self.tail() else { return Ok(()) };
         let blocks: Vec<(u32, u64)> = self.blocks.iter().map(|(i, l)| (*i, *l)).collect();
-        let bytes = checkpoint::encode(last_seq, last_ts, tail, self.last_record, &blocks, index.iter_exact());
+        let bytes = checkpoint::encode(
+            last_seq,
+            last_ts,
+            tail,
+            self.last_record,
+            &blocks,
+            index.iter_exact(),
+        );
         self.disk.replace_atomically(&join(&self.config.dir, CHECKPOINT), &bytes)?;
         self.flushes_since_checkpoint = 0;
         self.force_checkpoint = false;
@@ -215,7 +246,12 @@ impl<D: Disk> FileLog<D> {
 impl<D: Disk> Log for FileLog<D> {
     type Loc = FileLoc;
 
-    fn append(&mut self, seq: u64, body: &Body<'_>, base: Base) -> Result<Option<FileLoc>, StoreError> {
+    fn append(
+        &mut self,
+        seq: u64,
+        body: &Body<'_>,
+        base: Base,
+    ) -> Result<Option<FileLoc>, StoreError> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let len = record::encode(seq, body, &mut buf);
@@ -223,7 +259,9 @@ impl<D: Disk> Log for FileLog<D> {
             let roll = match self.tail() {
                 None => true,
                 Some((_, tail_len)) => {
-                    self.roll_next || (tail_len > HEADER_LEN as u64 + 16 && tail_len + len as u64 > self.config.block_size)
+                    self.roll_next
+                        || (tail_len > HEADER_LEN as u64 + 16
+                            && tail_len + len as u64 > self.config.block_size)
                 }
             };
             if roll {
@@ -231,7 +269,11 @@ impl<D: Disk> Log for FileLog<D> {
             }
             let (id, _) = self.tail().ok_or(StoreError::Disk(DiskError::NoSpace))?;
             let offset = self.write_record(id, &buf)?;
-            Ok(matches!(body, Body::Msg { .. }).then_some(FileLoc { block: id, offset, len: len as u32 }))
+            Ok(matches!(body, Body::Msg { .. }).then_some(FileLoc {
+                block: id,
+                offset,
+                len: len as u32,
+            }))
         })();
         self.buf = buf;
         result
@@ -245,21 +287,27 @@ impl<D: Disk> Log for FileLog<D> {
             return Err(corrupt);
         }
         match record::decode(&buf, self.config.verify()) {
-            Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => Ok(StoredMsg {
-                seq,
-                subject: Bytes::copy_from_slice(subject),
-                headers: Bytes::copy_from_slice(headers),
-                payload: Bytes::copy_from_slice(payload),
-                ts,
-                ttl: (ttl > 0).then_some(ttl),
-            }),
+            Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => {
+                Ok(StoredMsg {
+                    seq,
+                    subject: Bytes::copy_from_slice(subject),
+                    headers: Bytes::copy_from_slice(headers),
+                    payload: Bytes::copy_from_slice(payload),
+                    ts,
+                    ttl: (ttl > 0).then_some(ttl),
+                })
+            }
             _ => Err(corrupt),
         }
     }
 
-    fn erase(&mut self, seq: u64, loc: &FileLoc) -> Result<(), StoreError> {
+    fn erase(&mut self, seq: u64, ts: i64, loc: &FileLoc) -> Result<(), StoreError> {
+        // The tombstone must be durable before the overwrite: a crash may keep an overwrite
+        // of an old block and lose the tail, and a half-erased message nobody removed would be
+        // reported as corruption.
+        self.sync_written()?;
         let mut buf = Vec::new();
-        record::encode(seq, &Body::Erased { len: loc.len - HEADER_LEN as u32 }, &mut buf);
+        record::encode(seq, &Body::Erased { ts, len: loc.len - HEADER_LEN as u32 }, &mut buf);
         self.disk.write_at(&self.path(loc.block), loc.offset, &buf)?;
         self.dirty.insert(loc.block);
         Ok(())
@@ -269,13 +317,7 @@ impl<D: Disk> Log for FileLog<D> {
         if self.config.ack_before_sync() {
             return Ok(());
         }
-        for id in std::mem::take(&mut self.dirty) {
-            self.disk.sync(&self.path(id))?;
-        }
-        if self.dir_dirty {
-            self.disk.sync_dir(&self.config.dir)?;
-            self.dir_dirty = false;
-        }
+        self.sync_written()?;
         // Reclaim blocks wholly before the oldest live message: the records that killed their
         // messages are durable now. The tail stays, it carries the state in its `Base`.
         let Some((tail, _)) = self.tail() else { return Ok(()) };
@@ -292,9 +334,15 @@ impl<D: Disk> Log for FileLog<D> {
         Ok(())
     }
 
-    fn after_sync(&mut self, index: &Index<FileLoc>, last_seq: u64, last_ts: i64) -> Result<(), StoreError> {
+    fn after_sync(
+        &mut self,
+        index: &Index<FileLoc>,
+        last_seq: u64,
+        last_ts: i64,
+    ) -> Result<(), StoreError> {
         self.flushes_since_checkpoint += 1;
-        let due = self.config.checkpoint_every > 0 && self.flushes_since_checkpoint >= self.config.checkpoint_every;
+        let due = self.config.checkpoint_every > 0
+            && self.flushes_since_checkpoint >= self.config.checkpoint_every;
         if (due || self.force_checkpoint) && !self.damaged && !self.config.ack_before_sync() {
             self.write_checkpoint(index, last_seq, last_ts)?;
         }
@@ -311,7 +359,11 @@ struct Scan {
 
 impl<D: Disk> Engine<FileLog<D>> {
     /// Opens (or creates) the store in `config.dir`, recovering its state.
-    pub fn open(mut disk: D, config: FileStoreConfig, limits: Limits) -> Result<(Self, RecoveryReport), StoreError> {
+    pub fn open(
+        mut disk: D,
+        config: FileStoreConfig,
+        limits: Limits,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
         disk.create_dir_all(&config.dir)?;
         let mut blocks = BTreeMap::new();
         for name in disk.list(&config.dir)? {
@@ -364,10 +416,10 @@ impl<D: Disk> Engine<FileLog<D>> {
             engine.scan_block(id, from, Some(id) == last, &mut scan)?;
         }
         if let Some(from) = scan.open_gap {
-            scan.report.corrupt.push((from, None));
+            engine.corrupt.push((from, None));
         }
-        engine.log.damaged = !scan.report.corrupt.is_empty();
-        engine.corrupt = scan.report.corrupt.clone();
+        engine.log.damaged = !engine.corrupt.is_empty();
+        scan.report.corrupt = engine.corrupt.clone();
         Ok((engine, scan.report))
     }
 
@@ -396,7 +448,11 @@ impl<D: Disk> Engine<FileLog<D>> {
         }
         let (block, offset, hcrc) = cp.last_record;
         let mut h = [0; HEADER_LEN];
-        let n = self.log.disk.read_at(&self.log.path(block), offset, &mut h).map_err(|e| e.to_string())?;
+        let n = self
+            .log
+            .disk
+            .read_at(&self.log.path(block), offset, &mut h)
+            .map_err(|e| e.to_string())?;
         match record::decode_header(&h[..n]) {
             Ok(header) if header.header_crc == hcrc => {}
             _ => return Err("checkpoint's last record does not match the block".into()),
@@ -408,7 +464,13 @@ impl<D: Disk> Engine<FileLog<D>> {
     }
 
     /// Replays one block from `from`, classifying every bad byte as torn or corrupt.
-    fn scan_block(&mut self, id: u32, from: u64, is_last: bool, scan: &mut Scan) -> Result<(), StoreError> {
+    fn scan_block(
+        &mut self,
+        id: u32,
+        from: u64,
+        is_last: bool,
+        scan: &mut Scan,
+    ) -> Result<(), StoreError> {
         let path = self.log.path(id);
         let data = self.log.disk.read_all(&path)?;
         let verify = self.log.config.verify();
@@ -425,7 +487,10 @@ impl<D: Disk> Engine<FileLog<D>> {
                     off += h.record_len();
                 }
                 Err(RecordError::Incomplete) | Err(RecordError::BadHeader)
-                    if is_last && (data.len() - off < HEADER_LEN || data[off..].iter().all(|b| *b == 0) || incomplete(&data[off..])) =>
+                    if is_last
+                        && (data.len() - off < HEADER_LEN
+                            || data[off..].iter().all(|b| *b == 0)
+                            || incomplete(&data[off..])) =>
                 {
                     // Torn tail: a write that never completed, so was never acknowledged.
                     self.log.disk.truncate(&path, off as u64)?;
@@ -437,7 +502,7 @@ impl<D: Disk> Engine<FileLog<D>> {
                 Err(RecordError::BadBody) | Err(RecordError::Malformed) => {
                     // The header is sound: exactly one record is damaged, and we know which.
                     let Ok(h) = record::decode_header(&data[off..]) else { break };
-                    self.damaged_record(h.seq, h.kind, scan);
+                    self.damaged_record(h.seq, h.kind);
                     off += h.record_len();
                 }
                 Err(_) => {
@@ -445,7 +510,8 @@ impl<D: Disk> Engine<FileLog<D>> {
                     if scan.open_gap.is_none() {
                         scan.open_gap = Some(self.last_seq + 1);
                     }
-                    match (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok()) {
+                    match (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok())
+                    {
                         Some(next) => off = next,
                         None => {
                             if is_last {
@@ -460,18 +526,18 @@ impl<D: Disk> Engine<FileLog<D>> {
         Ok(())
     }
 
-    fn damaged_record(&mut self, seq: u64, kind: Kind, scan: &mut Scan) {
+    fn damaged_record(&mut self, seq: u64, kind: Kind) {
         match kind {
-            Kind::Msg | Kind::Skip => {
-                scan.report.corrupt.push((seq, Some(seq)));
+            // Pushed to the engine's list so that a later tombstone or compaction of the same
+            // sequence, replayed after it, withdraws the report: a removed message is no loss.
+            Kind::Msg | Kind::Skip | Kind::Erased => {
+                self.corrupt.push((seq, Some(seq)));
                 // Never hand this sequence out again: it may have been acknowledged.
                 self.last_seq = self.last_seq.max(seq);
             }
-            // An erased record was removed already; the other kinds' header carries what
-            // matters, but their loss is still reported.
-            Kind::Erased => {}
+            // The other kinds' header carries what matters, but their loss is still reported.
             Kind::Tombstone | Kind::Compact => self.apply(seq, &bodiless(kind), None),
-            Kind::Truncate | Kind::Base => scan.report.corrupt.push((seq, Some(seq))),
+            Kind::Truncate | Kind::Base => self.corrupt.push((seq, Some(seq))),
         }
     }
 
@@ -485,7 +551,7 @@ impl<D: Disk> Engine<FileLog<D>> {
         };
         scan.open_gap = None;
         if let Some(to) = to.filter(|t| *t >= from) {
-            scan.report.corrupt.push((from, Some(to)));
+            self.corrupt.push((from, Some(to)));
             self.last_seq = self.last_seq.max(to);
         }
     }

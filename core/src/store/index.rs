@@ -126,7 +126,10 @@ impl<L> Index<L> {
         self.msgs.range(seq.saturating_add(1)..).map(|(s, _)| *s).collect()
     }
 
-    fn matching_sets<'a>(&'a self, filter: &'a [u8]) -> impl Iterator<Item = (&'a Bytes, &'a BTreeSet<u64>)> + 'a {
+    fn matching_sets<'a>(
+        &'a self,
+        filter: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Bytes, &'a BTreeSet<u64>)> + 'a {
         self.subjects.iter().filter(move |(s, _)| is_all(filter) || subject::matches(filter, s))
     }
 
@@ -147,11 +150,15 @@ impl<L> Index<L> {
         if is_literal(filter) {
             return self.subjects.get(filter)?.range(..=start).next_back().copied();
         }
-        self.matching_sets(filter).filter_map(|(_, set)| set.range(..=start).next_back().copied()).max()
+        self.matching_sets(filter)
+            .filter_map(|(_, set)| set.range(..=start).next_back().copied())
+            .max()
     }
 
     pub fn matching(&self, filter: &[u8]) -> Vec<(Bytes, Vec<u64>)> {
-        self.matching_sets(filter).map(|(s, set)| (s.clone(), set.iter().copied().collect())).collect()
+        self.matching_sets(filter)
+            .map(|(s, set)| (s.clone(), set.iter().copied().collect()))
+            .collect()
     }
 
     pub fn subjects_state(&self, filter: &[u8]) -> BTreeMap<Bytes, SubjectState> {
@@ -191,8 +198,7 @@ impl<L> Index<L> {
 
     /// Sequences expired at `now` by `max_age` (0 = none) or their own TTL, ascending.
     pub fn expired(&self, now: i64, max_age: u64) -> Vec<u64> {
-        let mut out: BTreeSet<u64> =
-            self.ttls.range(..=(now, u64::MAX)).map(|(_, s)| *s).collect();
+        let mut out: BTreeSet<u64> = self.ttls.range(..=(now, u64::MAX)).map(|(_, s)| *s).collect();
         if max_age > 0 {
             let cutoff = now.saturating_sub(max_age.min(i64::MAX as u64) as i64);
             out.extend(self.msgs.iter().filter(|(_, e)| e.ts <= cutoff).map(|(s, _)| *s));

@@ -21,7 +21,12 @@ pub struct MemLog;
 impl Log for MemLog {
     type Loc = MemLoc;
 
-    fn append(&mut self, _seq: u64, body: &Body<'_>, _base: Base) -> Result<Option<MemLoc>, StoreError> {
+    fn append(
+        &mut self,
+        _seq: u64,
+        body: &Body<'_>,
+        _base: Base,
+    ) -> Result<Option<MemLoc>, StoreError> {
         Ok(match *body {
             Body::Msg { headers, payload, .. } => Some(MemLoc {
                 headers: Bytes::copy_from_slice(headers),
@@ -42,7 +47,7 @@ impl Log for MemLog {
         })
     }
 
-    fn erase(&mut self, _seq: u64, _loc: &MemLoc) -> Result<(), StoreError> {
+    fn erase(&mut self, _seq: u64, _ts: i64, _loc: &MemLoc) -> Result<(), StoreError> {
         // The index entry, the only copy, is already gone.
         Ok(())
     }

@@ -15,12 +15,12 @@
 //! Time is an input: timestamps are given to `store`, and age/TTL limits apply when the driver
 //! calls `expire(now)`.
 
+pub mod checkpoint;
 mod engine;
+mod file;
 mod index;
 mod mem;
 pub mod record;
-pub mod checkpoint;
-mod file;
 
 #[cfg(test)]
 mod tests;
@@ -28,7 +28,7 @@ mod tests;
 use bytes::Bytes;
 
 pub use engine::{Engine, Log};
-pub use file::{FileLog, FileLoc, FileStoreConfig, RecoveryReport};
+pub use file::{FileLoc, FileLog, FileStoreConfig, RecoveryReport};
 pub use mem::MemLog;
 
 use crate::disk::DiskError;
@@ -107,13 +107,18 @@ pub enum StoreError {
     /// Discard-new and the subject is at `max_msgs_per_subject`.
     MaxMsgsPerSubject,
     /// `store_at` with a sequence not above the last one.
-    SequenceMismatch { last_seq: u64 },
+    SequenceMismatch {
+        last_seq: u64,
+    },
     InvalidSubject,
     /// A message larger than the record format holds.
     TooLarge,
     /// Stored bytes failed their checksum: these sequences are lost on this replica and must be
     /// repaired from elsewhere. `to` is `None` when the end of the damage is unknown.
-    Corrupt { from: u64, to: Option<u64> },
+    Corrupt {
+        from: u64,
+        to: Option<u64>,
+    },
     Disk(DiskError),
 }
 
@@ -134,7 +139,9 @@ impl std::fmt::Display for StoreError {
             }
             StoreError::InvalidSubject => f.write_str("invalid subject"),
             StoreError::TooLarge => f.write_str("message too large"),
-            StoreError::Corrupt { from, to: Some(to) } => write!(f, "corrupt sequences {from}..={to}"),
+            StoreError::Corrupt { from, to: Some(to) } => {
+                write!(f, "corrupt sequences {from}..={to}")
+            }
             StoreError::Corrupt { from, to: None } => write!(f, "corrupt sequences from {from}"),
             StoreError::Disk(e) => write!(f, "disk: {e}"),
         }
@@ -186,7 +193,12 @@ pub trait StreamStore {
     fn purge(&mut self) -> Result<u64, StoreError>;
     /// Removes messages matching `filter`: with `up_to`, only those below that sequence; with
     /// `keep`, all but the newest `keep` per subject. Returns how many.
-    fn purge_ex(&mut self, filter: &[u8], up_to: Option<u64>, keep: Option<u64>) -> Result<u64, StoreError>;
+    fn purge_ex(
+        &mut self,
+        filter: &[u8],
+        up_to: Option<u64>,
+        keep: Option<u64>,
+    ) -> Result<u64, StoreError>;
     /// Removes everything below `seq`; returns how many.
     fn compact(&mut self, seq: u64) -> Result<u64, StoreError>;
     /// Removes everything above `seq`, which becomes the last sequence.

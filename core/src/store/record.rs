@@ -15,7 +15,8 @@
 //! - `Msg`: `ts i64 | ttl u64 (0 = none) | subject_len u16 | headers_len u32 | subject |
 //!   headers | payload`;
 //! - `Tombstone`, `Compact`: empty (the header's seq is everything);
-//! - `Erased`: zeros, as long as the message it overwrote, so the block keeps its framing;
+//! - `Erased`: `ts i64` then zeros, as long as the message it overwrote, so the block keeps
+//!   its framing and replay still sees the sequence and time the message assigned;
 //! - `Skip`: `ts i64` (the header's seq is the new last sequence);
 //! - `Truncate`: `last_ts i64`;
 //! - `Base`: `last_seq u64 | last_ts i64` (the header's seq is the first sequence): written
@@ -56,13 +57,30 @@ impl Kind {
 /// A record's body, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body<'a> {
-    Msg { ts: i64, ttl: u64, subject: &'a [u8], headers: &'a [u8], payload: &'a [u8] },
+    Msg {
+        ts: i64,
+        ttl: u64,
+        subject: &'a [u8],
+        headers: &'a [u8],
+        payload: &'a [u8],
+    },
     Tombstone,
-    Erased { len: u32 },
-    Skip { ts: i64 },
+    /// `len` is the body length, `ts` the erased message's timestamp.
+    Erased {
+        ts: i64,
+        len: u32,
+    },
+    Skip {
+        ts: i64,
+    },
     Compact,
-    Truncate { last_ts: i64 },
-    Base { last_seq: u64, last_ts: i64 },
+    Truncate {
+        last_ts: i64,
+    },
+    Base {
+        last_seq: u64,
+        last_ts: i64,
+    },
 }
 
 impl Body<'_> {
@@ -136,7 +154,10 @@ pub fn encode(seq: u64, body: &Body<'_>, out: &mut Vec<u8>) -> usize {
             out.extend_from_slice(payload);
         }
         Body::Tombstone | Body::Compact => {}
-        Body::Erased { len } => out.resize(out.len() + len as usize, 0),
+        Body::Erased { ts, len } => {
+            out.extend_from_slice(&ts.to_le_bytes());
+            out.resize(out.len() + (len as usize).saturating_sub(8), 0);
+        }
         Body::Skip { ts } => out.extend_from_slice(&ts.to_le_bytes()),
         Body::Truncate { last_ts } => out.extend_from_slice(&last_ts.to_le_bytes()),
         Body::Base { last_seq, last_ts } => {
@@ -213,7 +234,12 @@ fn decode_body(kind: Kind, b: &[u8]) -> Result<Body<'_>, RecordError> {
             exact(0)?;
             Body::Compact
         }
-        Kind::Erased => Body::Erased { len: b.len() as u32 },
+        Kind::Erased => {
+            if b.len() < 8 {
+                return Err(RecordError::Malformed);
+            }
+            Body::Erased { ts: u64_at(b, 0) as i64, len: b.len() as u32 }
+        }
         Kind::Skip => {
             exact(8)?;
             Body::Skip { ts: u64_at(b, 0) as i64 }
@@ -248,7 +274,7 @@ mod tests {
     fn every_kind_roundtrips_and_every_prefix_is_incomplete() {
         roundtrip(7, Body::Msg { ts: -3, ttl: 9, subject: b"a.b", headers: b"H", payload: b"xyz" });
         roundtrip(1, Body::Tombstone);
-        roundtrip(2, Body::Erased { len: 12 });
+        roundtrip(2, Body::Erased { ts: 3, len: 12 });
         roundtrip(3, Body::Skip { ts: 5 });
         roundtrip(4, Body::Compact);
         roundtrip(5, Body::Truncate { last_ts: 6 });
@@ -258,12 +284,17 @@ mod tests {
     #[test]
     fn every_single_bit_flip_is_caught() {
         let mut buf = Vec::new();
-        encode(42, &Body::Msg { ts: 1, ttl: 0, subject: b"s", headers: b"", payload: b"pay" }, &mut buf);
+        encode(
+            42,
+            &Body::Msg { ts: 1, ttl: 0, subject: b"s", headers: b"", payload: b"pay" },
+            &mut buf,
+        );
         for bit in 0..buf.len() * 8 {
             let mut b = buf.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             let err = decode(&b, true).unwrap_err();
-            let expected = if bit / 8 < HEADER_LEN { RecordError::BadHeader } else { RecordError::BadBody };
+            let expected =
+                if bit / 8 < HEADER_LEN { RecordError::BadHeader } else { RecordError::BadBody };
             assert_eq!(err, expected, "bit {bit}");
         }
     }

@@ -1,3 +1,4 @@
 //! Store tests: the model check, crash and corruption tests, mutation canaries.
 
+mod crash;
 mod model;

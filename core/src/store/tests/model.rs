@@ -36,7 +36,15 @@ impl Model {
     fn count(&self, s: &[u8]) -> u64 {
         self.msgs.values().filter(|m| m.subject == s).count() as u64
     }
-    fn store_at(&mut self, seq: u64, subj: &[u8], hdr: &[u8], pay: &[u8], ts: i64, ttl: Option<u64>) -> Result<(), StoreError> {
+    fn store_at(
+        &mut self,
+        seq: u64,
+        subj: &[u8],
+        hdr: &[u8],
+        pay: &[u8],
+        ts: i64,
+        ttl: Option<u64>,
+    ) -> Result<(), StoreError> {
         let l = self.limits;
         let sz = (subj.len() + hdr.len() + pay.len()) as u64;
         if l.max_bytes > 0 && sz > l.max_bytes {
@@ -69,7 +77,9 @@ impl Model {
             let first = *self.msgs.iter().find(|(_, m)| m.subject == subj).unwrap().0;
             self.msgs.remove(&first);
         }
-        while (l.max_msgs > 0 && self.msgs.len() as u64 > l.max_msgs) || (l.max_bytes > 0 && self.bytes() > l.max_bytes) {
+        while (l.max_msgs > 0 && self.msgs.len() as u64 > l.max_msgs)
+            || (l.max_bytes > 0 && self.bytes() > l.max_bytes)
+        {
             self.msgs.pop_first();
         }
         Ok(())
@@ -80,7 +90,8 @@ impl Model {
     fn state(&self) -> StreamState {
         let msgs = self.msgs.len() as u64;
         let first_seq = self.first_seq();
-        let subjects: std::collections::BTreeSet<_> = self.msgs.values().map(|m| m.subject.clone()).collect();
+        let subjects: std::collections::BTreeSet<_> =
+            self.msgs.values().map(|m| m.subject.clone()).collect();
         StreamState {
             msgs,
             bytes: self.bytes(),
@@ -88,7 +99,9 @@ impl Model {
             first_ts: self.msgs.values().next().map_or(0, |m| m.ts),
             last_seq: self.last_seq,
             last_ts: self.last_ts,
-            num_deleted: (first_seq..=self.last_seq).filter(|s| msgs > 0 && !self.msgs.contains_key(s)).count() as u64,
+            num_deleted: (first_seq..=self.last_seq)
+                .filter(|s| msgs > 0 && !self.msgs.contains_key(s))
+                .count() as u64,
             num_subjects: subjects.len() as u64,
         }
     }
@@ -141,13 +154,15 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
 }
 
 pub(super) fn limits() -> impl Strategy<Value = Limits> {
-    (0..8u64, prop_oneof![Just(0u64), 60..300u64], 0..60u64, 0..3u64, any::<bool>()).prop_map(|(m, b, age, per, new)| Limits {
-        max_msgs: m,
-        max_bytes: b,
-        max_age: age,
-        max_msgs_per_subject: per,
-        discard: if new { Discard::New } else { Discard::Old },
-    })
+    (0..8u64, prop_oneof![Just(0u64), 60..300u64], 0..60u64, 0..3u64, any::<bool>()).prop_map(
+        |(m, b, age, per, new)| Limits {
+            max_msgs: m,
+            max_bytes: b,
+            max_age: age,
+            max_msgs_per_subject: per,
+            discard: if new { Discard::New } else { Discard::Old },
+        },
+    )
 }
 
 /// Runs one op on any store; the result is what a caller would observe.
@@ -157,16 +172,24 @@ pub(super) fn run<S: StreamStore>(s: &mut S, op: &Op) -> String {
     let pay = |n: usize| vec![b'p'; n];
     let r = match op {
         Op::Store { subj, hdr, pay: p, ts, ttl } => {
-            format!("{:?}", s.store(SUBJECTS[*subj].as_bytes(), &vec![b'h'; *hdr], &pay(*p), *ts, *ttl))
+            format!(
+                "{:?}",
+                s.store(SUBJECTS[*subj].as_bytes(), &vec![b'h'; *hdr], &pay(*p), *ts, *ttl)
+            )
         }
         Op::StoreAt { gap, subj, pay: p, ts } => {
-            format!("{:?}", s.store_at(last + gap, SUBJECTS[*subj].as_bytes(), b"", &pay(*p), *ts, None))
+            format!(
+                "{:?}",
+                s.store_at(last + gap, SUBJECTS[*subj].as_bytes(), b"", &pay(*p), *ts, None)
+            )
         }
         Op::Skip { n, ts } => format!("{:?}", s.skip(*n, *ts)),
         Op::Remove { back: b } => format!("{:?}", s.remove(back(*b))),
         Op::Erase { back: b } => format!("{:?}", s.erase(back(*b))),
         Op::Purge => format!("{:?}", s.purge()),
-        Op::PurgeEx { filter, up_to, keep } => format!("{:?}", s.purge_ex(FILTERS[*filter].as_bytes(), *up_to, *keep)),
+        Op::PurgeEx { filter, up_to, keep } => {
+            format!("{:?}", s.purge_ex(FILTERS[*filter].as_bytes(), *up_to, *keep))
+        }
         Op::Compact { back: b } => format!("{:?}", s.compact(back(*b))),
         Op::Truncate { back: b } => format!("{:?}", s.truncate(back(*b))),
         Op::Expire { now } => format!("{:?}", s.expire(*now)),
@@ -182,10 +205,31 @@ impl Model {
         match op {
             Op::Store { subj, hdr, pay, ts, ttl } => {
                 let seq = self.last_seq + 1;
-                format!("{:?}", self.store_at(seq, SUBJECTS[*subj].as_bytes(), &vec![b'h'; *hdr], &vec![b'p'; *pay], *ts, *ttl).map(|_| seq))
+                format!(
+                    "{:?}",
+                    self.store_at(
+                        seq,
+                        SUBJECTS[*subj].as_bytes(),
+                        &vec![b'h'; *hdr],
+                        &vec![b'p'; *pay],
+                        *ts,
+                        *ttl
+                    )
+                    .map(|_| seq)
+                )
             }
             Op::StoreAt { gap, subj, pay, ts } => {
-                format!("{:?}", self.store_at(last + gap, SUBJECTS[*subj].as_bytes(), b"", &vec![b'p'; *pay], *ts, None))
+                format!(
+                    "{:?}",
+                    self.store_at(
+                        last + gap,
+                        SUBJECTS[*subj].as_bytes(),
+                        b"",
+                        &vec![b'p'; *pay],
+                        *ts,
+                        None
+                    )
+                )
             }
             Op::Skip { n, ts } => {
                 if *n > 0 {
@@ -207,10 +251,15 @@ impl Model {
                     self.compact(up_to.unwrap_or(self.last_seq + 1))
                 } else {
                     let mut doomed = Vec::new();
-                    let subjects: std::collections::BTreeSet<Bytes> =
-                        self.msgs.values().filter(|m| hit(f, &m.subject)).map(|m| m.subject.clone()).collect();
+                    let subjects: std::collections::BTreeSet<Bytes> = self
+                        .msgs
+                        .values()
+                        .filter(|m| hit(f, &m.subject))
+                        .map(|m| m.subject.clone())
+                        .collect();
                     for s in subjects {
-                        let seqs: Vec<u64> = self.msgs.values().filter(|m| m.subject == s).map(|m| m.seq).collect();
+                        let seqs: Vec<u64> =
+                            self.msgs.values().filter(|m| m.subject == s).map(|m| m.seq).collect();
                         let k = seqs.len().saturating_sub(keep.unwrap_or(0) as usize);
                         doomed.extend(seqs[..k].iter().filter(|q| up_to.is_none_or(|u| **q < u)));
                     }
@@ -245,7 +294,9 @@ impl Model {
                 });
                 format!("{:?}", Ok::<u64, StoreError>((before - self.msgs.len()) as u64))
             }
-            Op::Flush | Op::Reopen => format!("{:?}", Ok::<Vec<u64>, StoreError>(std::mem::take(&mut self.pending))),
+            Op::Flush | Op::Reopen => {
+                format!("{:?}", Ok::<Vec<u64>, StoreError>(std::mem::take(&mut self.pending)))
+            }
         }
     }
 
@@ -267,7 +318,8 @@ impl Model {
             out += &format!("last {:?}\n", matching().last());
             for start in 0..=self.last_seq + 1 {
                 out += &format!("next {start} {:?}\n", matching().find(|m| m.seq >= start));
-                out += &format!("prev {start} {:?}\n", matching().filter(|m| m.seq <= start).last());
+                out +=
+                    &format!("prev {start} {:?}\n", matching().filter(|m| m.seq <= start).last());
                 let pending = matching().filter(|m| m.seq >= start).count() as u64;
                 let mut lasts: BTreeMap<&Bytes, u64> = BTreeMap::new();
                 for m in matching() {
@@ -278,7 +330,11 @@ impl Model {
             }
             let mut st: BTreeMap<Bytes, SubjectState> = BTreeMap::new();
             for m in matching() {
-                let e = st.entry(m.subject.clone()).or_insert(SubjectState { msgs: 0, first_seq: m.seq, last_seq: m.seq });
+                let e = st.entry(m.subject.clone()).or_insert(SubjectState {
+                    msgs: 0,
+                    first_seq: m.seq,
+                    last_seq: m.seq,
+                });
                 e.msgs += 1;
                 e.last_seq = m.seq;
             }
@@ -305,7 +361,11 @@ pub(super) fn observe<S: StreamStore>(s: &mut S) -> String {
         for start in 0..=state.last_seq + 1 {
             out += &format!("next {start} {:?}\n", s.load_next(f, start).expect("next"));
             out += &format!("prev {start} {:?}\n", s.load_prev(f, start).expect("prev"));
-            out += &format!("pending {start} {} {}\n", s.num_pending(f, start, false), s.num_pending(f, start, true));
+            out += &format!(
+                "pending {start} {} {}\n",
+                s.num_pending(f, start, false),
+                s.num_pending(f, start, true)
+            );
         }
         let st = s.subjects_state(f);
         let totals = s.subjects_totals(f);
