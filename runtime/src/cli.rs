@@ -17,6 +17,8 @@ pub enum Command {
     Version,
     /// `-t`: check the configuration and exit.
     TestConfig,
+    /// `--signal <command>[=<pid>]`: signal a running server and exit.
+    Signal(String),
 }
 
 /// Flags as given, applied over the configuration file by [`Flags::apply`].
@@ -42,6 +44,12 @@ pub struct Flags {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub auth: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_verify: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca_cert: Option<PathBuf>,
+    pub signal: Option<String>,
     /// Flags nats-server has that Fjord accepts but does not act on yet.
     pub ignored: Vec<String>,
 }
@@ -115,6 +123,11 @@ const VALUE_FLAGS: &[&str] = &[
     "user",
     "pass",
     "auth",
+    "tlscert",
+    "tlskey",
+    "tlscacert",
+    "sl",
+    "signal",
 ];
 
 /// Flags nats-server has whose features Fjord does not have yet: accepted with a warning so
@@ -127,9 +140,6 @@ const IGNORED_VALUE_FLAGS: &[&str] = &[
     "remote_syslog",
     "log_size_limit",
     "max_traced_msg_len",
-    "tlscert",
-    "tlskey",
-    "tlscacert",
     "routes",
     "cluster",
     "cluster_name",
@@ -138,8 +148,6 @@ const IGNORED_VALUE_FLAGS: &[&str] = &[
     "connect_retries",
     "cluster_listen",
     "profile",
-    "sl",
-    "signal",
 ];
 
 impl Flags {
@@ -196,6 +204,8 @@ impl Flags {
             "T" | "logtime" => self.logtime = Some(on),
             "logtime_utc" => self.logtime_utc = Some(on),
             "js" | "jetstream" => self.jetstream = Some(on),
+            "tls" => self.tls = Some(on),
+            "tlsverify" => self.tls_verify = Some(on),
             other => self.ignored.push(other.to_string()),
         }
     }
@@ -215,6 +225,10 @@ impl Flags {
             "user" => self.user = Some(value),
             "pass" => self.pass = Some(value),
             "auth" => self.auth = Some(value),
+            "tlscert" => self.tls_cert = Some(value.into()),
+            "tlskey" => self.tls_key = Some(value.into()),
+            "tlscacert" => self.tls_ca_cert = Some(value.into()),
+            "sl" | "signal" => self.signal = Some(value),
             other if IGNORED_VALUE_FLAGS.contains(&other) => {
                 self.ignored.push(format!("{other}={value}"))
             }
@@ -228,6 +242,8 @@ impl Flags {
             Command::Help
         } else if self.version {
             Command::Version
+        } else if let Some(signal) = &self.signal {
+            Command::Signal(signal.clone())
         } else if self.test_config {
             Command::TestConfig
         } else {
@@ -290,6 +306,42 @@ impl Flags {
         if let Some(token) = &self.auth {
             opts.core.auth.token = Some(token.clone());
         }
+        self.apply_tls(opts)
+    }
+
+    /// `--tls`, `--tlsverify` (implies `--tls`), `--tlscert`, `--tlskey`, `--tlscacert`, over
+    /// the file's `tls { }` block.
+    fn apply_tls(&self, opts: &mut Options) -> Result<(), String> {
+        let verify = self.tls_verify == Some(true);
+        let enabled = self.tls == Some(true) || verify;
+        let files_given =
+            self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca_cert.is_some();
+        if !(enabled || files_given && opts.tls.is_some()) {
+            if self.tls == Some(false) {
+                opts.tls = None;
+            }
+            return Ok(());
+        }
+        let mut tls = opts.tls.clone().unwrap_or_default();
+        if let Some(cert) = &self.tls_cert {
+            tls.cert_file = cert.clone();
+        }
+        if let Some(key) = &self.tls_key {
+            tls.key_file = key.clone();
+        }
+        if let Some(ca) = &self.tls_ca_cert {
+            tls.ca_file = Some(ca.clone());
+        }
+        if verify {
+            tls.verify = true;
+        }
+        if tls.cert_file.as_os_str().is_empty() || tls.key_file.as_os_str().is_empty() {
+            return Err("TLS Server certificate must be present and valid".into());
+        }
+        if tls.verify && tls.ca_file.is_none() {
+            return Err("TLS verification requires a CA certificate (--tlscacert)".into());
+        }
+        opts.tls = Some(tls);
         Ok(())
     }
 }
@@ -328,10 +380,21 @@ JetStream Options:
     -js, --jetstream                 Enable JetStream functionality
     -sd, --store_dir <dir>           Set the storage directory
 
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
 Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
+
+Signal Options:
+    -sl, --signal <signal>[=<pid>]   Send signal to fjord process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file
 
 Common Options:
     -h, --help                       Show this message
@@ -370,6 +433,21 @@ mod tests {
             "invalid value \"abc\" for flag -p: parse error"
         );
         assert_eq!(parse(&["-c"]).unwrap_err(), CliError::MissingValue("c".into()));
+    }
+
+    #[test]
+    fn tls_and_signal_flags() {
+        let f =
+            parse(&["--tlsverify", "--tlscert", "c", "--tlskey=k", "--tlscacert", "ca"]).unwrap();
+        let mut opts = Options::default();
+        f.apply(&mut opts).unwrap();
+        let tls = opts.tls.unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca")));
+        assert!(parse(&["--tls"]).unwrap().apply(&mut Options::default()).is_err());
+        let f = parse(&["--signal", "reload=123"]).unwrap();
+        assert_eq!(f.command(), Command::Signal("reload=123".into()));
+        assert_eq!(parse(&["-sl=ldm"]).unwrap().command(), Command::Signal("ldm".into()));
     }
 
     #[test]

@@ -29,6 +29,22 @@ pub async fn serve<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, id: u64)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    serve_inner(shared, stream, peer, id, true).await
+}
+
+/// For a TLS connection upgraded after a plain-text INFO (nats-server's default TLS flow):
+/// INFO already went out, and a second one would confuse clients awaiting PONG.
+pub async fn serve_info_sent<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, id: u64)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    serve_inner(shared, stream, peer, id, false).await
+}
+
+async fn serve_inner<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, id: u64, info: bool)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (reader, writer) = tokio::io::split(stream);
     let handle = Arc::new(ClientHandle::new(
         id,
@@ -38,10 +54,12 @@ where
     ));
     shared.register(&handle);
     let now = shared.now();
-    let conn = ClientConn::new(id, now, &shared.config, shared.auth.clone());
+    let conn = ClientConn::new(id, now, &shared.config, shared.auth());
 
     // INFO goes out first, through the same buffer as everything else.
-    handle.outbound.push(&shared.info_line(id, peer));
+    if info {
+        handle.outbound.push(&shared.info_line(id, peer));
+    }
     let writer_task = tokio::spawn(write_loop(handle.clone(), writer, shared.clone(), peer, id));
 
     if shared.clients_open.fetch_add(1, Ordering::AcqRel) >= shared.config.max_connections {
@@ -64,6 +82,7 @@ where
             peer,
         };
         let reason = reader_state.run(reader).await;
+        shared.closing(&handle);
         reader_state.cleanup();
         handle.outbound.close(reason);
     }

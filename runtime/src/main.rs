@@ -1,13 +1,17 @@
 //! The `fjord` binary: nats-server's flags and configuration file, a tokio server.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use fjord::cli::{Command, Flags, USAGE};
 use fjord::options::Options;
-use fjord::server::{new_server_id, Server};
-use fjord::{config, logging};
+use fjord::server::{new_server_id, Server, Shared};
+use fjord::signals::{self, Exit};
+use fjord::tls::TlsServer;
+use fjord::{config, lameduck, logging, monitor, reload};
 use fjord_core::config::{COMPATIBLE_NATS_VERSION, FJORD_VERSION};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let flags = match Flags::parse(std::env::args().skip(1)) {
@@ -25,6 +29,15 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("fjord: v{FJORD_VERSION} (nats-server v{COMPATIBLE_NATS_VERSION} compatible)");
             return ExitCode::SUCCESS;
+        }
+        Command::Signal(arg) => {
+            return match signals::send(&arg, &exe_name()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("nats-server: {e}");
+                    ExitCode::from(1)
+                }
+            };
         }
         Command::Run | Command::TestConfig => {}
     }
@@ -75,10 +88,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(opts))
+    runtime.block_on(run(opts, flags))
 }
 
-async fn run(mut opts: Options) -> ExitCode {
+/// The executable's file name (`fjord`), which names the ports file and which `--signal`
+/// looks for among running processes.
+fn exe_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .and_then(|a| Path::new(a).file_name())
+        .map_or_else(|| "fjord".to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+async fn run(mut opts: Options, flags: Flags) -> ExitCode {
     let id = new_server_id();
     opts.core.server_id = id.clone();
     if opts.core.server_name.is_empty() {
@@ -95,6 +118,13 @@ async fn run(mut opts: Options) -> ExitCode {
     if opts.jetstream {
         warn!("JetStream is not available in this build of fjord yet; serving core NATS only");
     }
+    let tls = match opts.tls.as_ref().map(TlsServer::new).transpose() {
+        Ok(tls) => tls.map(Arc::new),
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     let server = match Server::bind(opts.core.clone(), &opts.listen_host, opts.port, opts.trace)
         .await
     {
@@ -111,37 +141,119 @@ async fn run(mut opts: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let shared = server.shared();
+    let tls_on = tls.is_some();
+    shared.tls.store(tls);
+    shared.closed.lock().set_capacity(opts.max_closed_clients);
+    // The options as configured (a random port stays -1), so a reload compares like with like.
+    shared.options.store(Arc::new(opts.clone()));
+    let mut monitor_port = None;
+    if let Some(port) = opts.http_port {
+        // nats-server monitors on the client host unless `http: host:port` names one.
+        let host = opts.http_host.clone().unwrap_or_else(|| opts.listen_host.clone());
+        match monitor::server::bind(&host, port).await {
+            Ok(listener) => {
+                monitor_port = listener.local_addr().ok().map(|a| (host.clone(), a.port()));
+                tokio::spawn(monitor::server::run(listener, host, shared.clone()));
+            }
+            Err(e) => {
+                error!("Can't start monitoring: can't listen to the monitor port: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     info!("Listening for client connections on {}:{}", opts.listen_host, addr.port());
+    if tls_on {
+        info!("TLS required for client connections");
+    }
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
-            tracing::error!("Could not write pidfile: {e}");
+            error!("Could not write pidfile: {e}");
             return ExitCode::from(1);
         }
     }
+    let ports_file = match &opts.ports_file_dir {
+        Some(dir) => {
+            let client = (opts.listen_host.clone(), addr.port());
+            match write_ports_file(dir, client, tls_on, monitor_port) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    error!("Error writing ports file: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
     info!("Server is ready");
-    let shared = server.shared();
     let serving = tokio::spawn(server.run());
-    wait_for_signal().await;
+    let handlers = MainHandlers { shared: shared.clone(), flags };
+    let exit = signals::wait(shared.clone(), &handlers).await;
     info!("Initiating Shutdown...");
-    shared.shutdown.cancel();
+    if exit == Exit::Stop {
+        shared.shutdown.cancel();
+    }
     let _ = serving.await;
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
+    if let Some(path) = ports_file {
+        let _ = std::fs::remove_file(path);
+    }
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        // Without signal handlers the server still runs; it just cannot stop gracefully.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("Trapped \"terminated\" signal"),
-        _ = int.recv() => info!("Trapped \"interrupt\" signal"),
+/// What SIGHUP and SIGUSR2 do.
+struct MainHandlers {
+    shared: Arc<Shared>,
+    /// Re-applied over the reloaded file: flags keep winning.
+    flags: Flags,
+}
+
+impl signals::Handlers for MainHandlers {
+    fn reload(&self) {
+        if let Err(e) = reload::reload(&self.shared, &self.flags) {
+            error!("Failed to reload server configuration: {e}");
+        }
     }
+
+    fn lame_duck(&self) {
+        let opts = self.shared.options.load();
+        tokio::spawn(lameduck::run(
+            self.shared.clone(),
+            opts.lame_duck_duration,
+            opts.lame_duck_grace_period,
+        ));
+    }
+}
+
+/// nats-server's ports file, `<dir>/<exe>_<pid>.ports`, which test harnesses read to find a
+/// server started with `-p -1`.
+fn write_ports_file(
+    dir: &Path,
+    client: (String, u16),
+    tls: bool,
+    monitor: Option<(String, u16)>,
+) -> std::io::Result<PathBuf> {
+    // A wildcard host is reached through loopback.
+    let reachable = |host: &str| match host {
+        "" | "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+        h if h.contains(':') => format!("[{h}]"),
+        h => h.to_string(),
+    };
+    let scheme = if tls { "tls" } else { "nats" };
+    let mut ports = serde_json::Map::new();
+    ports.insert(
+        "nats".into(),
+        serde_json::json!([format!("{scheme}://{}:{}", reachable(&client.0), client.1)]),
+    );
+    if let Some((host, port)) = monitor {
+        ports.insert(
+            "monitoring".into(),
+            serde_json::json!([format!("http://{}:{port}", reachable(&host))]),
+        );
+    }
+    let path = dir.join(format!("{}_{}.ports", exe_name(), std::process::id()));
+    std::fs::write(&path, serde_json::Value::Object(ports).to_string())?;
+    Ok(path)
 }

@@ -2,6 +2,7 @@
 //! Flags are applied over the file (nats-server's precedence).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use fjord_core::config::CoreConfig;
 
@@ -30,6 +31,14 @@ pub struct Options {
     pub jetstream_max_memory: Option<i64>,
     /// JetStream file-store limit in bytes (`jetstream { max_file_store }`); None = default.
     pub jetstream_max_file: Option<i64>,
+    /// Lame duck mode: clients are closed spread over this long (`lame_duck_duration`)...
+    pub lame_duck_duration: Duration,
+    /// ...after waiting this long first (`lame_duck_grace_period`).
+    pub lame_duck_grace_period: Duration,
+    /// Closed connections kept for `/connz?state=closed` (`max_closed_clients`).
+    pub max_closed_clients: usize,
+    /// `tls { ... }` or `--tls*`: clients must use TLS.
+    pub tls: Option<crate::tls::TlsOptions>,
     /// Where the configuration file came from, if any.
     pub config_file: Option<PathBuf>,
     /// Keys of the configuration file Fjord does not support yet (warned about at start).
@@ -55,6 +64,10 @@ impl Default for Options {
             store_dir: None,
             jetstream_max_memory: None,
             jetstream_max_file: None,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            max_closed_clients: crate::monitor::closed::DEFAULT_MAX_CLOSED_CLIENTS,
+            tls: None,
             config_file: None,
             unsupported_keys: Vec::new(),
         }

@@ -112,6 +112,11 @@ impl Outbound {
         }
     }
 
+    /// Why the connection is closing, once it is (monitoring lists closed connections by it).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().close.clone()
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.state.lock().buf.len()
     }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use fjord_core::client::auth::AuthConfig;
 use fjord_core::config::{CoreConfig, COMPATIBLE_NATS_VERSION, FJORD_VERSION};
@@ -19,12 +21,30 @@ use tracing::{error, info};
 
 use crate::connection;
 use crate::index::{ClientHandle, ClientStats, Index};
+use crate::monitor::closed::ClosedRing;
+use crate::monitor::connz::ConnRecord;
+use crate::options::Options;
+use crate::tls::TlsServer;
 
 /// What every connection task shares. Nothing in here is touched per message except the
 /// read-mostly index generation (see `index.rs`).
 pub struct Shared {
     pub config: CoreConfig,
-    pub auth: Arc<AuthConfig>,
+    /// Read once per new connection ([`Shared::auth`]); a configuration reload swaps it.
+    pub auth: ArcSwap<AuthConfig>,
+    /// The options the server runs with (for `/varz` and reload comparisons); swapped by reload.
+    pub options: ArcSwap<Options>,
+    pub config_load_time: Mutex<SystemTime>,
+    /// Set when clients must speak TLS; read once per accepted connection.
+    pub tls: ArcSwapOption<TlsServer>,
+    /// Recently closed connections for `/connz?state=closed`.
+    pub closed: Mutex<ClosedRing>,
+    /// Snapshots taken as a connection starts closing, while its subscriptions still exist;
+    /// completed and moved to `closed` when it is unregistered.
+    closing: Mutex<FxHashMap<u64, ConnRecord>>,
+    pub stale_connections: AtomicU64,
+    /// Cancelled when lame duck mode begins: the listener stops accepting.
+    pub lame_duck: CancellationToken,
     pub index: Index,
     pub clients_open: AtomicUsize,
     /// Every open connection, for monitoring and lame-duck mode; touched on connect/close only.
@@ -45,7 +65,14 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: CoreConfig, trace: bool) -> Self {
         Shared {
-            auth: Arc::new(config.auth.clone()),
+            auth: ArcSwap::from_pointee(config.auth.clone()),
+            options: ArcSwap::from_pointee(Options::default()),
+            config_load_time: Mutex::new(SystemTime::now()),
+            tls: ArcSwapOption::empty(),
+            closed: Mutex::new(ClosedRing::default()),
+            closing: Mutex::new(FxHashMap::default()),
+            stale_connections: AtomicU64::new(0),
+            lame_duck: CancellationToken::new(),
             config,
             index: Index::default(),
             clients_open: AtomicUsize::new(0),
@@ -87,6 +114,35 @@ impl Shared {
         to.in_bytes.fetch_add(from.in_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         to.out_msgs.fetch_add(from.out_msgs.load(Ordering::Relaxed), Ordering::Relaxed);
         to.out_bytes.fetch_add(from.out_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.record_closed(handle);
+    }
+
+    /// The authorization rules a new connection starts with.
+    pub fn auth(&self) -> Arc<AuthConfig> {
+        self.auth.load_full()
+    }
+
+    /// Called as a connection starts closing, before its subscriptions are dropped, so that
+    /// `/connz?state=closed` can still list them.
+    pub fn closing(&self, handle: &ClientHandle) {
+        let record = ConnRecord::open(handle, self);
+        self.closing.lock().insert(handle.id, record);
+    }
+
+    fn record_closed(&self, handle: &ClientHandle) {
+        let reason = handle.outbound.close_reason();
+        if reason == Some(fjord_core::client::conn::CloseReason::StaleConnection) {
+            self.stale_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        let fresh = ConnRecord::open(handle, self);
+        let mut record = match self.closing.lock().remove(&handle.id) {
+            Some(early) => ConnRecord { subs: early.subs, ..fresh },
+            None => fresh,
+        };
+        record.pending_bytes = 0;
+        record.stop = Some(SystemTime::now());
+        record.reason = Some(reason.map_or_else(|| "Client Closed".to_string(), |r| r.to_string()));
+        self.closed.lock().push(record);
     }
 
     pub fn parser_config(&self) -> ParserConfig {
@@ -97,6 +153,11 @@ impl Shared {
     }
 
     pub fn info_line(&self, client_id: u64, peer: SocketAddr) -> Vec<u8> {
+        self.info(client_id, peer).to_line()
+    }
+
+    /// The INFO a client is sent on accept (and, changed, in lame duck mode).
+    pub fn info(&self, client_id: u64, peer: SocketAddr) -> ServerInfo {
         ServerInfo {
             server_id: self.config.server_id.clone(),
             server_name: self.config.server_name.clone(),
@@ -106,8 +167,8 @@ impl Shared {
             host: self.config.host.clone(),
             port: self.config.port,
             headers: self.config.headers,
-            auth_required: self.auth.required(),
-            tls_required: false,
+            auth_required: self.auth.load().required(),
+            tls_required: self.tls.load().is_some(),
             max_payload: self.config.max_payload,
             jetstream: self.config.jetstream,
             client_id,
@@ -116,7 +177,6 @@ impl Shared {
             ldm: false,
             fjord_version: FJORD_VERSION.to_string(),
         }
-        .to_line()
     }
 }
 
@@ -151,15 +211,22 @@ impl Server {
 
     /// Accepts until `shutdown` is cancelled, then closes every connection.
     pub async fn run(self) {
-        let shared = self.shared;
+        let (shared, listener) = (self.shared, self.listener);
         let next_id = AtomicU64::new(1);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(connection::serve(shared.clone(), stream, peer, id));
+                        match shared.tls.load_full() {
+                            Some(tls) => {
+                                tokio::spawn(crate::tls::serve(shared.clone(), tls, stream, peer, id));
+                            }
+                            None => {
+                                tokio::spawn(connection::serve(shared.clone(), stream, peer, id));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -168,8 +235,14 @@ impl Server {
                     }
                 },
                 _ = shared.shutdown.cancelled() => break,
+                // Lame duck mode: stop accepting; the lame-duck task closes the clients and
+                // then shuts the server down.
+                _ = shared.lame_duck.cancelled() => break,
             }
         }
+        // Closing the listener refuses new clients at once, so they reconnect elsewhere.
+        drop(listener);
+        shared.shutdown.cancelled().await;
         info!("Server Exiting..");
     }
 }

@@ -39,8 +39,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "max_subscription_tokens",
     "write_deadline",
     "write_timeout",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
     "system_account",
     "system",
     "no_system_account",
@@ -51,7 +49,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "mappings",
     "maps",
     "accounts",
-    "tls",
     "operator",
     "operators",
     "root",
@@ -69,7 +66,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "server_metadata",
     "feature_flags",
     "default_js_domain",
-    "max_closed_clients",
     "connect_error_reports",
     "reconnect_error_reports",
     "proxy_protocol",
@@ -110,6 +106,25 @@ const UNSUPPORTED_JETSTREAM: &[&str] = &[
     "meta_compact",
     "meta_compact_size",
     "meta_compact_sync",
+];
+
+/// `tls { }` keys nats-server knows that Fjord does not implement yet.
+const UNSUPPORTED_TLS: &[&str] = &[
+    "verify_and_map",
+    "verify_cert_and_check_known_urls",
+    "insecure",
+    "cipher_suites",
+    "curve_preferences",
+    "pinned_certs",
+    "min_version",
+    "cert_store",
+    "cert_match",
+    "cert_match_by",
+    "cert_match_skip_invalid",
+    "ca_certs_match",
+    "ocsp_peer",
+    "certs",
+    "connection_rate_limit",
 ];
 
 const UNSUPPORTED_USER: &[&str] =
@@ -422,6 +437,18 @@ impl Applier {
                 "no_header_support" => self.core().headers = !boolean(entry)?,
                 "jetstream" => self.jetstream(entry)?,
                 "authorization" => self.authorization(entry)?,
+                "lame_duck_duration" => {
+                    self.opts.lame_duck_duration = duration(entry, &mut self.warnings)?;
+                }
+                "lame_duck_grace_period" => {
+                    self.opts.lame_duck_grace_period = duration(entry, &mut self.warnings)?;
+                }
+                "max_closed_clients" => {
+                    let v = int(entry)?;
+                    // Negative keeps none, like 0 (nats-server stores no closed clients then).
+                    self.opts.max_closed_clients = usize::try_from(v.max(0)).unwrap_or(0);
+                }
+                "tls" => self.tls(entry)?,
                 "no_auth_user" => {
                     self.core().auth.no_auth_user = Some(string(entry)?.to_string());
                     self.no_auth_user_at = Some(entry.pos.clone());
@@ -432,6 +459,64 @@ impl Applier {
                 _ => return Err(unknown(entry, "")),
             }
         }
+        Ok(())
+    }
+
+    /// `tls { cert_file, key_file, ca_file, verify, timeout, handshake_first }`.
+    fn tls(&mut self, entry: &Entry) -> Result<(), ConfigError> {
+        let block = map(entry)?;
+        let mut tls = crate::tls::TlsOptions::default();
+        let (mut cert, mut key) = (None, None);
+        for e in block.entries() {
+            match e.key.to_ascii_lowercase().as_str() {
+                "cert_file" => cert = Some(PathBuf::from(string(e)?)),
+                "key_file" => key = Some(PathBuf::from(string(e)?)),
+                "ca_file" => tls.ca_file = Some(PathBuf::from(string(e)?)),
+                "verify" => tls.verify = boolean(e)?,
+                // Seconds, integer or fractional (nats-server reads a float).
+                "timeout" => {
+                    let secs = match e.value {
+                        Value::Integer(i) => i as f64,
+                        Value::Float(f) => f,
+                        Value::String(_) => duration(e, &mut self.warnings)?.as_secs_f64(),
+                        _ => return Err(wrong_type(e, "a number of seconds")),
+                    };
+                    if !(secs.is_finite() && secs > 0.0) {
+                        return Err(invalid(e, format!("{secs} must be positive")));
+                    }
+                    tls.timeout = Duration::from_secs_f64(secs);
+                }
+                "handshake_first" | "first" | "immediate" => {
+                    tls.handshake_first = match &e.value {
+                        Value::Bool(b) => *b,
+                        // "auto"/a duration: nats-server waits for the client to speak first
+                        // and falls back; Fjord takes it as handshake first.
+                        Value::String(_) => {
+                            self.warnings.push(format!(
+                                "{}: tls.{} other than true/false is taken as true by Fjord",
+                                position(&e.pos),
+                                e.key
+                            ));
+                            true
+                        }
+                        _ => return Err(wrong_type(e, "a boolean")),
+                    };
+                }
+                k if UNSUPPORTED_TLS.contains(&k) => self.unsupported(e, "tls"),
+                _ => return Err(unknown(e, " in tls")),
+            }
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                tls.cert_file = cert;
+                tls.key_file = key;
+            }
+            _ => return Err(invalid(entry, "missing 'cert_file' and/or 'key_file' in tls config")),
+        }
+        if tls.verify && tls.ca_file.is_none() {
+            return Err(invalid(entry, "'verify' requires a 'ca_file' in tls config"));
+        }
+        self.opts.tls = Some(tls);
         Ok(())
     }
 
@@ -1103,18 +1188,41 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_keys() {
-        let text = "port: 4222\ncluster { port: 6222 }\nGateway { name: x }\nleafnodes {}\naccounts {}\ntls {}\nwebsocket {}\nmqtt {}";
+        let text = "port: 4222\ncluster { port: 6222 }\nGateway { name: x }\nleafnodes {}\naccounts {}\nwebsocket {}\nmqtt {}";
         let (o, warnings) = run(text).unwrap();
         assert_eq!(
             o.unsupported_keys,
-            vec!["cluster", "Gateway", "leafnodes", "accounts", "tls", "websocket", "mqtt"]
+            vec!["cluster", "Gateway", "leafnodes", "accounts", "websocket", "mqtt"]
         );
-        assert_eq!(warnings.len(), 7);
+        assert_eq!(warnings.len(), 6);
         assert!(warnings[0].starts_with("t.conf:2:1: \"cluster\""), "{}", warnings[0]);
         fails("port: 1\nfoo: 1", 2, 1, "unknown field \"foo\"");
         fails("user: a", 1, 1, "unknown field \"user\"");
         // A key that only feeds a variable is not unknown.
         assert_eq!(ok("MY_PORT: 4333\nport: $MY_PORT").port, 4333);
+    }
+
+    #[test]
+    fn tls_lame_duck_and_closed_clients() {
+        let o = ok("tls { cert_file: \"c.pem\", key_file: \"k.pem\", ca_file: \"ca.pem\", verify: true, timeout: 0.5, handshake_first: true }\nlame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"\nmax_closed_clients: 5");
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(tls.verify && tls.handshake_first);
+        assert_eq!(tls.timeout, Duration::from_millis(500));
+        assert_eq!(o.lame_duck_duration, Duration::from_secs(30));
+        assert_eq!(o.lame_duck_grace_period, Duration::from_secs(1));
+        assert_eq!(o.max_closed_clients, 5);
+        fails("tls { cert_file: c }", 1, 1, "missing 'cert_file'");
+        fails("tls { cert_file: c, key_file: k, verify: true }", 1, 1, "requires a 'ca_file'");
+        fails(
+            "tls {\n cert_file: c, key_file: k, bogus: 1 }",
+            2,
+            29,
+            "unknown field \"bogus\" in tls",
+        );
+        let (o, _) = run("tls { cert_file: c, key_file: k, cipher_suites: [] }").unwrap();
+        assert_eq!(o.unsupported_keys, vec!["tls.cipher_suites"]);
     }
 
     #[test]

@@ -1,0 +1,31 @@
+//! The HTTP monitoring port (`-m`, `http_port`, `http: host:port`): nats-server's endpoints
+//! with its JSON field names, so dashboards and exporters written for nats-server read Fjord.
+
+pub mod closed;
+pub mod connz;
+pub mod format;
+pub mod healthz;
+pub mod process;
+pub mod query;
+pub mod routez;
+pub mod server;
+pub mod subsz;
+pub mod varz;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::server::Shared;
+
+/// What the handlers read: the server's shared state plus the monitor's own bookkeeping.
+pub struct Monitor {
+    pub shared: Arc<Shared>,
+    /// The address actually bound (after `-m -1` picked a port), as `/varz` reports it.
+    pub http_host: String,
+    pub http_port: u16,
+    pub cpu: process::CpuSampler,
+    /// Requests served per path (`/varz`'s `http_req_stats`).
+    pub requests: Mutex<BTreeMap<String, u64>>,
+}

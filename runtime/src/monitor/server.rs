@@ -1,0 +1,138 @@
+//! The monitoring listener: hyper's HTTP/1 server on its own port, routing GETs to the
+//! endpoint handlers. It stops with the server's shutdown token.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+use super::query::{BadRequest, Query};
+use super::{connz, healthz, process, routez, subsz, varz, Monitor};
+use crate::server::Shared;
+
+/// Binds the monitoring port (`-1` picks a free one) and logs nats-server's line for it.
+pub async fn bind(host: &str, port: i32) -> std::io::Result<TcpListener> {
+    let port = if port < 0 { 0 } else { port as u16 };
+    let listener = TcpListener::bind((host, port)).await?;
+    let bound = listener.local_addr()?.port();
+    info!("Starting http monitor on {host}:{bound}");
+    Ok(listener)
+}
+
+/// Serves until the server shuts down.
+pub async fn run(listener: TcpListener, host: String, shared: Arc<Shared>) {
+    let http_port = listener.local_addr().map_or(0, |a| a.port());
+    let monitor = Arc::new(Monitor {
+        shared: shared.clone(),
+        http_host: host,
+        http_port,
+        cpu: process::CpuSampler::default(),
+        requests: Mutex::new(Default::default()),
+    });
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    debug!("monitoring accept failed: {e}");
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let monitor = monitor.clone();
+        let shutdown = shared.shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let monitor = monitor.clone();
+                async move { Ok::<_, Infallible>(route(&monitor, &req)) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                served = conn => if let Err(e) = served {
+                    debug!("monitoring connection ended: {e}");
+                },
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Paths nats-server serves, so `/varz`'s `http_req_stats` counts only real endpoints.
+fn route(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let query = Query::parse(req.uri().query());
+    let shared = &monitor.shared;
+    let response = match path {
+        "/" => Ok(html(INDEX)),
+        "/varz" => Ok(json(&varz::varz(monitor))),
+        "/connz" => connz::connz(shared, &query).map(|c| json(&c)),
+        "/subsz" | "/subscriptionsz" => subsz::subsz(shared, &query).map(|s| json(&s)),
+        "/routez" => Ok(json(&routez::routez(shared))),
+        "/healthz" => {
+            let health = healthz::healthz(shared);
+            let status = if health.error.is_none() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            // nats-server prints this one compactly.
+            let body = serde_json::to_vec(&health).unwrap_or_default();
+            Ok(with_json_headers(Response::new(Full::new(Bytes::from(body))), status))
+        }
+        _ => return text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    *monitor.requests.lock().entry(path.to_string()).or_insert(0) += 1;
+    match response {
+        Ok(r) => r,
+        Err(BadRequest(why)) => text(StatusCode::BAD_REQUEST, &why),
+    }
+}
+
+/// Pretty-printed with two spaces, as nats-server's `json.MarshalIndent` does.
+fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => with_json_headers(Response::new(Full::new(Bytes::from(body))), StatusCode::OK),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn with_json_headers(mut r: Response<Full<Bytes>>, status: StatusCode) -> Response<Full<Bytes>> {
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Browser dashboards fetch from other origins; nats-server allows it.
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn html(body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+const INDEX: &str = "<html><body><h1>fjord (nats-server compatible) monitoring</h1><ul>\
+<li><a href=\"varz\">General</a></li><li><a href=\"connz\">Connections</a></li>\
+<li><a href=\"routez\">Routes</a></li><li><a href=\"subsz\">Subscriptions</a></li>\
+<li><a href=\"healthz\">Health</a></li></ul></body></html>\n";

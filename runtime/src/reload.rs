@@ -1,0 +1,156 @@
+//! Configuration reload (SIGHUP, `--signal reload`): re-reads the file, applies the flags
+//! over it again (flags still win), and changes what can change at run time. A setting that
+//! cannot change (ports, hosts, names, JetStream) fails the whole reload with a log line, and
+//! the server keeps its old configuration, as nats-server does.
+//!
+//! What changes: authorization (users, passwords, tokens, permissions) for new connections,
+//! and open connections whose credentials no longer pass are closed with
+//! `Authorization Violation`; TLS certificates for new connections; lame duck timings;
+//! `max_closed_clients`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fjord_core::client::conn::CloseReason;
+use fjord_core::proto::encode;
+use tracing::{info, warn};
+
+use crate::cli::Flags;
+use crate::config;
+use crate::options::Options;
+use crate::server::Shared;
+use crate::tls::TlsServer;
+
+/// Reloads from the configuration file `shared.options` names. Returns the error text to log.
+pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
+    let old = shared.options.load_full();
+    let Some(path) = old.config_file.clone() else {
+        return Err("Can only reload config when a file is provided using -c or --config".into());
+    };
+    let mut new = Options::default();
+    let warnings = config::load_file(&path, &mut new).map_err(|e| e.to_string())?;
+    flags.apply(&mut new)?;
+    for w in &warnings {
+        warn!("{w}");
+    }
+    refuse_fixed(&old, &new)?;
+    // Build everything fallible before changing anything, so a failure keeps the old config.
+    let tls = match &new.tls {
+        Some(t) => Some(Arc::new(TlsServer::new(t).map_err(|e| e.to_string())?)),
+        None => None,
+    };
+    let mut changed = Vec::new();
+    if new.core.auth != old.core.auth {
+        shared.auth.store(Arc::new(new.core.auth.clone()));
+        changed.push("authorization");
+        disconnect_unauthorized(shared);
+    }
+    if new.tls.is_some() != old.tls.is_some() {
+        warn!("Reload: turning TLS on or off is applied to new connections only");
+    }
+    if new.tls != old.tls || new.tls.is_some() {
+        // Certificate files may have new contents under the same names.
+        shared.tls.store(tls);
+        if new.tls.is_some() || old.tls.is_some() {
+            changed.push("tls");
+        }
+    }
+    if new.max_closed_clients != old.max_closed_clients {
+        shared.closed.lock().set_capacity(new.max_closed_clients);
+        changed.push("max_closed_clients");
+    }
+    if new.lame_duck_duration != old.lame_duck_duration {
+        changed.push("lame_duck_duration");
+    }
+    if new.lame_duck_grace_period != old.lame_duck_grace_period {
+        changed.push("lame_duck_grace_period");
+    }
+    for (name, differs) in not_yet_reloadable(&old, &new) {
+        if differs {
+            warn!("Reload: {name} changed but Fjord applies it only at restart; keeping the old value");
+        }
+    }
+    for name in &changed {
+        info!("Reloaded: {name}");
+    }
+    let mut kept = new;
+    // What the server decided at start stays (its identity, the limits connections read at
+    // start); only the authorization is new.
+    let mut core = old.core.clone();
+    core.auth = kept.core.auth.clone();
+    kept.core = core;
+    shared.options.store(Arc::new(kept));
+    *shared.config_load_time.lock() = SystemTime::now();
+    info!("Reloaded server configuration");
+    Ok(())
+}
+
+/// Settings that cannot change while the server runs (nats-server refuses them too).
+fn refuse_fixed(old: &Options, new: &Options) -> Result<(), String> {
+    let fixed: [(&str, String, String); 6] = [
+        ("port", old.port.to_string(), new.port.to_string()),
+        ("host", old.listen_host.clone(), new.listen_host.clone()),
+        ("http_port", format!("{:?}", old.http_port), format!("{:?}", new.http_port)),
+        ("http_host", format!("{:?}", old.http_host), format!("{:?}", new.http_host)),
+        ("jetstream", old.jetstream.to_string(), new.jetstream.to_string()),
+        ("store_dir", format!("{:?}", old.store_dir), format!("{:?}", new.store_dir)),
+    ];
+    for (name, was, now) in fixed {
+        if was != now {
+            return Err(format!("config reload not supported for {name}: old={was}, new={now}"));
+        }
+    }
+    // The name is fixed unless it was left to default to the server id.
+    if !new.core.server_name.is_empty() && new.core.server_name != old.core.server_name {
+        return Err(format!(
+            "config reload not supported for server_name: old={}, new={}",
+            old.core.server_name, new.core.server_name
+        ));
+    }
+    Ok(())
+}
+
+/// Settings nats-server reloads that Fjord's connections read only at start today.
+fn not_yet_reloadable(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
+    let (o, n) = (&old.core, &new.core);
+    vec![
+        ("max_payload", o.max_payload != n.max_payload),
+        ("max_control_line", o.max_control_line != n.max_control_line),
+        ("max_pending", o.max_pending != n.max_pending),
+        ("max_connections", o.max_connections != n.max_connections),
+        ("max_subscriptions", o.max_subscriptions != n.max_subscriptions),
+        ("ping_interval", o.ping_interval != n.ping_interval),
+        ("ping_max", o.ping_max != n.ping_max),
+        ("debug", old.debug != new.debug),
+        ("trace", old.trace != new.trace),
+        ("logtime", old.logtime != new.logtime),
+        ("log_file", old.log_file != new.log_file),
+    ]
+}
+
+/// Closes open connections whose CONNECT credentials the new rules refuse.
+fn disconnect_unauthorized(shared: &Shared) {
+    let auth = shared.auth();
+    let clients: Vec<_> = shared.clients.lock().values().cloned().collect();
+    for client in clients {
+        let Some(connect) = client.connect.lock().clone() else {
+            // No CONNECT yet: it will be checked when it comes.
+            continue;
+        };
+        let passes = auth
+            .authenticate(
+                connect.auth_token.as_deref(),
+                connect.user.as_deref(),
+                connect.pass.as_deref(),
+            )
+            .is_ok();
+        if passes {
+            continue;
+        }
+        info!("{} - cid:{} - Authorization Violation", client.peer, client.id);
+        let mut out = Vec::new();
+        encode::err(&mut out, "Authorization Violation");
+        client.outbound.push(&out);
+        client.outbound.close(CloseReason::AuthorizationViolation);
+    }
+}
