@@ -262,6 +262,11 @@ impl Reader {
                     subject: subject.to_vec(),
                     queue: queue.map(<[u8]>::to_vec),
                     max: Default::default(),
+                    deny_filter: self
+                        .conn
+                        .permissions()
+                        .filter(|p| p.needs_delivery_check(subject))
+                        .cloned(),
                     delivered: Default::default(),
                 });
                 if self.shared.index.insert(sub.clone()).is_ok() {
@@ -331,6 +336,9 @@ impl Reader {
         sub: &Arc<Subscription>,
         msg: &Message<'_>,
     ) -> bool {
+        if sub.deny_filter.as_ref().is_some_and(|p| p.delivery_denied(msg.subject)) {
+            return false;
+        }
         let max = sub.max.load(Ordering::Acquire);
         if max > 0 {
             let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;

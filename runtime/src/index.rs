@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use fjord_core::client::connect::ConnectOptions;
 
-use fjord_core::client::permissions::{ResponseGrants, ResponsePermission};
+use fjord_core::client::permissions::{Permissions, ResponseGrants, ResponsePermission};
 use fjord_core::subject::SubjectError;
 use fjord_core::sublist::{MatchResult, Sublist};
 use parking_lot::{Mutex, RwLock};
@@ -102,6 +102,9 @@ pub struct Subscription {
     pub queue: Option<Vec<u8>>,
     /// `UNSUB sid max`: deliveries allowed in total; 0 = unlimited.
     pub max: AtomicU64,
+    /// Set for a wildcard subscription that overlaps the owner's subscribe deny list: each
+    /// delivery is checked against it.
+    pub deny_filter: Option<Permissions>,
     pub delivered: AtomicU64,
 }
 

@@ -194,7 +194,7 @@ impl Server {
         trace: bool,
     ) -> std::io::Result<Server> {
         let port = if port < 0 { 0 } else { port as u16 };
-        let listener = TcpListener::bind((host, port)).await?;
+        let listener = listen(host, port).await?;
         let local = listener.local_addr()?;
         config.host = host.to_string();
         config.port = local.port();
@@ -255,4 +255,25 @@ pub fn new_server_id() -> String {
         id.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
     }
     id
+}
+
+/// Binds the client listener with a deep accept queue. tokio's default backlog (128 here) drops
+/// SYNs when many clients connect at once (a thousand reconnecting after a restart), and each
+/// drop costs the client a one-second retransmit; nats-server, like Go, asks for the kernel's
+/// maximum (`somaxconn`, to which larger requests are capped).
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    const BACKLOG: u32 = 65535;
+    let mut last_err = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("no address for {host}"))
+    }))
 }

@@ -367,8 +367,8 @@ impl ClientConn {
             ));
         }
         if self.opts.pedantic && subject::validate_literal(msg.subject).is_err() {
+            // nats-server only warns: the message is still acknowledged and routed.
             encode::err(out, "Invalid Publish Subject");
-            return Action::None;
         }
         if !self.may_publish(msg.subject, now, grants) {
             encode::fmt(
@@ -381,7 +381,9 @@ impl ClientConn {
             return Action::None;
         }
         self.ok(out);
-        Action::Publish(msg)
+        // An empty header block (HPUB with header size 0) is delivered as a plain MSG.
+        let headers = msg.headers.filter(|h| !h.is_empty());
+        Action::Publish(Message { headers, ..msg })
     }
 
     fn may_publish(
@@ -615,9 +617,9 @@ mod tests {
         let mut out = Vec::new();
         op(&mut c, ClientOp::Connect(b"{}"), &mut out);
         let pubop = |s| ClientOp::Pub { subject: s, reply: None, headers: None, payload: b"" };
-        assert_eq!(op(&mut c, pubop(b"foo.*"), &mut out), Action::None);
+        assert!(matches!(op(&mut c, pubop(b"foo.*"), &mut out), Action::Publish(_)));
         assert!(matches!(op(&mut c, pubop(b"foo"), &mut out), Action::Publish(_)));
-        assert_eq!(text(&out), "+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\n");
+        assert_eq!(text(&out), "+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\n+OK\r\n");
     }
 
     #[test]

@@ -54,6 +54,22 @@ impl Permissions {
     pub fn may_subscribe(&self, subject: &[u8]) -> bool {
         self.subscribe.as_ref().is_none_or(|p| p.permits(subject))
     }
+
+    /// Whether deliveries on a subscription to `sub_subject` must be checked one by one
+    /// against the subscribe deny list: a wildcard subscription may overlap a denied subject
+    /// without matching it as a pattern (`x.*` against deny `x.y`), and nats-server then
+    /// withholds just the denied messages.
+    pub fn needs_delivery_check(&self, sub_subject: &[u8]) -> bool {
+        self.subscribe.as_ref().is_some_and(|p| !p.deny.is_empty())
+            && subject::tokens(sub_subject).any(|t| t == b"*" || t == b">")
+    }
+
+    /// Whether a message on `subject` is withheld from this client by its subscribe deny list.
+    pub fn delivery_denied(&self, subject: &[u8]) -> bool {
+        self.subscribe
+            .as_ref()
+            .is_some_and(|p| p.deny.iter().any(|d| subject::matches(d.as_bytes(), subject)))
+    }
 }
 
 /// Reply subjects a client with `allow_responses` may publish to: the replies of requests it
@@ -123,6 +139,16 @@ mod tests {
         assert!(deny_only.permits(b"baz"));
         assert!(!deny_only.permits(b"bar.x"));
         assert!(!deny_only.permits(b"bar.>"), "nats-server refuses bar.> under deny bar.*");
+    }
+
+    #[test]
+    fn wildcard_subscriptions_overlapping_a_deny_are_checked_per_delivery() {
+        let perms = Permissions { subscribe: Some(perm(&[">"], &["x.y"])), ..Permissions::default() };
+        assert!(perms.may_subscribe(b"x.*"));
+        assert!(perms.needs_delivery_check(b"x.*"));
+        assert!(!perms.needs_delivery_check(b"x.z"));
+        assert!(perms.delivery_denied(b"x.y"));
+        assert!(!perms.delivery_denied(b"x.z"));
     }
 
     #[test]
