@@ -185,10 +185,11 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         }
         None => None,
     };
+    let signals = signals::Signals::install();
     info!("Server is ready");
     let serving = tokio::spawn(server.run());
     let handlers = MainHandlers { shared: shared.clone(), flags };
-    let exit = signals::wait(shared.clone(), &handlers).await;
+    let exit = signals.wait(shared.clone(), &handlers).await;
     info!("Initiating Shutdown...");
     if exit == Exit::Stop {
         shared.shutdown.cancel();

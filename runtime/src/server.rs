@@ -108,13 +108,14 @@ impl Shared {
     }
 
     pub fn unregister(&self, handle: &ClientHandle) {
+        // Listed as closed before it leaves the open list, so monitoring never misses it.
+        self.record_closed(handle);
         self.clients.lock().remove(&handle.id);
         let (from, to) = (&handle.stats, &self.closed_stats);
         to.in_msgs.fetch_add(from.in_msgs.load(Ordering::Relaxed), Ordering::Relaxed);
         to.in_bytes.fetch_add(from.in_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         to.out_msgs.fetch_add(from.out_msgs.load(Ordering::Relaxed), Ordering::Relaxed);
         to.out_bytes.fetch_add(from.out_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.record_closed(handle);
     }
 
     /// The authorization rules a new connection starts with.

@@ -25,38 +25,57 @@ pub trait Handlers: Send + Sync {
     fn lame_duck(&self);
 }
 
-/// Serves signals until the server must stop. Handlers that cannot be installed leave the
-/// server running without them (it just cannot be driven by that signal).
-pub async fn wait(shared: Arc<Shared>, handlers: &dyn Handlers) -> Exit {
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut hup = signal(SignalKind::hangup()).ok();
-    let mut usr2 = signal(SignalKind::user_defined2()).ok();
-    let mut usr1 = signal(SignalKind::user_defined1()).ok();
-    loop {
-        tokio::select! {
-            Some(()) = recv(&mut term) => {
-                info!("Trapped \"terminated\" signal");
-                return Exit::Stop;
+/// The installed handlers. Installed before the server says it is ready, so a signal sent by
+/// a script that waited for `Server is ready` is never met by the default action (SIGHUP
+/// would otherwise kill the process).
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
+    usr2: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Handlers that cannot be installed leave the server running without them (it just
+    /// cannot be driven by that signal).
+    pub fn install() -> Signals {
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+            usr1: signal(SignalKind::user_defined1()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
+        }
+    }
+
+    /// Serves signals until the server must stop.
+    pub async fn wait(mut self, shared: Arc<Shared>, handlers: &dyn Handlers) -> Exit {
+        loop {
+            tokio::select! {
+                Some(()) = recv(&mut self.term) => {
+                    info!("Trapped \"terminated\" signal");
+                    return Exit::Stop;
+                }
+                Some(()) = recv(&mut self.int) => {
+                    info!("Trapped \"interrupt\" signal");
+                    return Exit::Stop;
+                }
+                Some(()) = recv(&mut self.hup) => {
+                    info!("Trapped \"hangup\" signal");
+                    handlers.reload();
+                }
+                Some(()) = recv(&mut self.usr2) => {
+                    info!("Trapped \"user defined signal 2\" signal");
+                    handlers.lame_duck();
+                }
+                Some(()) = recv(&mut self.usr1) => {
+                    // nats-server reopens its log file here; Fjord appends to the file it
+                    // opened at start.
+                    info!("Trapped \"user defined signal 1\" signal");
+                }
+                _ = shared.shutdown.cancelled() => return Exit::ShutDown,
             }
-            Some(()) = recv(&mut int) => {
-                info!("Trapped \"interrupt\" signal");
-                return Exit::Stop;
-            }
-            Some(()) = recv(&mut hup) => {
-                info!("Trapped \"hangup\" signal");
-                handlers.reload();
-            }
-            Some(()) = recv(&mut usr2) => {
-                info!("Trapped \"user defined signal 2\" signal");
-                handlers.lame_duck();
-            }
-            Some(()) = recv(&mut usr1) => {
-                // nats-server reopens its log file here; Fjord's file is opened in append mode
-                // per write batch, so rotation tools work without it.
-                info!("Trapped \"user defined signal 1\" signal");
-            }
-            _ = shared.shutdown.cancelled() => return Exit::ShutDown,
         }
     }
 }

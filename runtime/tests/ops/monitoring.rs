@@ -1,0 +1,165 @@
+//! `/varz`, `/connz`, `/subsz`, `/healthz`, `/routez` after known traffic.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::harness::Fjord;
+
+fn names(connz: &Value) -> Vec<String> {
+    connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn is_rfc3339(s: &str) -> bool {
+    s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T' && s.ends_with('Z')
+}
+
+#[tokio::test]
+async fn counters_and_connections_after_known_traffic() {
+    let srv = Fjord::start(&["-p", "-1", "-m", "-1", "-a", "127.0.0.1"]);
+    let subscriber =
+        async_nats::ConnectOptions::new().name("subscriber").connect(srv.url()).await.unwrap();
+    let mut sub = subscriber.subscribe("foo").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let publisher =
+        async_nats::ConnectOptions::new().name("publisher").connect(srv.url()).await.unwrap();
+    for _ in 0..3 {
+        publisher.publish("foo", Bytes::from_static(b"0123456789")).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    }
+
+    let varz = srv.json("/varz");
+    assert_eq!(varz["connections"], 2);
+    assert_eq!(varz["total_connections"], 2);
+    assert_eq!(varz["in_msgs"], 3);
+    assert_eq!(varz["in_bytes"], 30);
+    assert_eq!(varz["out_msgs"], 3);
+    assert_eq!(varz["out_bytes"], 30);
+    assert_eq!(varz["in_client_msgs"], 3);
+    assert_eq!(varz["subscriptions"], 1);
+    assert_eq!(varz["slow_consumers"], 0);
+    assert_eq!(varz["port"], srv.port);
+    assert_eq!(varz["http_port"], srv.http_port.unwrap());
+    assert_eq!(varz["max_payload"], 1048576);
+    assert_eq!(varz["ping_interval"], 120_000_000_000u64);
+    assert_eq!(varz["version"], "2.15.1");
+    assert!(varz["mem"].as_i64().unwrap() > 0);
+    assert!(varz["cpu"].as_f64().unwrap() >= 0.0);
+    assert!(varz["uptime"].as_str().unwrap().ends_with('s'));
+    assert!(is_rfc3339(varz["start"].as_str().unwrap()), "{}", varz["start"]);
+    assert!(is_rfc3339(varz["now"].as_str().unwrap()));
+    // The /varz request itself is counted once it has been served.
+    assert_eq!(srv.json("/varz")["http_req_stats"]["/varz"], 1);
+
+    let connz = srv.json("/connz");
+    assert_eq!(connz["num_connections"], 2);
+    assert_eq!(connz["total"], 2);
+    assert_eq!(connz["limit"], 1024);
+    assert_eq!(names(&connz), vec!["subscriber", "publisher"], "default sort is by cid");
+    let first = &connz["connections"][0];
+    for field in ["cid", "kind", "type", "ip", "port", "start", "last_activity", "uptime", "idle"] {
+        assert!(!first[field].is_null(), "missing {field}: {first}");
+    }
+    assert_eq!(first["kind"], "Client");
+    assert_eq!(first["lang"], "rust");
+    assert_eq!(first["out_msgs"], 3);
+    assert_eq!(first["out_bytes"], 30);
+    assert_eq!(first["subscriptions"], 1);
+    assert!(first.get("subscriptions_list").is_none());
+    assert_eq!(names(&srv.json("/connz?sort=msgs_from")), vec!["publisher", "subscriber"]);
+    assert_eq!(names(&srv.json("/connz?sort=msgs_to")), vec!["subscriber", "publisher"]);
+    assert_eq!(names(&srv.json("/connz?sort=bytes_from")), vec!["publisher", "subscriber"]);
+    let page = srv.json("/connz?offset=1&limit=1");
+    assert_eq!((page["num_connections"].clone(), page["total"].clone()), (1.into(), 2.into()));
+    assert_eq!(names(&page), vec!["publisher"]);
+    let cid = first["cid"].as_u64().unwrap();
+    let one = srv.json(&format!("/connz?cid={cid}"));
+    assert_eq!(names(&one), vec!["subscriber"]);
+    let subs = srv.json("/connz?subs=1");
+    assert_eq!(subs["connections"][0]["subscriptions_list"], serde_json::json!(["foo"]));
+    let detail = srv.json("/connz?subs=detail");
+    let d = &detail["connections"][0]["subscriptions_list_detail"][0];
+    assert_eq!(
+        (d["subject"].as_str(), d["msgs"].as_u64(), d["cid"].as_u64()),
+        (Some("foo"), Some(3), Some(cid))
+    );
+
+    let (status, body) = srv.http_get("/connz?sort=nope");
+    assert_eq!((status, body.as_str()), (400, "invalid sorting option: nope"));
+    let (status, body) = srv.http_get("/connz?sort=stop");
+    assert_eq!((status, body.as_str()), (400, "sort by stop only valid on closed connections"));
+    let (status, _) = srv.http_get("/connz?state=sideways");
+    assert_eq!(status, 400);
+
+    // Closed connections are kept with their reason.
+    drop(publisher);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        let closed = srv.json("/connz?state=closed");
+        if closed["num_connections"] == 1 {
+            break closed;
+        }
+        assert!(Instant::now() < deadline, "publisher never listed as closed: {closed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let c = &closed["connections"][0];
+    assert_eq!(c["name"], "publisher");
+    assert_eq!(c["in_msgs"], 3);
+    assert_eq!(c["reason"], "Client Closed");
+    assert!(is_rfc3339(c["stop"].as_str().unwrap()));
+    assert_eq!(srv.json("/connz?state=all")["total"], 2);
+    assert_eq!(names(&srv.json("/connz?state=closed&sort=reason")), vec!["publisher"]);
+    assert_eq!(srv.json("/connz")["num_connections"], 1);
+    let varz = srv.json("/varz");
+    assert_eq!((varz["connections"].clone(), varz["in_msgs"].clone()), (1.into(), 3.into()));
+
+    let subsz = srv.json("/subsz");
+    assert_eq!(subsz["num_subscriptions"], 1);
+    assert!(subsz.get("subscriptions_list").is_none());
+    let matched = srv.json("/subsz?test=foo");
+    assert_eq!(matched["total"], 1);
+    assert_eq!(matched["subscriptions_list"][0]["subject"], "foo");
+    assert_eq!(matched["subscriptions_list"][0]["account"], "$G");
+    assert_eq!(srv.json("/subsz?test=bar")["total"], 0);
+    let (status, _) = srv.http_get("/subsz?test=foo.*");
+    assert_eq!(status, 400, "a test subject must be literal");
+
+    let (status, body) = srv.http_get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}"));
+    let routez = srv.json("/routez");
+    assert_eq!(routez["num_routes"], 0);
+    assert_eq!(routez["routes"], serde_json::json!([]));
+    assert_eq!(srv.http_get("/nothing").0, 404);
+}
+
+#[test]
+fn monitor_host_and_port_from_the_config_file() {
+    let dir = crate::harness::temp_dir("http");
+    let conf = dir.join("fjord.conf");
+    crate::harness::write(&conf, "port: -1\nhttp: \"127.0.0.1:-1\"\nmax_closed_clients: 1\n");
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    srv.wait_for_log("Starting http monitor on 127.0.0.1:");
+    assert_eq!(srv.json("/varz")["http_host"], "127.0.0.1");
+    // max_closed_clients bounds the closed-connection ring.
+    for _ in 0..3 {
+        let mut raw = crate::harness::Raw::connect(srv.port);
+        raw.send("CONNECT {}\r\nPING\r\n");
+        raw.read_until("PONG\r\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.json("/varz")["connections"] != 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(srv.json("/connz?state=closed")["num_connections"], 1);
+}

@@ -1,0 +1,86 @@
+//! SIGHUP and `--signal reload`: new users, removed users disconnected, changed permissions,
+//! and settings that cannot change refused with the old configuration kept.
+
+use std::process::Command;
+
+use crate::harness::{temp_dir, write, Fjord, Raw};
+
+fn connect_as(port: u16, user: &str) -> Raw {
+    let mut raw = Raw::connect(port);
+    raw.send(&format!(
+        "CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"{user}\",\"protocol\":1}}\r\nPING\r\n"
+    ));
+    raw
+}
+
+fn users(list: &str) -> String {
+    format!("port: -1\nhost: 127.0.0.1\nauthorization {{ users: [ {list} ] }}\n")
+}
+
+#[test]
+fn reload_changes_who_may_connect() {
+    let dir = temp_dir("reload");
+    let conf = dir.join("fjord.conf");
+    write(&conf, &users("{user: a, password: a}, {user: b, password: b}"));
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+
+    let mut a = connect_as(srv.port, "a");
+    a.read_until("PONG\r\n");
+    let mut b = connect_as(srv.port, "b");
+    b.read_until("PONG\r\n");
+    let mut c = connect_as(srv.port, "c");
+    assert!(c.read_to_close().contains("-ERR 'Authorization Violation'"));
+
+    // b removed, c added, a may no longer publish to "secret".
+    write(
+        &conf,
+        &users(
+            "{user: a, password: a, permissions: {publish: {deny: [\"secret\"]}}}, \
+             {user: c, password: c}",
+        ),
+    );
+    srv.signal(libc::SIGHUP);
+    srv.wait_for_log("Trapped \"hangup\" signal");
+    srv.wait_for_log("Reloaded: authorization");
+    srv.wait_for_log("Reloaded server configuration");
+
+    let gone = b.read_to_close();
+    assert!(gone.contains("-ERR 'Authorization Violation'"), "{gone:?}");
+    a.send("PING\r\n");
+    a.read_until("PONG\r\n");
+    let mut c = connect_as(srv.port, "c");
+    c.read_until("PONG\r\n");
+    let mut b = connect_as(srv.port, "b");
+    assert!(b.read_to_close().contains("-ERR 'Authorization Violation'"));
+    // New connections get the new permissions.
+    let mut a2 = connect_as(srv.port, "a");
+    a2.read_until("PONG\r\n");
+    a2.send("PUB secret 2\r\nhi\r\nPING\r\n");
+    let reply = a2.read_until("PONG\r\n");
+    assert!(reply.contains("Permissions Violation for Publish to \"secret\""), "{reply:?}");
+
+    // A port change cannot be applied: refused, logged, and the old configuration kept.
+    write(&conf, &users("{user: d, password: d}").replace("port: -1", "port: 4999"));
+    let status = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(["--signal", &format!("reload={}", srv.pid())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let refused = srv.wait_for_log("Failed to reload server configuration");
+    assert!(refused.contains("config reload not supported for port"), "{refused}");
+    let mut c2 = connect_as(srv.port, "c");
+    c2.read_until("PONG\r\n");
+    c.send("PING\r\n");
+    c.read_until("PONG\r\n");
+}
+
+#[test]
+fn reload_without_a_config_file_is_refused() {
+    let srv = Fjord::start(&["-p", "-1", "-a", "127.0.0.1"]);
+    srv.signal(libc::SIGHUP);
+    let line = srv.wait_for_log("Failed to reload server configuration");
+    assert!(line.contains("Can only reload config when a file is provided"), "{line}");
+    let mut raw = Raw::connect(srv.port);
+    raw.send("CONNECT {}\r\nPING\r\n");
+    raw.read_until("PONG\r\n");
+}

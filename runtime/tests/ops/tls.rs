@@ -1,0 +1,167 @@
+//! TLS with certificates made by rcgen: nats-server's INFO-then-upgrade flow, handshake
+//! first, client certificate verification, and a plain-text client on a TLS-only port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+use crate::harness::{temp_dir, write, Fjord, Raw};
+
+struct Certs {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
+fn make_certs(dir: &Path) -> Certs {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["client".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let certs = Certs {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server-cert.pem"),
+        server_key: dir.join("server-key.pem"),
+        client_cert: dir.join("client-cert.pem"),
+        client_key: dir.join("client-key.pem"),
+    };
+    write(&certs.ca, &ca.pem());
+    write(&certs.server_cert, &server.pem());
+    write(&certs.server_key, &server_key.serialize_pem());
+    write(&certs.client_cert, &client.pem());
+    write(&certs.client_key, &client_key.serialize_pem());
+    certs
+}
+
+async fn round_trip(client: &async_nats::Client) {
+    let mut sub = client.subscribe("secure").await.unwrap();
+    client.publish("secure", Bytes::from_static(b"hello")).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    assert_eq!(msg.payload, Bytes::from_static(b"hello"));
+}
+
+#[tokio::test]
+async fn info_first_then_upgrade_and_plain_clients_are_closed() {
+    let dir = temp_dir("tls");
+    let certs = make_certs(&dir);
+    let conf = dir.join("fjord.conf");
+    write(
+        &conf,
+        &format!(
+            "port: -1\nhost: 127.0.0.1\nhttp_port: -1\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}\n",
+            certs.server_cert.display(),
+            certs.server_key.display()
+        ),
+    );
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    srv.wait_for_log("TLS required for client connections");
+
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .require_tls(true)
+        .connect(srv.url())
+        .await
+        .unwrap();
+    round_trip(&client).await;
+    assert_eq!(srv.json("/varz")["tls_required"], true);
+
+    // A plain-text client sees INFO with tls_required, and is closed when it does not
+    // upgrade, without an -ERR (nats-server 2.15.1 does the same).
+    let mut plain = Raw::connect(srv.port);
+    assert!(plain.info.contains("\"tls_required\":true"), "{}", plain.info);
+    plain.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+    let rest = plain.read_to_close();
+    assert!(!rest.contains("PONG"), "{rest:?}");
+}
+
+#[tokio::test]
+async fn flags_and_handshake_first() {
+    let dir = temp_dir("tlsflags");
+    let certs = make_certs(&dir);
+    let srv = Fjord::start(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "--tls",
+        "--tlscert",
+        certs.server_cert.to_str().unwrap(),
+        "--tlskey",
+        certs.server_key.to_str().unwrap(),
+    ]);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .require_tls(true)
+        .connect(srv.url())
+        .await
+        .unwrap();
+    round_trip(&client).await;
+
+    let conf = dir.join("first.conf");
+    write(
+        &conf,
+        &format!(
+            "port: -1\nhost: 127.0.0.1\ntls {{ cert_file: \"{}\", key_file: \"{}\", handshake_first: true }}\n",
+            certs.server_cert.display(),
+            certs.server_key.display()
+        ),
+    );
+    let first = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .tls_first()
+        .connect(first.url())
+        .await
+        .unwrap();
+    round_trip(&client).await;
+}
+
+#[tokio::test]
+async fn verify_requires_a_client_certificate() {
+    let dir = temp_dir("tlsverify");
+    let certs = make_certs(&dir);
+    let srv = Fjord::start(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "--tlsverify",
+        "--tlscert",
+        certs.server_cert.to_str().unwrap(),
+        "--tlskey",
+        certs.server_key.to_str().unwrap(),
+        "--tlscacert",
+        certs.ca.to_str().unwrap(),
+    ]);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .add_client_certificate(certs.client_cert.clone(), certs.client_key.clone())
+        .require_tls(true)
+        .connect(srv.url())
+        .await
+        .unwrap();
+    round_trip(&client).await;
+
+    let refused = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .require_tls(true)
+        .connection_timeout(Duration::from_secs(3))
+        .connect(srv.url())
+        .await;
+    assert!(refused.is_err(), "a client without a certificate must be refused");
+}
