@@ -188,3 +188,54 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Group-commit throughput on the real disk (not a timed test: run with
+/// `FJORD_BENCH_DIR=<dir on the disk to measure> cargo test --release -p fjord --lib
+/// disk::bench -- --ignored --nocapture`). With W writers each waiting for its acknowledgement,
+/// a store actor appends whatever arrived and syncs once, so W appends share each sync: this
+/// measures that loop (W stores, one flush) directly.
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use fjord_core::store::{FileStore, FileStoreConfig, Limits, StreamStore};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    #[ignore]
+    fn group_commit_appends_per_second() {
+        let base = std::env::var("FJORD_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        for size in [128usize, 1024] {
+            for writers in [1usize, 16, 256] {
+                let dir = base.join(format!("fjord-bench-{}-{size}-{writers}", std::process::id()));
+                let _ = fs::remove_dir_all(&dir);
+                let (mut store, _) = FileStore::open(
+                    FsDisk::new(&dir).unwrap(),
+                    FileStoreConfig::new("s/msgs"),
+                    Limits::default(),
+                )
+                .unwrap();
+                let payload = vec![7u8; size];
+                let (mut acked, mut syncs) = (0u64, 0u64);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(2) {
+                    for _ in 0..writers {
+                        store.store(b"bench.subject", b"", &payload, 0, None).unwrap();
+                    }
+                    acked += store.flush().unwrap().len() as u64;
+                    syncs += 1;
+                }
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "size {size:>5} B  writers {writers:>3}  {:>9.0} acked appends/s  {:>7.0} syncs/s  {:>7.1} MB/s",
+                    acked as f64 / secs,
+                    syncs as f64 / secs,
+                    acked as f64 * size as f64 / secs / 1e6
+                );
+                drop(store);
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
