@@ -12,6 +12,9 @@ use super::query::{BadRequest, Query};
 use crate::index::ClientHandle;
 use crate::server::Shared;
 
+/// Fjord has a single account; nats-server names it `$G`.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
 /// nats-server's default and maximum page.
 const DEFAULT_LIMIT: i64 = 1024;
 
@@ -63,6 +66,11 @@ impl Default for ConnRecord {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SubRecord {
+    /// Shown by `/subsz`, and by `/connz` with `auth=1`, as nats-server does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_tag: Option<&'static str>,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "qgroup")]
@@ -84,11 +92,16 @@ impl ConnRecord {
             shared.started + Duration::from_nanos(last_nanos)
         };
         let connect = handle.connect.lock().clone().unwrap_or_default();
+        // nats-server reports the user it authorized; without auth there is none, whatever
+        // CONNECT carried.
+        let authorized = shared.auth.load().required();
         let mut subs: Vec<SubRecord> = handle
             .subs
             .lock()
             .values()
             .map(|sub| SubRecord {
+                account: None,
+                account_tag: None,
                 subject: String::from_utf8_lossy(&sub.subject).into_owned(),
                 queue: sub.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned()),
                 sid: String::from_utf8_lossy(&sub.sid).into_owned(),
@@ -115,7 +128,7 @@ impl ConnRecord {
             name: connect.name.filter(|n| !n.is_empty()),
             lang: connect.lang.filter(|l| !l.is_empty()),
             version: connect.version.filter(|v| !v.is_empty()),
-            user: connect.user.filter(|u| !u.is_empty()),
+            user: connect.user.filter(|u| authorized && !u.is_empty()),
         }
     }
 
@@ -152,11 +165,18 @@ impl ConnRecord {
             lang: self.lang.clone(),
             version: self.version.clone(),
             authorized_user: if auth { self.user.clone() } else { None },
-            account: auth.then(|| "$G".to_string()),
+            // nats-server leaves out the global account's name; Fjord has only that one.
+            account: None,
             subscriptions_list: (subs == SubsDetail::List && !self.subs.is_empty())
                 .then(|| self.subs.iter().map(|s| s.subject.clone()).collect()),
-            subscriptions_list_detail: (subs == SubsDetail::Detail && !self.subs.is_empty())
-                .then(|| self.subs.clone()),
+            subscriptions_list_detail: (subs == SubsDetail::Detail && !self.subs.is_empty()).then(
+                || {
+                    let account = auth.then_some(GLOBAL_ACCOUNT);
+                    let with_account =
+                        |s: &SubRecord| SubRecord { account, account_tag: account, ..s.clone() };
+                    self.subs.iter().map(with_account).collect()
+                },
+            ),
         }
     }
 }

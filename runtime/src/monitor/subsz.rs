@@ -7,16 +7,13 @@ use std::time::SystemTime;
 use fjord_core::subject;
 use serde::Serialize;
 
-use super::connz::{ConnRecord, SubRecord};
+use super::connz::{ConnRecord, SubRecord, GLOBAL_ACCOUNT};
 use super::format::rfc3339_nanos;
 use super::query::{BadRequest, Query};
 use super::varz::go_float;
 use crate::server::Shared;
 
 const DEFAULT_LIMIT: i64 = 1024;
-
-/// Fjord has a single account; nats-server names it `$G`.
-const GLOBAL_ACCOUNT: &str = "$G";
 
 #[derive(Serialize)]
 pub struct Subsz {
@@ -36,15 +33,7 @@ pub struct Subsz {
     pub offset: usize,
     pub limit: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subscriptions_list: Option<Vec<SubDetail>>,
-}
-
-#[derive(Serialize)]
-pub struct SubDetail {
-    pub account: &'static str,
-    pub account_tag: &'static str,
-    #[serde(flatten)]
-    pub sub: SubRecord,
+    pub subscriptions_list: Option<Vec<SubRecord>>,
 }
 
 pub fn subsz(shared: &Shared, query: &Query) -> Result<Subsz, BadRequest> {
@@ -77,7 +66,11 @@ pub fn subsz(shared: &Shared, query: &Query) -> Result<Subsz, BadRequest> {
             subs.into_iter()
                 .skip(offset)
                 .take(limit as usize)
-                .map(|sub| SubDetail { account: GLOBAL_ACCOUNT, account_tag: GLOBAL_ACCOUNT, sub })
+                .map(|sub| SubRecord {
+                    account: Some(GLOBAL_ACCOUNT),
+                    account_tag: Some(GLOBAL_ACCOUNT),
+                    ..sub
+                })
                 .collect(),
         );
     }

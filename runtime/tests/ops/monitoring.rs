@@ -163,3 +163,20 @@ fn monitor_host_and_port_from_the_config_file() {
     }
     assert_eq!(srv.json("/connz?state=closed")["num_connections"], 1);
 }
+
+#[test]
+fn connz_auth_shows_the_authorized_user() {
+    let srv =
+        Fjord::start(&["-p", "-1", "-m", "-1", "-a", "127.0.0.1", "--user", "u", "--pass", "p"]);
+    let mut raw = crate::harness::Raw::connect(srv.port);
+    raw.send("CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nSUB foo 1\r\nPING\r\n");
+    raw.read_until("PONG\r\n");
+    assert_eq!(srv.json("/varz")["auth_required"], true);
+    let plain = srv.json("/connz?subs=detail");
+    assert!(plain["connections"][0].get("authorized_user").is_none());
+    assert!(plain["connections"][0]["subscriptions_list_detail"][0].get("account").is_none());
+    let auth = srv.json("/connz?auth=1&subs=detail");
+    let conn = &auth["connections"][0];
+    assert_eq!(conn["authorized_user"], "u");
+    assert_eq!(conn["subscriptions_list_detail"][0]["account"], "$G");
+}
