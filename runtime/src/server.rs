@@ -266,8 +266,11 @@ async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     const BACKLOG: u32 = 65535;
     let mut last_err = None;
     for addr in tokio::net::lookup_host((host, port)).await? {
-        let socket =
-            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
             Ok(listener) => return Ok(listener),

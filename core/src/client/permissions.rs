@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn wildcard_subscriptions_overlapping_a_deny_are_checked_per_delivery() {
-        let perms = Permissions { subscribe: Some(perm(&[">"], &["x.y"])), ..Permissions::default() };
+        let perms =
+            Permissions { subscribe: Some(perm(&[">"], &["x.y"])), ..Permissions::default() };
         assert!(perms.may_subscribe(b"x.*"));
         assert!(perms.needs_delivery_check(b"x.*"));
         assert!(!perms.needs_delivery_check(b"x.z"));
