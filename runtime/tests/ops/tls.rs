@@ -20,6 +20,10 @@ struct Certs {
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
 fn make_certs(dir: &Path) -> Certs {
+    make_certs_named(dir, "")
+}
+
+fn make_certs_named(dir: &Path, prefix: &str) -> Certs {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -34,11 +38,11 @@ fn make_certs(dir: &Path) -> Certs {
     client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
     let certs = Certs {
-        ca: dir.join("ca.pem"),
-        server_cert: dir.join("server-cert.pem"),
-        server_key: dir.join("server-key.pem"),
-        client_cert: dir.join("client-cert.pem"),
-        client_key: dir.join("client-key.pem"),
+        ca: dir.join(format!("{prefix}ca.pem")),
+        server_cert: dir.join(format!("{prefix}server-cert.pem")),
+        server_key: dir.join(format!("{prefix}server-key.pem")),
+        client_cert: dir.join(format!("{prefix}client-cert.pem")),
+        client_key: dir.join(format!("{prefix}client-key.pem")),
     };
     write(&certs.ca, &ca.pem());
     write(&certs.server_cert, &server.pem());
@@ -164,4 +168,44 @@ async fn verify_requires_a_client_certificate() {
         .connect(srv.url())
         .await;
     assert!(refused.is_err(), "a client without a certificate must be refused");
+}
+
+#[tokio::test]
+async fn reload_swaps_certificates_without_dropping_connections() {
+    let dir = temp_dir("tlsreload");
+    let old = make_certs_named(&dir, "old-");
+    let new = make_certs_named(&dir, "new-");
+    let (cert, key) = (dir.join("server-cert.pem"), dir.join("server-key.pem"));
+    std::fs::copy(&old.server_cert, &cert).unwrap();
+    std::fs::copy(&old.server_key, &key).unwrap();
+    let conf = dir.join("fjord.conf");
+    write(
+        &conf,
+        &format!(
+            "port: -1\nhost: 127.0.0.1\ntls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    let connect = |ca: PathBuf| {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(ca)
+            .require_tls(true)
+            .connection_timeout(Duration::from_secs(3))
+            .connect(srv.url())
+    };
+    let before = connect(old.ca.clone()).await.unwrap();
+    round_trip(&before).await;
+
+    std::fs::copy(&new.server_cert, &cert).unwrap();
+    std::fs::copy(&new.server_key, &key).unwrap();
+    srv.signal(libc::SIGHUP);
+    srv.wait_for_log("Reloaded: tls");
+    srv.wait_for_log("Reloaded server configuration");
+
+    let after = connect(new.ca.clone()).await.unwrap();
+    round_trip(&after).await;
+    round_trip(&before).await;
+    assert!(connect(old.ca.clone()).await.is_err(), "the old certificate is no longer served");
 }
