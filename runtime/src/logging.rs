@@ -12,6 +12,8 @@ use tracing_subscriber::registry::LookupSpan;
 struct NatsFormat {
     pid: u32,
     logtime: bool,
+    /// `--logtime_utc`: UTC instead of the local time zone (nats-server's default is local).
+    utc: bool,
 }
 
 impl<S, N> FormatEvent<S, N> for NatsFormat
@@ -27,7 +29,7 @@ where
     ) -> std::fmt::Result {
         write!(w, "[{}] ", self.pid)?;
         if self.logtime {
-            write!(w, "{} ", timestamp())?;
+            write!(w, "{} ", timestamp(self.utc))?;
         }
         let level = match *event.metadata().level() {
             Level::ERROR => "[ERR]",
@@ -42,11 +44,12 @@ where
     }
 }
 
-/// UTC wall-clock time as `YYYY/MM/DD hh:mm:ss.micros` (civil-from-days, no date crate needed).
-fn timestamp() -> String {
+/// Wall-clock time as `YYYY/MM/DD hh:mm:ss.micros`, local or UTC (civil-from-days, no date
+/// crate needed).
+fn timestamp(utc: bool) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    let secs = now.as_secs() as i64 + if utc { 0 } else { local_offset_seconds(now.as_secs()) };
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -66,8 +69,26 @@ fn timestamp() -> String {
     )
 }
 
+/// The local time zone's offset from UTC at `unix_secs`, from the C library (which reads `TZ`
+/// and the zone database); 0 if it cannot tell.
+fn local_offset_seconds(unix_secs: u64) -> i64 {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: localtime_r writes only into the zeroed `tm` we own; `t` outlives the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
 /// Installs the global subscriber: stderr, or the `-l` file (appended to).
-pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std::io::Result<()> {
+pub fn init(
+    debug: bool,
+    trace: bool,
+    logtime: bool,
+    logtime_utc: bool,
+    file: Option<&Path>,
+) -> std::io::Result<()> {
     let level = if trace {
         Level::TRACE
     } else if debug {
@@ -75,7 +96,7 @@ pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std
     } else {
         Level::INFO
     };
-    let format = NatsFormat { pid: std::process::id(), logtime };
+    let format = NatsFormat { pid: std::process::id(), logtime, utc: logtime_utc };
     let builder = tracing_subscriber::fmt().with_max_level(level).event_format(format);
     match file {
         Some(path) => {

@@ -71,7 +71,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logging::init(opts.debug, opts.trace, opts.logtime, opts.log_file.as_deref()) {
+    let log_file = opts.log_file.as_deref();
+    if let Err(e) = logging::init(opts.debug, opts.trace, opts.logtime, opts.logtime_utc, log_file)
+    {
         logging::early_error(&format!("cannot open log file: {e}"));
         return ExitCode::from(1);
     }

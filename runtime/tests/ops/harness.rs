@@ -22,8 +22,13 @@ impl Fjord {
     /// Starts `fjord` with `args` and waits for `Server is ready`; the client and monitoring
     /// ports come from the log lines (so `-p -1` and `-m -1` work).
     pub fn start(args: &[&str]) -> Fjord {
+        Fjord::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Fjord {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fjord"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -62,3 +62,30 @@ fn sigint_stops_and_signal_errors_are_reported() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not read pid file"));
 }
+
+/// The hour of a `[pid] YYYY/MM/DD hh:mm:ss.micros [INF] ...` line.
+fn log_hour(line: &str) -> u32 {
+    let time = line.split_whitespace().nth(2).expect("a timestamp");
+    time[..2].parse().expect("an hour")
+}
+
+#[test]
+fn log_times_are_local_unless_logtime_utc() {
+    // A POSIX TZ string needs no zone database: UTC+9, nine hours ahead.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-p", "-1", "-a", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let srv = Fjord::start_with_env(&args, &[("TZ", "XYZ-9")]);
+        log_hour(&srv.wait_for_log("Server is ready"))
+    };
+    let utc = run(&["--logtime_utc"]);
+    let local = run(&[]);
+    // Both runs start within the same few seconds; allow an hour boundary between them.
+    let ahead = (local + 24 - utc) % 24;
+    assert!(ahead == 9 || ahead == 10, "local {local}, utc {utc}");
+    let now_utc_hour =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            / 3600
+            % 24) as u32;
+    assert!(utc == now_utc_hour || (utc + 1) % 24 == now_utc_hour, "utc {utc} vs {now_utc_hour}");
+}
