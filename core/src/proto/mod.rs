@@ -4,5 +4,6 @@
 pub mod encode;
 pub mod info;
 pub mod parser;
+pub mod replay;
 
 pub use parser::{ClientOp, ParseError, Parser, ParserConfig};

@@ -464,6 +464,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::replay::{self, Outcome, OwnedOp};
     use proptest::prelude::*;
 
     fn parser() -> Parser {
@@ -862,41 +863,7 @@ mod tests {
     // ---- property tests ----
 
     /// An op the generator made, owning its bytes.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    enum Owned {
-        Connect(Vec<u8>),
-        Pub { subject: Vec<u8>, reply: Option<Vec<u8>>, headers: Option<Vec<u8>>, payload: Vec<u8> },
-        Sub { subject: Vec<u8>, queue: Option<Vec<u8>>, sid: Vec<u8> },
-        Unsub { sid: Vec<u8>, max: Option<u64> },
-        Ping,
-        Pong,
-        Info(Vec<u8>),
-        Ok,
-    }
-
-    impl From<ClientOp<'_>> for Owned {
-        fn from(op: ClientOp<'_>) -> Self {
-            match op {
-                ClientOp::Connect(j) => Owned::Connect(j.to_vec()),
-                ClientOp::Pub { subject, reply, headers, payload } => Owned::Pub {
-                    subject: subject.to_vec(),
-                    reply: reply.map(<[u8]>::to_vec),
-                    headers: headers.map(<[u8]>::to_vec),
-                    payload: payload.to_vec(),
-                },
-                ClientOp::Sub { subject, queue, sid } => Owned::Sub {
-                    subject: subject.to_vec(),
-                    queue: queue.map(<[u8]>::to_vec),
-                    sid: sid.to_vec(),
-                },
-                ClientOp::Unsub { sid, max } => Owned::Unsub { sid: sid.to_vec(), max },
-                ClientOp::Ping => Owned::Ping,
-                ClientOp::Pong => Owned::Pong,
-                ClientOp::Info(j) => Owned::Info(j.to_vec()),
-                ClientOp::Ok => Owned::Ok,
-            }
-        }
-    }
+    type Owned = OwnedOp;
 
     /// How one op is spelled on the wire: op-name case, whitespace runs, line endings.
     #[derive(Clone, Debug)]
@@ -1029,56 +996,15 @@ mod tests {
     }
 
     /// Everything parsed from `stream` fed whole: the ops, then the error if one stopped it.
-    fn parse_whole(cfg: ParserConfig, stream: &[u8]) -> (Vec<Owned>, Option<ParseError>, usize) {
-        let mut p = Parser::new(cfg);
-        let mut ops = Vec::new();
-        let mut at = 0;
-        loop {
-            match p.parse(&stream[at..]) {
-                Ok(Some((op, used))) => {
-                    assert!(used > 0 && used <= stream.len() - at);
-                    ops.push(op.into());
-                    at += used;
-                }
-                Ok(None) => return (ops, None, at),
-                Err(e) => return (ops, Some(e), at),
-            }
-        }
+    fn parse_whole(cfg: ParserConfig, stream: &[u8]) -> Outcome {
+        replay::parse_whole(cfg, stream).expect("every op consumes bytes it was given")
     }
 
-    /// The same, fed in chunks cut at `cuts`, the way a connection reads: append, parse every
-    /// complete op, drop what was used.
-    fn parse_chunked(
-        cfg: ParserConfig,
-        stream: &[u8],
-        cuts: &[usize],
-    ) -> (Vec<Owned>, Option<ParseError>, usize) {
+    /// The same, fed in chunks cut at `cuts` (any values: taken modulo the length, sorted).
+    fn parse_chunked(cfg: ParserConfig, stream: &[u8], cuts: &[usize]) -> Outcome {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
-        cuts.push(stream.len());
         cuts.sort_unstable();
-        let mut p = Parser::new(cfg);
-        let mut buf = Vec::new();
-        let mut ops = Vec::new();
-        let mut fed = 0;
-        let mut used_total = 0;
-        for cut in cuts {
-            buf.extend_from_slice(&stream[fed..cut]);
-            fed = cut;
-            let mut at = 0;
-            loop {
-                match p.parse(&buf[at..]) {
-                    Ok(Some((op, used))) => {
-                        ops.push(op.into());
-                        at += used;
-                    }
-                    Ok(None) => break,
-                    Err(e) => return (ops, Some(e), used_total + at),
-                }
-            }
-            buf.drain(..at);
-            used_total += at;
-        }
-        (ops, None, used_total)
+        replay::parse_chunked(cfg, stream, &cuts).expect("every op consumes bytes it was given")
     }
 
     const SMALL: ParserConfig = ParserConfig { max_control_line: 64, max_payload: 128 };
