@@ -51,7 +51,7 @@ use rustc_hash::FxHashMap;
 use crate::client::auth::AuthConfig;
 use crate::client::conn::{Action, ClientConn, CloseReason, Message};
 use crate::client::permissions::{ResponseGrants, ResponsePermission};
-use crate::config::{CoreConfig, COMPATIBLE_NATS_VERSION, FJORD_VERSION};
+use crate::config::CoreConfig;
 use crate::proto::encode;
 use crate::proto::info::ServerInfo;
 use crate::proto::{ClientOp, Parser, ParserConfig};
@@ -312,26 +312,9 @@ impl Server {
     }
 
     fn info_line(&self, client: u64, peer_ip: &str) -> Vec<u8> {
-        ServerInfo {
-            server_id: self.config.server_id.clone(),
-            server_name: self.config.server_name.clone(),
-            version: COMPATIBLE_NATS_VERSION.to_string(),
-            proto: 1,
-            go: "fjord".to_string(),
-            host: self.config.host.clone(),
-            port: self.config.port,
-            headers: self.config.headers,
-            auth_required: self.auth.required(),
-            tls_required: false,
-            max_payload: self.config.max_payload,
-            jetstream: self.config.jetstream,
-            client_id: client,
-            client_ip: peer_ip.to_string(),
-            nonce: None,
-            ldm: false,
-            fjord_version: FJORD_VERSION.to_string(),
-        }
-        .to_line()
+        let mut info = ServerInfo::for_client(&self.config, client, peer_ip.to_string());
+        info.auth_required = self.auth.required();
+        info.to_line()
     }
 
     fn act(&mut self, now: Instant, client: u64, action: Action<'_>) -> Option<CloseReason> {

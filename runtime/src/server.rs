@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
 use fjord_core::client::auth::AuthConfig;
-use fjord_core::config::{CoreConfig, COMPATIBLE_NATS_VERSION, FJORD_VERSION};
+use fjord_core::config::CoreConfig;
 use fjord_core::proto::info::ServerInfo;
 use fjord_core::proto::ParserConfig;
 use fjord_core::time::Instant;
@@ -159,25 +159,10 @@ impl Shared {
 
     /// The INFO a client is sent on accept (and, changed, in lame duck mode).
     pub fn info(&self, client_id: u64, peer: SocketAddr) -> ServerInfo {
-        ServerInfo {
-            server_id: self.config.server_id.clone(),
-            server_name: self.config.server_name.clone(),
-            version: COMPATIBLE_NATS_VERSION.to_string(),
-            proto: 1,
-            go: "fjord".to_string(),
-            host: self.config.host.clone(),
-            port: self.config.port,
-            headers: self.config.headers,
-            auth_required: self.auth.load().required(),
-            tls_required: self.tls.load().is_some(),
-            max_payload: self.config.max_payload,
-            jetstream: self.config.jetstream,
-            client_id,
-            client_ip: peer.ip().to_string(),
-            nonce: None,
-            ldm: false,
-            fjord_version: FJORD_VERSION.to_string(),
-        }
+        let mut info = ServerInfo::for_client(&self.config, client_id, peer.ip().to_string());
+        info.auth_required = self.auth.load().required();
+        info.tls_required = self.tls.load().is_some();
+        info
     }
 }
 
