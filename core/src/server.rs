@@ -50,12 +50,12 @@ use rustc_hash::FxHashMap;
 
 use crate::client::auth::AuthConfig;
 use crate::client::conn::{Action, ClientConn, CloseReason, Message};
-use crate::client::permissions::{ResponseGrants, ResponsePermission};
+use crate::client::permissions::{Permissions, ResponseGrants, ResponsePermission};
 use crate::config::CoreConfig;
 use crate::proto::encode;
 use crate::proto::info::ServerInfo;
 use crate::proto::{ClientOp, Parser, ParserConfig};
-use crate::route;
+use crate::route::{self, Delivery};
 use crate::sublist::Sublist;
 use crate::time::Instant;
 
@@ -78,6 +78,9 @@ struct Sub {
     queue: Option<Vec<u8>>,
     /// `UNSUB sid max`: deliveries allowed in total; 0 = unlimited.
     max: u64,
+    /// The owner's permissions, for a wildcard subscription overlapping its subscribe deny
+    /// list: each delivery is checked (see `Permissions::needs_delivery_check`).
+    deny_filter: Option<Permissions>,
     delivered: u64,
 }
 
@@ -326,6 +329,12 @@ impl Server {
             }
             Action::Subscribe { sid, subject, queue } => {
                 let key = self.next_sub;
+                let deny_filter = self
+                    .clients
+                    .get(&client)
+                    .and_then(|c| c.conn.permissions())
+                    .filter(|p| p.needs_delivery_check(subject))
+                    .cloned();
                 if self.index.insert(subject, queue, key).is_ok() {
                     self.next_sub += 1;
                     self.subs.insert(
@@ -336,6 +345,7 @@ impl Server {
                             subject: subject.to_vec(),
                             queue: queue.map(<[u8]>::to_vec),
                             max: 0,
+                            deny_filter,
                             delivered: 0,
                         },
                     );
@@ -375,27 +385,24 @@ impl Server {
         let echo = p.conn.echo();
         let wants_no_responders = p.conn.wants_no_responders();
         let matches = self.index.matches(msg.subject);
-        let mut delivered = 0usize;
-        for &key in &matches.plain {
-            let Some(owner) = self.subs.get(&key).map(|s| s.client) else { continue };
-            if route::echo_allowed(publisher, echo, owner) && self.deliver(now, key, &msg) {
-                delivered += 1;
-            }
-        }
-        for group in &matches.queues {
-            let random = self.rng.random::<u32>();
-            let pick = route::pick_queue_member(&group.members, random, |key| {
-                self.subs.get(key).is_some_and(|s| {
+        // Choose first, deliver after: delivering needs the whole server mutably.
+        let mut targets = Vec::new();
+        let (subs, clients, rng) = (&self.subs, &self.clients, &mut self.rng);
+        route::fan_out(
+            &matches,
+            || rng.random(),
+            |key| {
+                subs.get(key).is_some_and(|s| {
                     route::echo_allowed(publisher, echo, s.client)
-                        && self.clients.contains_key(&s.client)
+                        && clients.contains_key(&s.client)
                 })
-            });
-            if let Some(&key) = pick {
-                if self.deliver(now, key, &msg) {
-                    delivered += 1;
-                }
-            }
-        }
+            },
+            |&key| {
+                targets.push(key);
+                true
+            },
+        );
+        let delivered = targets.into_iter().filter(|&key| self.deliver(now, key, &msg)).count();
         if delivered == 0 && wants_no_responders {
             if let Some(reply) = msg.reply {
                 self.no_responders(publisher, msg.subject, reply);
@@ -406,16 +413,22 @@ impl Server {
     /// Appends the MSG to the subscriber's bytes. False if it was not delivered.
     fn deliver(&mut self, now: Instant, key: SubKey, msg: &Message<'_>) -> bool {
         let Some(sub) = self.subs.get_mut(&key) else { return false };
-        sub.delivered += 1;
-        let (delivered, max) = (sub.delivered, sub.max);
-        if max > 0 && delivered > max {
+        if sub.deny_filter.as_ref().is_some_and(|p| p.delivery_denied(msg.subject)) {
             return false;
         }
-        self.deliver_frame(now, key, msg);
-        if max > 0 && delivered == max {
-            self.remove_sub(key);
+        sub.delivered += 1;
+        match route::count_delivery(sub.delivered, sub.max) {
+            Delivery::Skip => false,
+            Delivery::Deliver => {
+                self.deliver_frame(now, key, msg);
+                true
+            }
+            Delivery::DeliverAndExpire => {
+                self.deliver_frame(now, key, msg);
+                self.remove_sub(key);
+                true
+            }
         }
-        true
     }
 
     fn deliver_frame(&mut self, now: Instant, key: SubKey, msg: &Message<'_>) {
@@ -445,16 +458,15 @@ impl Server {
     fn no_responders(&mut self, requester: u64, subject: &[u8], reply: &[u8]) {
         let matches = self.index.matches(reply);
         let headers = encode::no_responders_headers(subject);
-        let keys = matches.plain.iter().chain(matches.queues.iter().flat_map(|q| q.members.iter()));
-        for &key in keys {
-            let Some(sub) = self.subs.get(&key) else { continue };
-            if sub.client != requester {
-                continue;
+        let subs = &self.subs;
+        let owner = |key: &SubKey| subs.get(key).map_or(u64::MAX, |s| s.client);
+        let mut frames = Vec::new();
+        for key in route::no_responders_targets(&matches, requester, owner) {
+            if let Some(sub) = subs.get(key) {
+                encode::msg(&mut frames, reply, &sub.sid, None, Some(&headers), b"", true);
             }
-            let mut frame = Vec::new();
-            encode::msg(&mut frame, reply, &sub.sid, None, Some(&headers), b"", true);
-            self.push(requester, &frame);
         }
+        self.push(requester, &frames);
     }
 
     /// Gathers bytes for a client during the current input.
@@ -654,6 +666,32 @@ mod tests {
             "HMSG inbox.1 7 38 38\r\nNATS/1.0 503\r\nNats-Subject: nobody\r\n\r\n\r\n"
         );
         assert_eq!(text_for(&sends, 2), "");
+    }
+
+    #[test]
+    fn wildcard_subscription_overlapping_a_deny_withholds_the_denied_subject() {
+        use crate::client::auth::User;
+        use crate::client::permissions::SubjectPermission;
+        let auth = AuthConfig {
+            users: vec![User {
+                name: "c".into(),
+                password: Some("p".into()),
+                permissions: Some(Permissions {
+                    subscribe: Some(SubjectPermission {
+                        allow: vec![">".into()],
+                        deny: vec!["x.y".into()],
+                    }),
+                    ..Permissions::default()
+                }),
+            }],
+            ..AuthConfig::default()
+        };
+        let config = CoreConfig { auth, ..CoreConfig::default() };
+        let mut s = Server::new(config, ChaCha8Rng::seed_from_u64(1));
+        connect(&mut s, 1, r#"{"user":"c","pass":"p"}"#);
+        s.handle_bytes(t(1), 1, b"SUB x.* 1\r\nPUB x.y 1\r\na\r\nPUB x.z 1\r\nb\r\n");
+        let (sends, _) = drain(&mut s);
+        assert_eq!(text_for(&sends, 1), "MSG x.z 1 1\r\nb\r\n");
     }
 
     #[test]

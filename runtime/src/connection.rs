@@ -12,13 +12,13 @@ use std::sync::Arc;
 use fjord_core::client::conn::{Action, ClientConn, CloseReason, Message};
 use fjord_core::proto::encode;
 use fjord_core::proto::{ClientOp, Parser};
-use fjord_core::route;
+use fjord_core::route::{self, Delivery};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, trace};
 
-use crate::index::{ClientHandle, MatchCache, Subscription};
+use crate::index::{ClientHandle, Index, MatchCache, Subscription};
 use crate::outbound::Drain;
 use crate::server::Shared;
 
@@ -300,25 +300,14 @@ impl Reader {
 
     fn route(&mut self, now: fjord_core::time::Instant, msg: Message<'_>) {
         let matches = self.cache.lookup(&self.shared.index, msg.subject);
-        let me = self.conn.id();
-        let echo = self.conn.echo();
-        let mut delivered = 0usize;
-        for sub in &matches.plain {
-            if route::echo_allowed(me, echo, sub.client.id) && self.deliver(now, sub, &msg) {
-                delivered += 1;
-            }
-        }
-        for group in &matches.queues {
-            let random = self.rng.random::<u32>();
-            let pick = route::pick_queue_member(&group.members, random, |s| {
-                route::echo_allowed(me, echo, s.client.id) && !s.client.outbound.is_closing()
-            });
-            if let Some(sub) = pick {
-                if self.deliver(now, sub, &msg) {
-                    delivered += 1;
-                }
-            }
-        }
+        let (me, echo) = (self.conn.id(), self.conn.echo());
+        let (rng, woken, index) = (&mut self.rng, &mut self.woken, &self.shared.index);
+        let delivered = route::fan_out(
+            &matches,
+            || rng.random(),
+            |s| route::echo_allowed(me, echo, s.client.id) && !s.client.outbound.is_closing(),
+            |s| deliver(index, woken, now, s, &msg),
+        );
         self.handle.stats.record_in(msg.headers.map_or(0, <[u8]>::len) + msg.payload.len());
         if delivered == 0 {
             if let Some(reply) = msg.reply {
@@ -329,65 +318,12 @@ impl Reader {
         }
     }
 
-    /// Appends the MSG to the subscriber's buffer. False if it was not delivered.
-    fn deliver(
-        &mut self,
-        now: fjord_core::time::Instant,
-        sub: &Arc<Subscription>,
-        msg: &Message<'_>,
-    ) -> bool {
-        if sub.deny_filter.as_ref().is_some_and(|p| p.delivery_denied(msg.subject)) {
-            return false;
-        }
-        let max = sub.max.load(Ordering::Acquire);
-        if max > 0 {
-            let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
-            if n > max {
-                return false;
-            }
-            if n == max {
-                self.expire(sub);
-            }
-        } else {
-            sub.delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        let takes_headers = sub.client.takes_headers.load(Ordering::Relaxed);
-        let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
-        sub.client.stats.record_out(size);
-        let wake = sub.client.outbound.push_with(|out| {
-            encode::msg(
-                out,
-                msg.subject,
-                &sub.sid,
-                msg.reply,
-                msg.headers,
-                msg.payload,
-                takes_headers,
-            )
-        });
-        if let Some(reply) = msg.reply {
-            if sub.client.has_response_rule.load(Ordering::Relaxed) {
-                if let Some(rule) = sub.client.response_rule.lock().as_ref() {
-                    sub.client.grants.lock().grant(reply, rule, now);
-                }
-            }
-        }
-        if wake {
-            self.woken.push(sub.client.clone());
-        }
-        true
-    }
-
     /// The 503 status nats-server sends a requester whose request reached nobody: delivered to
     /// the requester's own subscriptions that match the reply subject.
     fn no_responders(&mut self, subject: &[u8], reply: &[u8]) {
         let matches = self.shared.index.lookup(reply);
         let headers = encode::no_responders_headers(subject);
-        for sub in matches.plain.iter().chain(matches.queues.iter().flat_map(|q| q.members.iter()))
-        {
-            if sub.client.id != self.conn.id() {
-                continue;
-            }
+        for sub in route::no_responders_targets(&matches, self.conn.id(), |s| s.client.id) {
             let wake = sub.client.outbound.push_with(|out| {
                 encode::msg(out, reply, &sub.sid, None, Some(&headers), b"", true)
             });
@@ -395,14 +331,6 @@ impl Reader {
                 self.woken.push(sub.client.clone());
             }
         }
-    }
-
-    /// `UNSUB max` reached by a delivery: drop the subscription from the index now, and tell
-    /// its owner (maybe another connection) to forget the sid.
-    fn expire(&mut self, sub: &Arc<Subscription>) {
-        self.shared.index.remove(&sub.subject, sub.queue.as_deref(), sub);
-        sub.client.expired_sids.lock().push(sub.sid.clone());
-        sub.client.has_expired_sids.store(true, Ordering::Release);
     }
 
     fn remove_sub(&mut self, sub: &Arc<Subscription>) {
@@ -449,4 +377,50 @@ impl Reader {
             handle.outbound.wake();
         }
     }
+}
+
+/// Appends the MSG to the subscriber's buffer, if the subscription still takes it. Returns
+/// whether it was delivered. Free-standing so `route` can lend the rest of the reader to the
+/// random source at the same time.
+fn deliver(
+    index: &Index,
+    woken: &mut Vec<Arc<ClientHandle>>,
+    now: fjord_core::time::Instant,
+    sub: &Arc<Subscription>,
+    msg: &Message<'_>,
+) -> bool {
+    if sub.deny_filter.as_ref().is_some_and(|p| p.delivery_denied(msg.subject)) {
+        return false;
+    }
+    let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+    match route::count_delivery(n, sub.max.load(Ordering::Acquire)) {
+        Delivery::Skip => return false,
+        Delivery::DeliverAndExpire => expire(index, sub),
+        Delivery::Deliver => {}
+    }
+    let takes_headers = sub.client.takes_headers.load(Ordering::Relaxed);
+    let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
+    sub.client.stats.record_out(size);
+    let wake = sub.client.outbound.push_with(|out| {
+        encode::msg(out, msg.subject, &sub.sid, msg.reply, msg.headers, msg.payload, takes_headers)
+    });
+    if let Some(reply) = msg.reply {
+        if sub.client.has_response_rule.load(Ordering::Relaxed) {
+            if let Some(rule) = sub.client.response_rule.lock().as_ref() {
+                sub.client.grants.lock().grant(reply, rule, now);
+            }
+        }
+    }
+    if wake {
+        woken.push(sub.client.clone());
+    }
+    true
+}
+
+/// `UNSUB max` reached by a delivery: drop the subscription from the index now, and tell its
+/// owner (maybe another connection) to forget the sid.
+fn expire(index: &Index, sub: &Arc<Subscription>) {
+    index.remove(&sub.subject, sub.queue.as_deref(), sub);
+    sub.client.expired_sids.lock().push(sub.sid.clone());
+    sub.client.has_expired_sids.store(true, Ordering::Release);
 }
