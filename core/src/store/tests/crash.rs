@@ -207,7 +207,9 @@ fn bit_flips_are_reported_never_served() {
 fn canary_ack_before_sync_is_caught() {
     let canary = Canaries { ack_before_sync: true, ..Canaries::default() };
     let caught = (0..CANARY_SEEDS).find_map(|s| run_seed(s, Fault::PowerLoss, canary).err());
-    let why = caught.unwrap_or_else(|| panic!("acknowledging before sync went unnoticed for {CANARY_SEEDS} seeds"));
+    let why = caught.unwrap_or_else(|| {
+        panic!("acknowledging before sync went unnoticed for {CANARY_SEEDS} seeds")
+    });
     // Caught for the right reason: an acknowledged write went missing.
     assert!(why.contains("durable seq"), "{why}");
 }
@@ -216,7 +218,8 @@ fn canary_ack_before_sync_is_caught() {
 fn canary_skip_checksum_is_caught() {
     let canary = Canaries { skip_checksum: true, ..Canaries::default() };
     let caught = (0..CANARY_SEEDS).find_map(|s| run_seed(s, Fault::BitFlips, canary).err());
-    let why = caught.unwrap_or_else(|| panic!("skipping checksums went unnoticed for {CANARY_SEEDS} seeds"));
+    let why = caught
+        .unwrap_or_else(|| panic!("skipping checksums went unnoticed for {CANARY_SEEDS} seeds"));
     // Caught for the right reason: damaged bytes were served as a message.
     assert!(why.contains("never stored"), "{why}");
 }
