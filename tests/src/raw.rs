@@ -147,6 +147,20 @@ impl RawConn {
         }
     }
 
+    /// Reads everything the server sends until it closes the connection; None if it did not
+    /// close within `timeout`. For server-initiated endings (timeouts, stale connections).
+    pub fn read_until_close(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.read_some(deadline) {
+                Ok(0) | Err(ReadErr::Closed) => return Some(std::mem::take(&mut self.pending)),
+                Ok(_) => {}
+                Err(ReadErr::Timeout) => return None,
+                Err(ReadErr::Other(e)) => panic!("{e}"),
+            }
+        }
+    }
+
     /// The socket, for tests that need it directly.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

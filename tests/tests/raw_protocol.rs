@@ -481,3 +481,24 @@ fn messages_cross_connections() {
         (b"MSG a.b 5 r.1 3\r\nabc\r\nPONG\r\n".to_vec(), false)
     );
 }
+
+#[test]
+fn authentication_timeout_closes_a_silent_client() {
+    let conf = ConfigFile::new("authorization { token: t, timeout: 0.5 }");
+    let server = start(&["-c", conf.arg()]);
+    let mut conn = RawConn::connect(server.addr());
+    let got = conn.read_until_close(std::time::Duration::from_secs(10)).expect("closed");
+    assert_eq!(escape_bytes(&got), escape_bytes(b"-ERR 'Authentication Timeout'\r\n"));
+}
+
+#[test]
+fn unanswered_pings_end_in_stale_connection() {
+    let conf = ConfigFile::new("ping_interval: \"100ms\"\nping_max: 1");
+    let server = start(&["-c", conf.arg()]);
+    let mut conn = RawConn::connect(server.addr());
+    conn.send_connect(r#"{"verbose":false}"#);
+    let got = conn.read_until_close(std::time::Duration::from_secs(10)).expect("closed");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("PING\r\n"), "the server pings first: {text:?}");
+    assert!(text.ends_with("-ERR 'Stale Connection'\r\n"), "then gives up: {text:?}");
+}
