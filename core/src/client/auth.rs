@@ -77,7 +77,7 @@ impl AuthConfig {
             return Ok(Identity::default());
         }
         if let (Some(expected), Some(given)) = (&self.token, token) {
-            if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+            if secret_matches(expected, given) {
                 return Ok(Identity::default());
             }
         }
@@ -90,9 +90,7 @@ impl AuthConfig {
         let Some(user) = user else { return Err(AuthFailure) };
         let assumed = self.no_auth_user.as_deref() == Some(user) && pass.is_none();
         if let (Some(expected_user), Some(expected_pass)) = (&self.user, &self.password) {
-            if expected_user == user
-                && pass.is_some_and(|p| constant_time_eq(expected_pass.as_bytes(), p.as_bytes()))
-            {
+            if expected_user == user && pass.is_some_and(|p| secret_matches(expected_pass, p)) {
                 return Ok(Identity {
                     user: Some(user.to_string()),
                     permissions: self.default_permissions.clone(),
@@ -104,9 +102,7 @@ impl AuthConfig {
                 continue;
             }
             let password_ok = match (&candidate.password, pass) {
-                (Some(expected), Some(given)) => {
-                    constant_time_eq(expected.as_bytes(), given.as_bytes())
-                }
+                (Some(expected), Some(given)) => secret_matches(expected, given),
                 (None, None) => true,
                 _ => assumed,
             };
@@ -122,6 +118,20 @@ impl AuthConfig {
         }
         Err(AuthFailure)
     }
+}
+
+/// A configured password or token may be a bcrypt hash (`$2a$...`, as `nats-server passwd`
+/// writes them): then the given secret is checked against the hash; otherwise the two are
+/// compared as they are.
+fn secret_matches(expected: &str, given: &str) -> bool {
+    if is_bcrypt(expected) {
+        return bcrypt::verify(given, expected).unwrap_or(false);
+    }
+    constant_time_eq(expected.as_bytes(), given.as_bytes())
+}
+
+fn is_bcrypt(secret: &str) -> bool {
+    ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| secret.starts_with(p))
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -171,6 +181,18 @@ mod tests {
         assert_eq!(auth.authenticate(None, Some("u"), Some("x")), Err(AuthFailure));
         assert_eq!(auth.authenticate(None, Some("x"), Some("p")), Err(AuthFailure));
         assert_eq!(auth.authenticate(None, None, None), Err(AuthFailure));
+    }
+
+    #[test]
+    fn bcrypt_hashed_passwords() {
+        // A cost-4 hash of "s3cret", as `nats-server passwd` would store it (at cost 11).
+        let hash = bcrypt::hash_with_salt("s3cret", 4, [7; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
+        let auth =
+            AuthConfig { user: Some("u".into()), password: Some(hash), ..AuthConfig::default() };
+        assert!(auth.authenticate(None, Some("u"), Some("s3cret")).is_ok());
+        assert_eq!(auth.authenticate(None, Some("u"), Some("wrong")), Err(AuthFailure));
     }
 
     #[test]
