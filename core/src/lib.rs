@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod disk;
 pub mod proto;
+pub mod raft;
 pub mod route;
 pub mod server;
 pub mod store;

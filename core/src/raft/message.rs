@@ -1,0 +1,98 @@
+//! What Raft nodes say to each other, and the log entries they carry.
+//!
+//! Messages are plain values: the driver moves them between nodes however it likes (the
+//! simulator through its lossy network, the runtime later through routes). Anything in a
+//! message may be stale, duplicated, reordered or forged by a fuzzer, so the node validates
+//! every field it relies on and never panics on one.
+
+/// A node's identity inside one Raft group.
+pub type NodeId = u64;
+
+/// What an entry means to the log itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// The empty entry a new leader appends so that it can commit (§5.4.2, Figure 8): earlier
+    /// terms' entries only commit once an entry of the leader's own term does.
+    Noop,
+    /// Data for the state machine.
+    Normal,
+}
+
+/// One log entry. `(index, term)` is its identity: by the Log Matching Property two logs that
+/// hold an entry with the same identity agree on it and on everything before it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub index: u64,
+    pub term: u64,
+    pub kind: EntryKind,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// "Would you vote for me in `term`?" Asked before a real election so that a node cut off
+    /// from the leader cannot raise everyone's term when it rejoins (Raft thesis §9.6). The
+    /// message's term is the term the sender *would* campaign in; its own term is unchanged.
+    PreVote {
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteResp {
+        granted: bool,
+    },
+    /// RequestVote (Figure 2). `transfer` is set when the current leader asked for this
+    /// election (leadership transfer), which lets voters ignore their leader lease.
+    Vote {
+        last_index: u64,
+        last_term: u64,
+        transfer: bool,
+    },
+    /// A granted vote is only sent once the vote is durable.
+    VoteResp {
+        granted: bool,
+    },
+    /// AppendEntries (Figure 2). `leader_last` is the leader's last index when it sent this,
+    /// which lets a node that lost part of its log know when it has caught up again.
+    Append {
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        leader_last: u64,
+    },
+    /// `success`: the follower's log matches the leader's through `index` and that prefix is
+    /// durable (sent only after the sync). `faulty`: the follower holds a corrupted entry at
+    /// `index + 1` and asks the leader to send it again (protocol-aware repair).
+    /// Not `success`: the log does not match at the probed position; `index` is a hint, the
+    /// highest index the leader should try next.
+    AppendResp {
+        success: bool,
+        index: u64,
+        faulty: bool,
+    },
+    /// Leadership transfer: the leader tells an up-to-date follower to start an election now.
+    TimeoutNow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: u64,
+    pub body: Body,
+}
+
+impl Message {
+    /// A short name for traces and statistics.
+    pub fn kind_name(&self) -> &'static str {
+        match self.body {
+            Body::PreVote { .. } => "PreVote",
+            Body::PreVoteResp { .. } => "PreVoteResp",
+            Body::Vote { .. } => "Vote",
+            Body::VoteResp { .. } => "VoteResp",
+            Body::Append { .. } => "Append",
+            Body::AppendResp { .. } => "AppendResp",
+            Body::TimeoutNow => "TimeoutNow",
+        }
+    }
+}

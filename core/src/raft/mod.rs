@@ -1,0 +1,26 @@
+//! Raft consensus, sans-IO (raft-rs' shape): the node decides, the driver moves bytes, keeps
+//! time and syncs the disk.
+//!
+//! Rooms: [`message`] (what nodes say), [`log`] (entries, commit and apply points, faulty
+//! entries), [`progress`] (a leader's view of each follower), [`storage`] (WAL and term/vote
+//! metadata through `Disk`, recovery), [`ready`] (the batch the driver works through, and the
+//! state machine interface), [`node`] (the protocol).
+//!
+//! Not yet here (issue 6): snapshots and log compaction, membership changes, a leader
+//! repairing its own faulty entry from peers (a node with a faulty entry does not campaign
+//! instead), and a wire encoding of messages.
+
+pub mod log;
+pub mod message;
+pub mod node;
+pub mod progress;
+pub mod ready;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;
+
+pub use message::{Body, Entry, EntryKind, Message, NodeId};
+pub use node::{Config, Mutations, ProposeError, RaftNode, Role};
+pub use ready::{Ready, StateMachine};
+pub use storage::{HardState, Recovered, Storage, StorageMutations};

@@ -1,0 +1,807 @@
+//! `RaftNode`: one member of one Raft group, sans-IO.
+//!
+//! Inputs (each takes `now`, the driver's monotonic time):
+//! - `step(now, message)`: a message from a peer;
+//! - `tick(now)`: time passed; call it at (or after) `poll_timeout()`;
+//! - `propose(now, data)`: a client's command, accepted only by the leader;
+//! - `transfer_leadership(now, to)`, `step_down(now)`;
+//! - `on_persisted(now, number)`: the driver's sync covered `Ready` number `number`.
+//!
+//! Outputs: `has_ready()` / `ready()` (see [`Ready`] for the order the driver works through
+//! it) and `poll_timeout()`. Drain `ready()` after every input until `has_ready()` is false.
+//!
+//! Rules that are easy to get wrong and where they live:
+//! - a vote grant or an append acknowledgement leaves only after the sync that made the vote
+//!   or the entries durable (`hold` and `on_persisted`);
+//! - a candidate counts its own vote, and a leader its own log, only once durable;
+//! - a leader commits only an entry of its own term by counting replicas (§5.4.2), which is
+//!   why it appends a no-op when elected;
+//! - pre-vote and the leader lease keep a node that was cut off from deposing a working
+//!   leader when it returns;
+//! - a node with a faulty entry or a lost log suffix never campaigns; a node with a lost
+//!   suffix or lost metadata never votes (DESIGN.md §6.3).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::log::{AppendError, RaftLog};
+use super::message::{Body, Entry, EntryKind, Message, NodeId};
+use super::progress::Progress;
+use super::ready::Ready;
+use super::storage::{HardState, Recovered, LOST_SUFFIX};
+use crate::time::Instant;
+
+/// Test-only mutations of the protocol, for the simulator's canaries. Never set outside
+/// tests: each one is a known Raft bug.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// Commit an entry of an earlier term as soon as a majority holds it (Figure 8's bug).
+    pub commit_any_term: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every voter, this node included.
+    pub peers: Vec<NodeId>,
+    /// The election timeout is drawn uniformly from `[election_min, election_max)` each time
+    /// it is reset, so that split votes do not repeat (§5.2).
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// How often a leader sends appends (empty ones as heartbeats); must be well below
+    /// `election_min`.
+    pub heartbeat: Duration,
+    /// Entries per append message.
+    pub max_batch: usize,
+    /// Entries sent but not acknowledged, per follower, before the leader waits.
+    pub max_in_flight: u64,
+    pub pre_vote: bool,
+    pub mutations: Mutations,
+}
+
+impl Config {
+    pub fn new(id: NodeId, peers: Vec<NodeId>) -> Self {
+        Config {
+            id,
+            peers,
+            election_min: Duration::from_millis(150),
+            election_max: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(50),
+            max_batch: 64,
+            max_in_flight: 256,
+            pre_vote: true,
+            mutations: Mutations::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// Only the leader takes proposals; `leader` is who this node believes leads, if anyone.
+    NotLeader { leader: Option<NodeId> },
+    /// A leadership transfer is in progress.
+    Transferring,
+}
+
+/// A message that may leave only after `Ready` number `after` is durable. `guard`, for an
+/// acknowledgement, is the entry it vouches for: if that entry was replaced in the meantime
+/// the acknowledgement is dropped rather than sent as a lie.
+#[derive(Clone, Debug)]
+struct Held {
+    after: u64,
+    msg: Message,
+    guard: Option<(u64, u64)>,
+}
+
+/// Counters of things a correct cluster never does, for tests and the fuzzer.
+#[derive(Clone, Debug, Default)]
+pub struct Alarms {
+    /// An append that would have overwritten a committed entry was refused.
+    pub conflicts_with_committed: u64,
+    /// Malformed messages ignored (non-consecutive entries, unknown sender, ...).
+    pub malformed: u64,
+}
+
+pub struct RaftNode {
+    cfg: Config,
+    quorum: usize,
+    role: Role,
+    term: u64,
+    vote: Option<NodeId>,
+    fence: u8,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    rng: ChaCha8Rng,
+    election_deadline: Instant,
+    heartbeat_deadline: Instant,
+    /// When this node last heard from a leader of its term: the lease pre-votes respect.
+    leader_seen: Option<Instant>,
+    votes: BTreeMap<NodeId, bool>,
+    progress: BTreeMap<NodeId, Progress>,
+    /// Leader: when to check that a majority still answers.
+    quorum_check: Instant,
+    transfer: Option<(NodeId, Instant)>,
+    /// The hard state changed since the last `Ready`.
+    hs_dirty: bool,
+    outbox: Vec<Message>,
+    /// Messages waiting for the next `Ready` to be numbered, then for its persistence.
+    unnumbered: Vec<(Message, Option<(u64, u64)>)>,
+    held: VecDeque<Held>,
+    /// `Ready` batches handed out and not yet persisted: (number, last entry identity).
+    persisting: VecDeque<(u64, u64, u64)>,
+    /// Candidate: the `Ready` that carries its vote for itself.
+    self_vote_after: Option<u64>,
+    /// Leader: appends are due (new entries); sent when the next `Ready` is built (batching).
+    broadcast_due: bool,
+    /// A node with a lost suffix lifts its fence once durable through this entry.
+    unfence_at: Option<(u64, u64)>,
+    next_ready: u64,
+    persisted: u64,
+    pub alarms: Alarms,
+}
+
+impl RaftNode {
+    /// A node starting from what its storage recovered. `rng` draws election timeouts only.
+    pub fn new(cfg: Config, recovered: Recovered, rng: ChaCha8Rng, now: Instant) -> Self {
+        let mut peers = cfg.peers.clone();
+        if !peers.contains(&cfg.id) {
+            peers.push(cfg.id);
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        let cfg = Config { peers, ..cfg };
+        let hs = recovered.hard_state;
+        let mut node = RaftNode {
+            quorum: cfg.peers.len() / 2 + 1,
+            cfg,
+            role: Role::Follower,
+            term: hs.term,
+            vote: hs.vote,
+            fence: hs.fence,
+            leader: None,
+            log: RaftLog::restored(recovered.entries, recovered.report.faulty),
+            rng,
+            election_deadline: now,
+            heartbeat_deadline: now,
+            leader_seen: None,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            quorum_check: now,
+            transfer: None,
+            hs_dirty: false,
+            outbox: Vec::new(),
+            unnumbered: Vec::new(),
+            held: VecDeque::new(),
+            persisting: VecDeque::new(),
+            self_vote_after: None,
+            broadcast_due: false,
+            unfence_at: None,
+            next_ready: 1,
+            persisted: 0,
+            alarms: Alarms::default(),
+        };
+        node.reset_election_timer(now);
+        node
+    }
+
+    // ---- accessors ----
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn commit(&self) -> u64 {
+        self.log.commit()
+    }
+    pub fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, fence: self.fence }
+    }
+    pub fn is_fenced(&self) -> bool {
+        self.fence != 0
+    }
+    /// Leader only: the index each peer is known to hold durably.
+    pub fn matched(&self, peer: NodeId) -> Option<u64> {
+        self.progress.get(&peer).map(|p| p.matched)
+    }
+
+    /// When the node next needs `tick`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.role {
+            Role::Leader => {
+                let t = self.heartbeat_deadline.min(self.quorum_check);
+                self.transfer.map_or(t, |(_, d)| t.min(d))
+            }
+            _ => self.election_deadline,
+        })
+    }
+
+    // ---- inputs ----
+
+    pub fn tick(&mut self, now: Instant) {
+        match self.role {
+            Role::Leader => {
+                if let Some((_, deadline)) = self.transfer {
+                    if now >= deadline {
+                        // The target did not take over in time: keep leading.
+                        self.transfer = None;
+                    }
+                }
+                if now >= self.quorum_check {
+                    // Check quorum: a leader that cannot reach a majority steps down, so its
+                    // clients look for the real leader instead of waiting on it forever.
+                    let window = self.cfg.election_max;
+                    let heard = self
+                        .progress
+                        .iter()
+                        .filter(|(&id, p)| id == self.cfg.id || now - p.last_heard < window)
+                        .count();
+                    if heard < self.quorum {
+                        self.become_follower(now, self.term, None);
+                        return;
+                    }
+                    self.quorum_check = now + window;
+                }
+                if now >= self.heartbeat_deadline {
+                    self.heartbeat_deadline = now + self.cfg.heartbeat;
+                    for peer in self.others() {
+                        // Retransmit what is unacknowledged: the network may have lost it.
+                        if let Some(p) = self.progress.get_mut(&peer) {
+                            p.next = p.matched + 1;
+                        }
+                        self.send_append(peer, true);
+                    }
+                }
+            }
+            _ => {
+                if now < self.election_deadline {
+                    return;
+                }
+                self.reset_election_timer(now);
+                if !self.may_campaign() {
+                    return;
+                }
+                if self.cfg.pre_vote {
+                    self.pre_campaign(now);
+                } else {
+                    self.campaign(now, false);
+                }
+            }
+        }
+    }
+
+    pub fn propose(&mut self, _now: Instant, data: Vec<u8>) -> Result<(u64, u64), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::Transferring);
+        }
+        let index = self.log.append_new(self.term, EntryKind::Normal, data);
+        self.broadcast_due = true;
+        Ok((index, self.term))
+    }
+
+    /// Leader: hand leadership to `to` once it is up to date (Raft thesis §3.10).
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) {
+        if self.role != Role::Leader || to == self.cfg.id || !self.progress.contains_key(&to) {
+            return;
+        }
+        self.transfer = Some((to, now + self.cfg.election_max));
+        self.maybe_send_timeout_now(to);
+    }
+
+    /// Leader: stop leading (the others elect a new leader after their timeouts).
+    pub fn step_down(&mut self, now: Instant) {
+        if self.role == Role::Leader {
+            self.become_follower(now, self.term, None);
+        }
+    }
+
+    pub fn step(&mut self, now: Instant, m: Message) {
+        if m.to != self.cfg.id || m.from == self.cfg.id || !self.cfg.peers.contains(&m.from) {
+            self.alarms.malformed += 1;
+            return;
+        }
+        if m.term > self.term {
+            let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min);
+            match &m.body {
+                // Pre-votes do not change terms: that is their point.
+                Body::PreVote { .. } => {}
+                Body::PreVoteResp { granted: true } => {}
+                // A node that hears from its leader ignores elections (the leader lease),
+                // unless the leader itself asked for one.
+                Body::Vote { transfer: false, .. } if lease => return,
+                Body::Append { .. } | Body::TimeoutNow => {
+                    self.become_follower(now, m.term, Some(m.from))
+                }
+                _ => self.become_follower(now, m.term, None),
+            }
+        } else if m.term < self.term {
+            // Tell a stale sender the current term so it steps down; nothing else.
+            let reply = match m.body {
+                Body::Append { .. } => {
+                    Some(Body::AppendResp { success: false, index: 0, faulty: false })
+                }
+                Body::PreVote { .. } => Some(Body::PreVoteResp { granted: false }),
+                Body::Vote { .. } => Some(Body::VoteResp { granted: false }),
+                _ => None,
+            };
+            if let Some(body) = reply {
+                self.send(m.from, body);
+            }
+            return;
+        }
+        match m.body {
+            Body::PreVote { last_index, last_term } => {
+                self.on_pre_vote(now, m.from, m.term, last_index, last_term)
+            }
+            Body::PreVoteResp { granted } => self.on_pre_vote_resp(now, m.from, m.term, granted),
+            Body::Vote { last_index, last_term, .. } => {
+                self.on_vote(now, m.from, last_index, last_term)
+            }
+            Body::VoteResp { granted } => self.on_vote_resp(now, m.from, granted),
+            Body::Append { prev_index, prev_term, entries, commit, leader_last } => {
+                self.on_append(now, m.from, prev_index, prev_term, entries, commit, leader_last)
+            }
+            Body::AppendResp { success, index, faulty } => {
+                self.on_append_resp(now, m.from, success, index, faulty)
+            }
+            Body::TimeoutNow => {
+                if self.leader == Some(m.from) && self.role == Role::Follower && self.may_campaign()
+                {
+                    self.campaign(now, true);
+                }
+            }
+        }
+    }
+
+    // ---- elections ----
+
+    fn may_campaign(&self) -> bool {
+        // A node that cannot vouch for its whole log must not lead: it could not serve the
+        // entries it lost, and (lost suffix) its log may look shorter than what it acked.
+        self.fence == 0 && self.log.first_faulty().is_none()
+    }
+
+    fn pre_campaign(&mut self, now: Instant) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.cfg.id, true);
+        if self.try_win_pre_vote(now) {
+            return;
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.others() {
+            self.outbox.push(Message {
+                from: self.cfg.id,
+                to: peer,
+                term: self.term + 1,
+                body: Body::PreVote { last_index, last_term },
+            });
+        }
+    }
+
+    fn try_win_pre_vote(&mut self, now: Instant) -> bool {
+        if self.role == Role::PreCandidate && self.granted() >= self.quorum {
+            self.campaign(now, false);
+            return true;
+        }
+        false
+    }
+
+    fn campaign(&mut self, now: Instant, transfer: bool) {
+        self.role = Role::Candidate;
+        self.term += 1;
+        self.vote = Some(self.cfg.id);
+        self.leader = None;
+        self.hs_dirty = true;
+        self.votes.clear();
+        self.reset_election_timer(now);
+        // Our own vote counts only once durable: see `on_persisted`.
+        self.self_vote_after = Some(self.next_ready);
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.others() {
+            let body = Body::Vote { last_index, last_term, transfer };
+            self.hold(Message { from: self.cfg.id, to: peer, term: self.term, body }, None);
+        }
+    }
+
+    fn granted(&self) -> usize {
+        self.votes.values().filter(|&&g| g).count()
+    }
+
+    fn on_pre_vote(&mut self, now: Instant, from: NodeId, term: u64, li: u64, lt: u64) {
+        let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min)
+            || self.role == Role::Leader;
+        let granted =
+            term > self.term && !lease && self.fence == 0 && self.log.is_up_to_date(li, lt);
+        let reply_term = if granted { term } else { self.term };
+        self.outbox.push(Message {
+            from: self.cfg.id,
+            to: from,
+            term: reply_term,
+            body: Body::PreVoteResp { granted },
+        });
+    }
+
+    fn on_pre_vote_resp(&mut self, now: Instant, from: NodeId, term: u64, granted: bool) {
+        if self.role != Role::PreCandidate || term != self.term + 1 {
+            return;
+        }
+        self.votes.insert(from, granted);
+        if !self.try_win_pre_vote(now) {
+            let rejected = self.votes.values().filter(|&&g| !g).count();
+            if rejected >= self.quorum {
+                self.role = Role::Follower;
+            }
+        }
+    }
+
+    fn on_vote(&mut self, now: Instant, from: NodeId, li: u64, lt: u64) {
+        // Figure 2, RequestVote receiver: one vote per term, only for a log at least as up to
+        // date as ours (§5.4.1); a fenced node cannot know either, so it does not vote.
+        let free = self.vote.is_none() || self.vote == Some(from);
+        let granted = free && self.fence == 0 && self.log.is_up_to_date(li, lt);
+        let msg = Message {
+            from: self.cfg.id,
+            to: from,
+            term: self.term,
+            body: Body::VoteResp { granted },
+        };
+        if granted {
+            if self.vote != Some(from) {
+                self.vote = Some(from);
+                self.hs_dirty = true;
+            }
+            self.reset_election_timer(now);
+            self.hold(msg, None);
+        } else {
+            self.outbox.push(msg);
+        }
+    }
+
+    fn on_vote_resp(&mut self, now: Instant, from: NodeId, granted: bool) {
+        if self.role != Role::Candidate {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.try_win(now);
+        let rejected = self.votes.values().filter(|&&g| !g).count();
+        if self.role == Role::Candidate && rejected >= self.quorum {
+            self.become_follower(now, self.term, None);
+        }
+    }
+
+    fn try_win(&mut self, now: Instant) {
+        if self.role == Role::Candidate
+            && self.self_vote_after.is_none()
+            && self.granted() >= self.quorum
+        {
+            self.become_leader(now);
+        }
+    }
+
+    fn become_follower(&mut self, now: Instant, term: u64, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.hs_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.transfer = None;
+        self.self_vote_after = None;
+        self.progress.clear();
+        self.broadcast_due = false;
+        self.reset_election_timer(now);
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        self.transfer = None;
+        let last = self.log.last_index();
+        self.progress = self.cfg.peers.iter().map(|&p| (p, Progress::new(last, now))).collect();
+        if let Some(me) = self.progress.get_mut(&self.cfg.id) {
+            me.matched = self.log.stable();
+        }
+        // §5.4.2: entries of earlier terms commit only under an entry of this term.
+        self.log.append_new(self.term, EntryKind::Noop, Vec::new());
+        self.broadcast_due = true;
+        self.heartbeat_deadline = now + self.cfg.heartbeat;
+        self.quorum_check = now + self.cfg.election_max;
+    }
+
+    fn reset_election_timer(&mut self, now: Instant) {
+        let lo = self.cfg.election_min.as_nanos() as u64;
+        let hi = (self.cfg.election_max.as_nanos() as u64).max(lo + 1);
+        self.election_deadline = now + Duration::from_nanos(self.rng.random_range(lo..hi));
+    }
+
+    // ---- replication ----
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_append(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        leader_last: u64,
+    ) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen (Election Safety); a forged message can.
+            self.alarms.malformed += 1;
+            return;
+        }
+        let consecutive = entries.iter().enumerate().all(|(k, e)| {
+            Some(e.index) == prev_index.checked_add(k as u64 + 1) && e.term <= self.term
+        }) && entries.windows(2).all(|w| w[0].term <= w[1].term)
+            && entries.first().is_none_or(|e| e.term >= prev_term);
+        if !consecutive {
+            self.alarms.malformed += 1;
+            return;
+        }
+        self.role = Role::Follower;
+        self.leader = Some(from);
+        self.leader_seen = Some(now);
+        self.reset_election_timer(now);
+        match self.log.try_append(prev_index, prev_term, &entries) {
+            Ok(last_new) => {
+                // Figure 2 rule 5, bounded by what this message proved we share.
+                self.log.commit_to(commit.min(last_new));
+                let verified = self.log.first_faulty().map_or(last_new, |f| last_new.min(f - 1));
+                let faulty = self.log.first_faulty().is_some_and(|f| f <= last_new);
+                if self.fence & LOST_SUFFIX != 0 && last_new >= leader_last && !faulty {
+                    if let Some(t) = self.log.term(last_new) {
+                        self.unfence_at = Some((last_new, t));
+                    }
+                }
+                let guard = self.log.term(verified).map(|t| (verified, t));
+                let body = Body::AppendResp { success: true, index: verified, faulty };
+                self.hold(Message { from: self.cfg.id, to: from, term: self.term, body }, guard);
+            }
+            Err(e) => {
+                if e == AppendError::ConflictsWithCommitted {
+                    self.alarms.conflicts_with_committed += 1;
+                    return;
+                }
+                let hint = self.log.reject_hint(prev_index);
+                self.send(from, Body::AppendResp { success: false, index: hint, faulty: false });
+            }
+        }
+    }
+
+    fn on_append_resp(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        success: bool,
+        index: u64,
+        faulty: bool,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(p) = self.progress.get_mut(&from) else { return };
+        p.last_heard = now;
+        if index > last {
+            // Acknowledging entries this leader never had: forged or from another life.
+            self.alarms.malformed += 1;
+            return;
+        }
+        if !success {
+            p.on_reject(index);
+            self.send_append(from, false);
+            return;
+        }
+        if faulty {
+            p.on_faulty(index);
+            self.send_append(from, false);
+        } else if p.on_ack(index) {
+            self.maybe_commit();
+            if p_next_behind(self.progress.get(&from), last) {
+                self.send_append(from, false);
+            }
+        }
+        if self.transfer.is_some_and(|(to, _)| to == from) {
+            self.maybe_send_timeout_now(from);
+        }
+    }
+
+    fn maybe_send_timeout_now(&mut self, to: NodeId) {
+        if self.progress.get(&to).is_some_and(|p| p.matched == self.log.last_index()) {
+            self.send(to, Body::TimeoutNow);
+        } else {
+            self.send_append(to, false);
+        }
+    }
+
+    /// Sends `peer` the entries from its `next` (as many as a batch and the in-flight window
+    /// allow), or an empty append as a heartbeat.
+    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+        let last = self.log.last_index();
+        let commit = self.log.commit();
+        let (max_batch, window) = (self.cfg.max_batch as u64, self.cfg.max_in_flight);
+        let Some(p) = self.progress.get_mut(&peer) else { return };
+        p.next = p.next.clamp(1, last + 1);
+        let prev_index = p.next - 1;
+        let Some(prev_term) = self.log.term(prev_index) else { return };
+        let mut upto = last.min(prev_index + max_batch);
+        if p.in_flight() >= window {
+            if !heartbeat {
+                return;
+            }
+            upto = prev_index;
+        }
+        let entries: Vec<Entry> = (p.next..=upto)
+            .map_while(|i| self.log.entry(i).filter(|_| !self.log.is_faulty(i)).cloned())
+            .collect();
+        p.next = prev_index + 1 + entries.len() as u64;
+        let body = Body::Append { prev_index, prev_term, entries, commit, leader_last: last };
+        self.outbox.push(Message { from: self.cfg.id, to: peer, term: self.term, body });
+    }
+
+    /// Figure 2, rules for leaders: commit N if a majority holds it durably and it is of this
+    /// term (§5.4.2). The leader's own copy counts once its sync is done.
+    fn maybe_commit(&mut self) {
+        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&n) = matched.get(self.quorum - 1) else { return };
+        if n > self.log.commit()
+            && (self.cfg.mutations.commit_any_term || self.log.term(n) == Some(self.term))
+        {
+            self.log.commit_to(n);
+            // Followers learn the new commit index with the next append.
+            self.broadcast_due = true;
+        }
+    }
+
+    fn others(&self) -> Vec<NodeId> {
+        self.cfg.peers.iter().copied().filter(|&p| p != self.cfg.id).collect()
+    }
+
+    fn send(&mut self, to: NodeId, body: Body) {
+        self.outbox.push(Message { from: self.cfg.id, to, term: self.term, body });
+    }
+
+    /// Queues a message that may leave only once the current state is durable.
+    fn hold(&mut self, msg: Message, guard: Option<(u64, u64)>) {
+        self.unnumbered.push((msg, guard));
+    }
+
+    // ---- outputs ----
+
+    pub fn has_ready(&self) -> bool {
+        !self.outbox.is_empty()
+            || self.hs_dirty
+            || self.log.has_unstable()
+            || self.broadcast_due
+            || !self.unnumbered.is_empty()
+            || self.log.applicable() > self.log.applied()
+    }
+
+    pub fn ready(&mut self) -> Ready {
+        if self.broadcast_due && self.role == Role::Leader {
+            for peer in self.others() {
+                self.send_append(peer, false);
+            }
+        }
+        self.broadcast_due = false;
+        let number = self.next_ready;
+        self.next_ready += 1;
+        let hard_state =
+            if std::mem::take(&mut self.hs_dirty) { Some(self.hard_state()) } else { None };
+        let entries = self.log.take_unstable();
+        self.persisting.push_back((number, self.log.last_index(), self.log.last_term()));
+        for (msg, guard) in self.unnumbered.drain(..) {
+            self.held.push_back(Held { after: number, msg, guard });
+        }
+        Ready {
+            number,
+            hard_state,
+            entries,
+            messages: std::mem::take(&mut self.outbox),
+            committed: self.log.take_committed(),
+        }
+    }
+
+    /// The driver's sync covered every `Ready` up to `number`.
+    pub fn on_persisted(&mut self, now: Instant, number: u64) {
+        if number < self.persisted || number >= self.next_ready {
+            return;
+        }
+        self.persisted = number;
+        while let Some(&(n, index, term)) = self.persisting.front() {
+            if n > number {
+                break;
+            }
+            self.persisting.pop_front();
+            self.log.on_stable(index, term);
+        }
+        while self.held.front().is_some_and(|h| h.after <= number) {
+            let Some(h) = self.held.pop_front() else { break };
+            let valid = h.guard.is_none_or(|(i, t)| {
+                i <= self.log.stable() && self.log.term(i) == Some(t) && h.msg.term == self.term
+            });
+            if valid {
+                self.outbox.push(h.msg);
+            }
+        }
+        if let Some((i, t)) = self.unfence_at {
+            if i <= self.log.stable() && self.log.term(i) == Some(t) {
+                self.unfence_at = None;
+                self.fence &= !LOST_SUFFIX;
+                self.hs_dirty = true;
+            }
+        }
+        if self.self_vote_after.is_some_and(|n| n <= number) {
+            self.self_vote_after = None;
+            if self.role == Role::Candidate {
+                self.votes.insert(self.cfg.id, true);
+                self.try_win(now);
+            }
+        }
+        if self.role == Role::Leader {
+            let stable = self.log.stable();
+            if let Some(me) = self.progress.get_mut(&self.cfg.id) {
+                me.matched = me.matched.max(stable);
+            }
+            self.maybe_commit();
+        }
+    }
+
+    /// Checks the node's invariants; used by tests, the fuzzer and the simulator.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.log.check()?;
+        if self.log.last_term() > self.term {
+            return Err(format!(
+                "log term {} above current term {}",
+                self.log.last_term(),
+                self.term
+            ));
+        }
+        if self.role == Role::Leader {
+            if self.vote != Some(self.cfg.id) {
+                return Err(format!("leader of term {} did not vote for itself", self.term));
+            }
+            if self.fence != 0 || self.log.first_faulty().is_some() {
+                return Err("a fenced or faulty node leads".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn p_next_behind(p: Option<&Progress>, last: u64) -> bool {
+    p.is_some_and(|p| p.next <= last)
+}

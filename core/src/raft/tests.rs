@@ -1,0 +1,754 @@
+//! Tests named after the rules of the Raft paper (Figures 2 and 3, §5.1–5.4) and DESIGN.md
+//! §6, driving nodes directly through a small in-test cluster: real `Storage` on a `MemDisk`,
+//! messages in a queue the test controls.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::message::{Body, Entry, EntryKind, Message, NodeId};
+use super::node::{Config, Mutations, RaftNode, Role};
+use super::storage::{Recovered, Storage, StorageMutations, LOST_META, LOST_SUFFIX};
+use crate::disk::{Disk, FaultConfig, MemDisk};
+use crate::time::Instant;
+
+const DIR: &str = "raft";
+
+struct Member {
+    node: RaftNode,
+    disk: MemDisk,
+    storage: Storage,
+    applied: Vec<Entry>,
+}
+
+struct Cluster {
+    ids: Vec<NodeId>,
+    members: BTreeMap<NodeId, Member>,
+    net: VecDeque<Message>,
+    now: Instant,
+    /// Nodes cut off from everyone: their messages in and out are dropped.
+    cut: BTreeSet<NodeId>,
+    mutations: Mutations,
+    /// Every (term, leader) ever observed.
+    leaders: BTreeMap<u64, BTreeSet<NodeId>>,
+}
+
+fn config(id: NodeId, ids: &[NodeId], mutations: Mutations) -> Config {
+    Config { mutations, ..Config::new(id, ids.to_vec()) }
+}
+
+impl Cluster {
+    fn new(n: u64) -> Self {
+        Self::with(n, Mutations::default())
+    }
+
+    fn with(n: u64, mutations: Mutations) -> Self {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        let mut c = Cluster {
+            ids: ids.clone(),
+            members: BTreeMap::new(),
+            net: VecDeque::new(),
+            now: Instant(1_000_000_000),
+            cut: BTreeSet::new(),
+            mutations,
+            leaders: BTreeMap::new(),
+        };
+        for id in ids {
+            let mut disk = MemDisk::new(id, FaultConfig::default());
+            let (storage, rec) =
+                Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+            let node = c.make_node(id, rec);
+            c.members.insert(id, Member { node, disk, storage, applied: Vec::new() });
+        }
+        c
+    }
+
+    fn make_node(&self, id: NodeId, rec: Recovered) -> RaftNode {
+        let rng = ChaCha8Rng::seed_from_u64(id * 7919 + self.now.0);
+        RaftNode::new(config(id, &self.ids, self.mutations), rec, rng, self.now)
+    }
+
+    fn node(&self, id: NodeId) -> &RaftNode {
+        &self.members[&id].node
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut RaftNode {
+        &mut self.members.get_mut(&id).unwrap().node
+    }
+
+    /// Works through every `Ready` of `id`: persist (hard state, entries, one sync), send,
+    /// apply, then report persistence.
+    fn drain(&mut self, id: NodeId) {
+        let now = self.now;
+        let m = self.members.get_mut(&id).unwrap();
+        while m.node.has_ready() {
+            let rd = m.node.ready();
+            if let Some(hs) = rd.hard_state {
+                m.storage.write_hard_state(&mut m.disk, &hs).unwrap();
+            }
+            m.storage.append(&mut m.disk, &rd.entries).unwrap();
+            m.storage.sync(&mut m.disk).unwrap();
+            for msg in rd.messages {
+                self.net.push_back(msg);
+            }
+            m.applied.extend(rd.committed);
+            m.node.on_persisted(now, rd.number);
+            m.node.check_invariants().unwrap();
+        }
+        if m.node.role() == Role::Leader {
+            self.leaders.entry(m.node.term()).or_default().insert(id);
+        }
+    }
+
+    fn deliver(&mut self, msg: Message) {
+        if self.cut.contains(&msg.from) || self.cut.contains(&msg.to) {
+            return;
+        }
+        let to = msg.to;
+        let now = self.now;
+        if let Some(m) = self.members.get_mut(&to) {
+            m.node.step(now, msg);
+            self.drain(to);
+        }
+    }
+
+    fn deliver_all(&mut self) {
+        let mut budget = 100_000;
+        while let Some(msg) = self.net.pop_front() {
+            self.deliver(msg);
+            budget -= 1;
+            assert!(budget > 0, "messages never settle");
+        }
+    }
+
+    /// Fires `id`'s timer (it campaigns if it is not the leader) and settles the network.
+    fn fire(&mut self, id: NodeId) {
+        let at = self.node(id).poll_timeout().unwrap();
+        self.now = self.now.max(at);
+        let now = self.now;
+        self.node_mut(id).tick(now);
+        self.drain(id);
+        self.deliver_all();
+    }
+
+    fn elect(&mut self, id: NodeId) {
+        self.fire(id);
+        assert_eq!(self.node(id).role(), Role::Leader, "node {id} should have won");
+    }
+
+    fn propose(&mut self, id: NodeId, data: &[u8]) -> (u64, u64) {
+        let now = self.now;
+        let r = self.node_mut(id).propose(now, data.to_vec()).unwrap();
+        self.drain(id);
+        r
+    }
+
+    /// Advances time by a heartbeat and lets every node tick.
+    fn heartbeat(&mut self) {
+        self.now = self.now + Duration::from_millis(50);
+        for id in self.ids.clone() {
+            let now = self.now;
+            if self.node(id).role() == Role::Leader {
+                self.node_mut(id).tick(now);
+                self.drain(id);
+            }
+        }
+        self.deliver_all();
+    }
+
+    /// Lets `d` of time pass in 10 ms steps, ticking every node whose timer is due.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = self.now + Duration::from_millis(10);
+            for id in self.ids.clone() {
+                let now = self.now;
+                if self.node(id).poll_timeout().is_some_and(|t| t <= now) {
+                    self.node_mut(id).tick(now);
+                    self.drain(id);
+                }
+            }
+            self.deliver_all();
+        }
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.ids.iter().copied().find(|&id| self.node(id).role() == Role::Leader)
+    }
+
+    /// Power loss and restart of `id` from what its disk holds.
+    fn restart(&mut self, id: NodeId) -> super::storage::RecoveryReport {
+        let mut m = self.members.remove(&id).unwrap();
+        m.disk.crash();
+        let (storage, rec) = Storage::open(&mut m.disk, DIR, StorageMutations::default()).unwrap();
+        let report = rec.report.clone();
+        let node = self.make_node(id, rec);
+        self.members.insert(id, Member { node, disk: m.disk, storage, applied: Vec::new() });
+        self.drain(id);
+        report
+    }
+
+    fn log_ids(&self, id: NodeId) -> Vec<(u64, u64)> {
+        self.node(id).log().entries().iter().map(|e| (e.index, e.term)).collect()
+    }
+}
+
+fn msg(from: NodeId, to: NodeId, term: u64, body: Body) -> Message {
+    Message { from, to, term, body }
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry { index, term, kind: EntryKind::Normal, data: format!("{index}@{term}").into_bytes() }
+}
+
+/// A 3-node cluster where node 1 holds `log` (as if a leader had sent it) at `term`.
+fn follower_with_log(term: u64, log: &[(u64, u64)]) -> Cluster {
+    let mut c = Cluster::new(3);
+    let entries: Vec<Entry> = log.iter().map(|&(i, t)| entry(i, t)).collect();
+    let body = Body::Append { prev_index: 0, prev_term: 0, entries, commit: 0, leader_last: 0 };
+    c.deliver(msg(2, 1, term, body));
+    c.net.clear();
+    c
+}
+
+// ---- §5.2 leader election ----
+
+#[test]
+fn election_safety_one_leader_per_term() {
+    // Many random schedules with loss, reordering and restarts: no term ever has two leaders.
+    for seed in 0..40 {
+        let c = chaos(seed, 5, Mutations::default());
+        for (term, leaders) in &c.leaders {
+            assert!(leaders.len() <= 1, "seed {seed} term {term}: leaders {leaders:?}");
+        }
+        assert!(!c.leaders.is_empty(), "seed {seed}: nobody was ever elected");
+    }
+}
+
+#[test]
+fn candidate_wins_with_majority_and_leader_appends_noop() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    assert_eq!(c.node(1).term(), 1);
+    assert_eq!(c.log_ids(1), vec![(1, 1)]);
+    assert_eq!(c.node(1).log().entry(1).unwrap().kind, EntryKind::Noop);
+    c.heartbeat();
+    assert_eq!(c.node(2).leader(), Some(1));
+    assert_eq!(c.node(1).commit(), 1);
+}
+
+#[test]
+fn each_node_votes_at_most_once_per_term() {
+    let mut c = Cluster::new(3);
+    c.deliver(msg(2, 1, 5, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    c.deliver(msg(3, 1, 5, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    let grants: Vec<(NodeId, bool)> = c
+        .net
+        .iter()
+        .filter_map(|m| match m.body {
+            Body::VoteResp { granted } => Some((m.to, granted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grants, vec![(2, true), (3, false)]);
+}
+
+#[test]
+fn vote_requires_up_to_date_log() {
+    // §5.4.1: node 1's log ends (2, 1)... with last term 2 at index 2.
+    let mut c = follower_with_log(2, &[(1, 1), (2, 2)]);
+    let ask = |c: &mut Cluster, from, term, li, lt| {
+        c.net.clear();
+        c.deliver(msg(
+            from,
+            1,
+            term,
+            Body::Vote { last_index: li, last_term: lt, transfer: false },
+        ));
+        c.net.iter().any(|m| m.body == Body::VoteResp { granted: true })
+    };
+    c.now = c.now + Duration::from_secs(10); // outside the leader lease
+    assert!(!ask(&mut c, 2, 3, 5, 1), "higher index but older last term must lose");
+    assert!(!ask(&mut c, 2, 4, 1, 2), "same last term, shorter log must lose");
+    assert!(ask(&mut c, 3, 5, 2, 2), "same last entry wins");
+    assert!(ask(&mut c, 2, 6, 1, 3), "newer last term wins even if shorter");
+}
+
+#[test]
+fn vote_grant_is_sent_only_after_it_is_durable() {
+    let mut c = Cluster::new(3);
+    let now = c.now;
+    let n = c.node_mut(1);
+    n.step(now, msg(2, 1, 1, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    let rd = n.ready();
+    assert_eq!(rd.hard_state.map(|h| (h.term, h.vote)), Some((1, Some(2))));
+    assert!(rd.messages.is_empty(), "grant released before the vote was synced");
+    n.on_persisted(now, rd.number);
+    let rd = n.ready();
+    assert_eq!(rd.messages.len(), 1);
+    assert_eq!(rd.messages[0].body, Body::VoteResp { granted: true });
+}
+
+#[test]
+fn restarted_node_remembers_its_vote() {
+    let mut c = Cluster::new(3);
+    c.deliver(msg(2, 1, 1, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    c.restart(1);
+    assert_eq!((c.node(1).term(), c.node(1).vote()), (1, Some(2)));
+    c.net.clear();
+    c.deliver(msg(3, 1, 1, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    assert!(c.net.iter().all(|m| m.body != Body::VoteResp { granted: true }));
+}
+
+#[test]
+fn pre_vote_keeps_a_rejoining_node_from_deposing_the_leader() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.heartbeat();
+    c.cut.insert(3);
+    c.run_for(Duration::from_secs(5));
+    c.propose(1, b"while 3 was away");
+    assert_eq!(c.node(3).term(), 1, "pre-vote must not raise the term of a cut-off node");
+    c.cut.clear();
+    c.run_for(Duration::from_secs(3));
+    assert_eq!((c.node(1).role(), c.node(1).term()), (Role::Leader, 1));
+    assert_eq!(c.node(3).log().last_index(), c.node(1).log().last_index());
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_an_up_to_date_follower() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.propose(1, b"x");
+    c.deliver_all();
+    let now = c.now;
+    c.node_mut(1).transfer_leadership(now, 2);
+    c.drain(1);
+    c.deliver_all();
+    assert_eq!(c.node(2).role(), Role::Leader);
+    assert_eq!(c.node(2).term(), 2);
+    c.heartbeat();
+    assert_eq!(c.node(1).role(), Role::Follower);
+}
+
+#[test]
+fn leader_without_a_quorum_steps_down() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.cut.insert(1);
+    for _ in 0..20 {
+        c.heartbeat();
+    }
+    assert_eq!(c.node(1).role(), Role::Follower);
+}
+
+// ---- §5.3 log replication ----
+
+#[test]
+fn leader_append_only() {
+    for seed in 0..20 {
+        chaos(seed, 3, Mutations::default()); // asserted inside, at every step
+    }
+}
+
+#[test]
+fn log_matching() {
+    for seed in 0..20 {
+        let c = chaos(seed, 5, Mutations::default());
+        assert_log_matching(&c);
+    }
+}
+
+#[test]
+fn follower_deletes_conflicting_suffix_and_appends() {
+    let mut c = follower_with_log(3, &[(1, 1), (2, 2), (3, 2)]);
+    let entries = vec![entry(2, 3), entry(3, 3)];
+    let body = Body::Append { prev_index: 1, prev_term: 1, entries, commit: 0, leader_last: 3 };
+    c.deliver(msg(3, 1, 3, body));
+    assert_eq!(c.log_ids(1), vec![(1, 1), (2, 3), (3, 3)]);
+    c.restart(1);
+    assert_eq!(c.log_ids(1), vec![(1, 1), (2, 3), (3, 3)], "the WAL replays the truncation");
+}
+
+#[test]
+fn append_is_refused_when_prev_does_not_match_and_hint_jumps_back() {
+    let mut c = follower_with_log(2, &[(1, 1), (2, 1), (3, 1)]);
+    c.net.clear();
+    let body =
+        Body::Append { prev_index: 3, prev_term: 2, entries: vec![], commit: 0, leader_last: 3 };
+    c.deliver(msg(2, 1, 2, body));
+    assert_eq!(
+        c.net.back().unwrap().body,
+        Body::AppendResp { success: false, index: 0, faulty: false }
+    );
+    assert_eq!(c.log_ids(1).len(), 3);
+}
+
+#[test]
+fn append_ack_only_after_entries_are_durable() {
+    let mut c = Cluster::new(3);
+    let now = c.now;
+    let n = c.node_mut(1);
+    let body = Body::Append {
+        prev_index: 0,
+        prev_term: 0,
+        entries: vec![entry(1, 1)],
+        commit: 0,
+        leader_last: 1,
+    };
+    n.step(now, msg(2, 1, 1, body));
+    let rd = n.ready();
+    assert_eq!(rd.entries.len(), 1);
+    assert!(rd.messages.is_empty(), "ack released before the entries were synced");
+    n.on_persisted(now, rd.number);
+    let rd = n.ready();
+    assert_eq!(rd.messages[0].body, Body::AppendResp { success: true, index: 1, faulty: false });
+}
+
+#[test]
+fn proposals_are_replicated_in_batches_and_committed() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let now = c.now;
+    for i in 0..10u8 {
+        c.node_mut(1).propose(now, vec![i]).unwrap();
+    }
+    c.drain(1);
+    let appends: Vec<usize> = c
+        .net
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Append { entries, .. } if m.to == 2 => Some(entries.len()),
+            _ => None,
+        })
+        .collect();
+    assert!(appends.contains(&10), "ten proposals in one step go out as one batch: {appends:?}");
+    c.deliver_all();
+    c.heartbeat();
+    for id in 1..=3 {
+        assert_eq!(c.node(id).commit(), 11);
+        assert_eq!(c.members[&id].applied.len(), 11);
+    }
+}
+
+// ---- §5.4 safety ----
+
+#[test]
+fn leader_completeness() {
+    for seed in 0..20 {
+        chaos(seed, 5, Mutations::default()); // asserted inside, at every election
+    }
+}
+
+#[test]
+fn state_machine_safety() {
+    for seed in 0..20 {
+        let c = chaos(seed, 3, Mutations::default());
+        assert_applied_prefixes(&c);
+    }
+}
+
+#[test]
+fn commit_only_current_term_by_counting() {
+    // Figure 8: a leader of term 3 holds an entry of term 2 at index 2 that a majority has.
+    // It must not count it committed until an entry of term 3 is also on a majority.
+    for mutated in [false, true] {
+        let mut c = Cluster::with(3, Mutations { commit_any_term: mutated });
+        // Node 1 received (1,1),(2,2) from some leader of term 2; node 2 also holds them.
+        for id in [1, 2] {
+            let entries = vec![entry(1, 1), entry(2, 2)];
+            let body =
+                Body::Append { prev_index: 0, prev_term: 0, entries, commit: 1, leader_last: 2 };
+            c.deliver(msg(3, id, 2, body));
+        }
+        c.net.clear();
+        c.cut.insert(3);
+        // Node 1 is elected in term 3, but its appends to node 2 (carrying the new no-op) are
+        // lost; only node 2's match of index 2 arrives.
+        c.now = c.now + Duration::from_secs(10);
+        let now = c.now;
+        c.node_mut(1).tick(now);
+        c.drain(1);
+        while let Some(m) = c.net.pop_front() {
+            if !matches!(m.body, Body::Append { .. }) {
+                c.deliver(m);
+            }
+        }
+        assert_eq!(c.node(1).role(), Role::Leader);
+        assert_eq!(c.node(1).term(), 3);
+        c.deliver(msg(2, 1, 3, Body::AppendResp { success: true, index: 2, faulty: false }));
+        let commit = c.node(1).commit();
+        if mutated {
+            assert_eq!(commit, 2, "the canary commits a previous-term entry by counting");
+        } else {
+            assert_eq!(commit, 1, "an entry of term 2 must not commit by counting in term 3");
+            c.deliver(msg(2, 1, 3, Body::AppendResp { success: true, index: 3, faulty: false }));
+            assert_eq!(c.node(1).commit(), 3, "committing the no-op commits what precedes it");
+        }
+    }
+}
+
+// ---- durability and recovery (DESIGN.md §6) ----
+
+#[test]
+fn torn_never_acknowledged_tail_is_truncated() {
+    for seed in 0..30 {
+        let mut c = Cluster::new(1);
+        c.elect(1);
+        c.propose(1, b"durable");
+        let synced = c.log_ids(1);
+        // Write a large record without syncing it, then lose power with torn writes on.
+        let m = c.members.get_mut(&1).unwrap();
+        m.disk.faults_mut().torn_writes = true;
+        *m.disk.rng() = ChaCha8Rng::seed_from_u64(seed);
+        let e = Entry { index: 3, term: 1, kind: EntryKind::Normal, data: vec![7; 3000] };
+        m.storage.append(&mut m.disk, &[e]).unwrap();
+        let report = c.restart(1);
+        let ids = c.log_ids(1);
+        assert!(ids == synced || ids.len() == 3, "seed {seed}: {ids:?}");
+        assert!(report.faulty.is_empty() && !report.lost_suffix, "seed {seed}: {report:?}");
+        assert!(!c.node(1).is_fenced());
+    }
+}
+
+/// Flips a bit in the body of the WAL record for `index` (records are laid out in order).
+fn corrupt_body(c: &mut Cluster, id: NodeId, index: u64) {
+    let m = c.members.get_mut(&id).unwrap();
+    let mut pos = 0u64;
+    let bytes = m.disk.read_all("raft/wal").unwrap();
+    let mut i = 1;
+    loop {
+        let len = 29
+            + u32::from_le_bytes(bytes[pos as usize..pos as usize + 4].try_into().unwrap()) as u64;
+        if i == index {
+            assert!(len > 29, "entry {index} has a body");
+            m.disk.flip_bit("raft/wal", (pos + 29) * 8 + 3).unwrap();
+            return;
+        }
+        pos += len;
+        i += 1;
+    }
+}
+
+#[test]
+fn corrupted_acknowledged_entry_is_kept_faulty_not_acknowledged_and_repaired() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.propose(1, b"a");
+    c.propose(1, b"b");
+    c.deliver_all();
+    c.heartbeat();
+    assert_eq!(c.node(3).commit(), 3);
+    corrupt_body(&mut c, 3, 2);
+    let report = c.restart(3);
+    assert_eq!(report.faulty, vec![2]);
+    // Identity kept: same length, same terms, so it votes exactly as before.
+    assert_eq!(c.log_ids(3), vec![(1, 1), (2, 1), (3, 1)]);
+    assert!(c.node(3).log().is_faulty(2));
+    // It cannot campaign.
+    let due = c.node(3).poll_timeout().unwrap();
+    c.node_mut(3).tick(due);
+    assert_eq!(c.node(3).role(), Role::Follower);
+    assert!(c.node_mut(3).ready().messages.is_empty(), "a node with a faulty entry campaigned");
+    // The leader's next append: node 3 acknowledges only through index 1 and asks for repair.
+    c.net.clear();
+    let now = c.now;
+    c.node_mut(1).tick(now + Duration::from_millis(60));
+    c.drain(1);
+    let to3: Vec<Message> = c.net.drain(..).filter(|m| m.to == 3).collect();
+    for m in to3 {
+        c.deliver(m);
+    }
+    let at = c.net.iter().position(|m| m.from == 3).unwrap();
+    let ack = c.net.remove(at).unwrap();
+    assert_eq!(ack.body, Body::AppendResp { success: true, index: 1, faulty: true });
+    let now = c.now;
+    c.node_mut(1).step(now, ack);
+    assert_eq!(c.node(1).matched(3), Some(1), "the leader no longer counts node 3 for index 2");
+    c.drain(1);
+    c.deliver_all();
+    assert!(!c.node(3).log().is_faulty(2), "repaired from the leader");
+    assert_eq!(c.node(3).log().entry(2).unwrap().data, b"a");
+    assert_eq!(c.node(1).matched(3), Some(3));
+    let report = c.restart(3);
+    assert!(report.faulty.is_empty(), "the repair is durable");
+}
+
+#[test]
+fn corrupted_header_loses_the_suffix_and_fences_votes_until_caught_up() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.propose(1, b"a");
+    c.deliver_all();
+    c.heartbeat();
+    let m = c.members.get_mut(&3).unwrap();
+    m.disk.flip_bit("raft/wal", 8 * 30).unwrap(); // inside the second record's header
+    let report = c.restart(3);
+    assert!(report.lost_suffix);
+    assert_eq!(c.log_ids(3).len(), 1);
+    assert_eq!(c.node(3).hard_state().fence & LOST_SUFFIX, LOST_SUFFIX);
+    c.net.clear();
+    c.now = c.now + Duration::from_secs(10);
+    c.deliver(msg(2, 3, 5, Body::Vote { last_index: 9, last_term: 9, transfer: false }));
+    assert!(c.net.iter().all(|m| m.body != Body::VoteResp { granted: true }), "fenced node voted");
+    c.net.clear();
+    // Catching up from the leader lifts the fence (new leader in term 5 is node 2).
+    c.run_for(Duration::from_secs(3));
+    let leader = c.leader().expect("nodes 1 and 2 elect a leader");
+    assert_ne!(leader, 3, "a fenced node must not lead");
+    assert_eq!(c.node(3).log().last_index(), c.node(leader).log().last_index());
+    assert!(!c.node(3).is_fenced());
+}
+
+#[test]
+fn metadata_survives_one_bad_copy_and_fences_when_both_are_bad() {
+    let mut c = Cluster::new(3);
+    c.deliver(msg(2, 1, 4, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    let m = c.members.get_mut(&1).unwrap();
+    m.disk.flip_bit("raft/meta.a", 70).unwrap();
+    let report = c.restart(1);
+    assert_eq!(report.bad_meta_copies, 1);
+    assert_eq!((c.node(1).term(), c.node(1).vote()), (4, Some(2)));
+    let m = c.members.get_mut(&1).unwrap();
+    m.disk.flip_bit("raft/meta.a", 70).unwrap();
+    m.disk.flip_bit("raft/meta.b", 75).unwrap();
+    let report = c.restart(1);
+    assert_eq!(report.bad_meta_copies, 2);
+    assert_eq!(c.node(1).hard_state().fence & LOST_META, LOST_META);
+    c.net.clear();
+    c.deliver(msg(3, 1, 9, Body::Vote { last_index: 0, last_term: 0, transfer: false }));
+    assert!(c.net.iter().all(|m| m.body != Body::VoteResp { granted: true }));
+}
+
+#[test]
+fn single_node_cluster_commits_its_own_entries() {
+    let mut c = Cluster::new(1);
+    c.elect(1);
+    c.propose(1, b"x");
+    assert_eq!(c.node(1).commit(), 2);
+    assert_eq!(c.members[&1].applied.len(), 2);
+}
+
+// ---- the random schedule behind the property tests ----
+
+fn assert_log_matching(c: &Cluster) {
+    // Figure 3, Log Matching: same (index, term) implies identical prefixes.
+    let logs: Vec<Vec<(u64, u64)>> = c.ids.iter().map(|&id| c.log_ids(id)).collect();
+    for a in &logs {
+        for b in &logs {
+            for i in 0..a.len().min(b.len()) {
+                if a[i] == b[i] {
+                    assert_eq!(a[..=i], b[..=i], "log matching broken at index {}", i + 1);
+                }
+            }
+        }
+    }
+}
+
+fn assert_applied_prefixes(c: &Cluster) {
+    // Figure 3, State Machine Safety: no two nodes apply different entries at one index.
+    let mut canon: BTreeMap<u64, Entry> = BTreeMap::new();
+    for m in c.members.values() {
+        for e in &m.applied {
+            let prev = canon.entry(e.index).or_insert_with(|| e.clone());
+            assert_eq!(prev, e, "two different entries applied at index {}", e.index);
+        }
+    }
+}
+
+/// Runs a random schedule (ticks, proposals, lost, duplicated and reordered messages, power
+/// loss) and checks Leader Append-Only and Leader Completeness as it goes.
+fn chaos(seed: u64, n: u64, mutations: Mutations) -> Cluster {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut c = Cluster::with(n, mutations);
+    let mut leader_logs: BTreeMap<(NodeId, u64), Vec<Entry>> = BTreeMap::new();
+    let mut committed: BTreeMap<u64, Entry> = BTreeMap::new();
+    for step in 0..2000 {
+        match rng.random_range(0..100) {
+            0..=59 => {
+                for _ in 0..3 {
+                    if c.net.is_empty() {
+                        break;
+                    }
+                    let i = rng.random_range(0..c.net.len().min(4));
+                    let msg = c.net.remove(i).unwrap();
+                    if rng.random_bool(0.05) {
+                        c.net.push_back(msg.clone());
+                    }
+                    if !rng.random_bool(0.1) {
+                        c.deliver(msg);
+                    }
+                }
+            }
+            60..=74 => {
+                c.now = c.now + Duration::from_millis(rng.random_range(1..40));
+                let id = c.ids[rng.random_range(0..c.ids.len())];
+                let now = c.now;
+                if c.node(id).poll_timeout().is_some_and(|t| t <= now) {
+                    c.node_mut(id).tick(now);
+                    c.drain(id);
+                }
+            }
+            75..=84 => {
+                let now = c.now;
+                for id in c.ids.clone() {
+                    if c.node(id).role() == Role::Leader {
+                        let _ = c.node_mut(id).propose(now, format!("{seed}-{step}").into_bytes());
+                        c.drain(id);
+                    }
+                }
+            }
+            85 => {
+                let id = c.ids[rng.random_range(0..c.ids.len())];
+                c.restart(id);
+            }
+            _ => {
+                c.now = c.now + Duration::from_millis(rng.random_range(1..10));
+            }
+        }
+        // Leader Append-Only and Leader Completeness, checked every few steps (cheap enough).
+        if step % 10 != 0 {
+            continue;
+        }
+        for &id in &c.ids {
+            let node = c.node(id);
+            for i in 1..=node.commit() {
+                if let Some(e) = node.log().entry(i) {
+                    if !node.log().is_faulty(i) {
+                        let prev = committed.entry(i).or_insert_with(|| e.clone());
+                        assert_eq!(prev, e, "seed {seed}: committed entry {i} changed");
+                    }
+                }
+            }
+        }
+        for &id in &c.ids {
+            let node = c.node(id);
+            if node.role() != Role::Leader {
+                continue;
+            }
+            let log = node.log().entries().to_vec();
+            let key = (id, node.term());
+            if let Some(before) = leader_logs.get(&key) {
+                assert!(
+                    log.len() >= before.len() && log[..before.len()] == before[..],
+                    "seed {seed}: leader {id} rewrote its log in term {}",
+                    key.1
+                );
+            } else {
+                for (i, e) in &committed {
+                    assert_eq!(
+                        node.log().entry(*i),
+                        Some(e),
+                        "seed {seed}: leader {id} of term {} lacks committed entry {i}",
+                        key.1
+                    );
+                }
+            }
+            leader_logs.insert(key, log);
+        }
+    }
+    assert_log_matching(&c);
+    c
+}
