@@ -17,4 +17,16 @@ cargo build --workspace --bins
 export FJORD_BIN="$PWD/target/debug/fjord"
 
 echo "==> cargo test"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+summary="tests: ${passed} passed, ${failed} failed"
+echo "$summary"
+if [ -n "${FJORD_TEST_SUMMARY:-}" ]; then echo "$summary" > "$FJORD_TEST_SUMMARY"; fi
+exit "$status"
