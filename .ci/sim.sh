@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The simulator in CI: regressions, determinism, and a time-boxed explore (about 3 minutes).
+# The simulator in CI: regressions, determinism, and a time-boxed explore per workload (about
+# 3.5 minutes in all: keep the whole step under 5 when adding a workload).
 # Seeds: one derived from the commit hash (the same on every run of a commit) plus a random
 # start, printed so any failure replays with the one line fjord-sim prints.
 set -euo pipefail
@@ -18,12 +19,18 @@ RANDOM_SEED="$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')"
 echo "== fjord-sim determinism"
 "$SIM" run 1 --check-determinism | tail -1
 "$SIM" run "$COMMIT" --check-determinism | tail -1
+"$SIM" run 1 --workload store --check-determinism | tail -1
 
 echo "== fjord-sim explore from the commit hash ($COMMIT)"
 "$SIM" explore --from "$COMMIT" --seeds 1000000 --time-budget "${SIM_COMMIT_BUDGET:-60s}"
 
 echo "== fjord-sim explore from random seed $RANDOM_SEED"
-"$SIM" explore --from "$RANDOM_SEED" --seeds 1000000 --time-budget "${SIM_RANDOM_BUDGET:-120s}"
+"$SIM" explore --from "$RANDOM_SEED" --seeds 1000000 --time-budget "${SIM_RANDOM_BUDGET:-90s}"
+
+# The store workload: a FileStore on a faulty MemDisk (power loss, torn writes, bit flips,
+# read errors, full disk); about 6000 seeds a minute.
+echo "== fjord-sim explore --workload store from the commit hash ($COMMIT)"
+"$SIM" explore --workload store --from "$COMMIT" --seeds 1000000 --time-budget "${SIM_STORE_BUDGET:-40s}"
 
 echo "== fjord-sim bench (10 clients)"
 "$SIM" bench --seeds 30 --clients 10

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant as WallInstant};
 
 use crate::rng::parse_seed;
-use crate::world::{Canary, Overrides, World};
+use crate::world::{Canary, Overrides, Workload, World};
 use crate::{run_world, Outcome};
 
 pub const USAGE: &str = "usage:
@@ -23,6 +23,7 @@ pub const USAGE: &str = "usage:
   fjord-sim explore --seeds N [--from S] [--time-budget 10m]
   fjord-sim regressions [--file PATH]
   fjord-sim bench [--seeds N] [--clients N]
+Every command takes --workload pubsub|store (default pubsub).
 A seed is a u64 or a 40-hex commit hash.";
 
 #[derive(Debug, Default)]
@@ -36,6 +37,7 @@ struct Args {
     file: Option<String>,
     clients: Option<usize>,
     canary: Canary,
+    workload: Workload,
     quiet: bool,
 }
 
@@ -65,6 +67,11 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 let name = value("--canary")?;
                 a.canary = Canary::parse(&name).ok_or_else(|| format!("unknown canary {name}"))?;
             }
+            "--workload" => {
+                let name = value("--workload")?;
+                a.workload =
+                    Workload::parse(&name).ok_or_else(|| format!("unknown workload {name}"))?;
+            }
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
             _ => a.positional.push(arg.clone()),
         }
@@ -91,6 +98,9 @@ pub fn replay_line(seed: u64, overrides: Overrides) -> String {
     if let Some(n) = overrides.clients {
         line.push_str(&format!(" --clients {n}"));
     }
+    if overrides.workload != Workload::PubSub {
+        line.push_str(&format!(" --workload {}", overrides.workload.name()));
+    }
     if overrides.canary != Canary::None {
         line.push_str(&format!(" --canary {}", overrides.canary.name()));
     }
@@ -113,7 +123,7 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let overrides = Overrides { clients: a.clients, canary: a.canary };
+    let overrides = Overrides { clients: a.clients, canary: a.canary, workload: a.workload };
     match command.as_str() {
         "run" => {
             let Some(seed) = a.positional.first() else {
@@ -293,7 +303,7 @@ fn regressions(path: &str) -> i32 {
             eprintln!("bad regressions line: {line}");
             return 2;
         };
-        let overrides = Overrides { clients: a.clients, canary: a.canary };
+        let overrides = Overrides { clients: a.clients, canary: a.canary, workload: a.workload };
         ran += 1;
         let outcome = run_world(World::draw(seed, overrides), false);
         if let Some(f) = outcome.failure {

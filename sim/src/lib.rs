@@ -21,7 +21,7 @@ pub use fjord_core;
 use std::panic::{self, AssertUnwindSafe};
 
 pub use sim::Outcome;
-pub use world::{Canary, Overrides, World};
+pub use world::{Canary, Overrides, Workload, World};
 
 /// Runs one seed; a panic anywhere in the run is reported as a failure, never propagated.
 pub fn run_seed(seed: u64, overrides: Overrides, trace: bool) -> Outcome {
@@ -31,7 +31,11 @@ pub fn run_seed(seed: u64, overrides: Overrides, trace: bool) -> Outcome {
 
 pub fn run_world(world: World, trace: bool) -> Outcome {
     let seed = world.seed;
-    match panic::catch_unwind(AssertUnwindSafe(|| sim::Sim::new(world, trace).run())) {
+    let run = || match world.workload {
+        Workload::Store => workload::store::run(world, trace).0,
+        Workload::PubSub => sim::Sim::new(world, trace).run(),
+    };
+    match panic::catch_unwind(AssertUnwindSafe(run)) {
         Ok(outcome) => outcome,
         Err(payload) => {
             let text = payload

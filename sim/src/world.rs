@@ -28,15 +28,21 @@ pub enum Canary {
     QueueDoubleDelivery,
     /// The simulated server panics at some delivery (the "nothing panics" checker).
     Panic,
+    /// Store workload: the FileStore acknowledges (`flush`) without syncing.
+    StoreAckBeforeSync,
+    /// Store workload: the FileStore skips record checksums on reads and recovery.
+    StoreSkipChecksum,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 5] = [
+    pub const ALL: [Canary; 7] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
         Canary::QueueDoubleDelivery,
         Canary::Panic,
+        Canary::StoreAckBeforeSync,
+        Canary::StoreSkipChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,11 +53,38 @@ impl Canary {
             Canary::MisrouteDelivery => "misroute",
             Canary::QueueDoubleDelivery => "queue-double",
             Canary::Panic => "panic",
+            Canary::StoreAckBeforeSync => "ack-before-sync",
+            Canary::StoreSkipChecksum => "skip-checksum",
         }
     }
 
     pub fn parse(text: &str) -> Option<Canary> {
         [Canary::None].into_iter().chain(Canary::ALL).find(|c| c.name() == text)
+    }
+}
+
+/// Which workload a run drives. Pub/sub is the default, so existing seeds keep their runs;
+/// the others are chosen with `--workload`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Workload {
+    #[default]
+    PubSub,
+    /// One FileStore on a faulty MemDisk (see `workload::store`).
+    Store,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 2] = [Workload::PubSub, Workload::Store];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::PubSub => "pubsub",
+            Workload::Store => "store",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == text)
     }
 }
 
@@ -61,6 +94,7 @@ impl Canary {
 pub struct Overrides {
     pub clients: Option<usize>,
     pub canary: Canary,
+    pub workload: Workload,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +142,7 @@ pub struct World {
     pub headers_prob: f64,
     pub verbose_prob: f64,
     pub canary: Canary,
+    pub workload: Workload,
 }
 
 fn dur_ms(rng: &mut impl Rng, lo: u64, hi: u64) -> Duration {
@@ -199,12 +234,16 @@ impl World {
             headers_prob,
             verbose_prob,
             canary: overrides.canary,
+            workload: overrides.workload,
         }
     }
 }
 
 impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.workload == Workload::Store {
+            return write!(f, "{}", crate::workload::store::StoreWorld::draw(self));
+        }
         writeln!(f, "world seed={}", self.seed)?;
         writeln!(
             f,

@@ -28,6 +28,8 @@ mod tests;
 use bytes::Bytes;
 
 pub use engine::{Engine, Log};
+#[cfg(any(test, feature = "canaries"))]
+pub use file::Canaries;
 pub use file::{FileLoc, FileLog, FileStoreConfig, RecoveryReport};
 pub use mem::MemLog;
 

@@ -3,3 +3,4 @@
 
 pub mod proto;
 pub mod pubsub;
+pub mod store;
