@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod disk;
+pub mod jetstream;
 pub mod proto;
 pub mod raft;
 pub mod route;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod connection;
 pub mod disk;
 pub mod index;
+pub mod jetstream;
 pub mod lameduck;
 pub mod logging;
 pub mod monitor;

@@ -117,9 +117,6 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
     if let Some(file) = &opts.config_file {
         info!("  Using configuration file: {}", file.display());
     }
-    if opts.jetstream {
-        warn!("JetStream is not available in this build of fjord yet; serving core NATS only");
-    }
     let tls = match opts.tls.as_ref().map(TlsServer::new).transpose() {
         Ok(tls) => tls.map(Arc::new),
         Err(e) => {
@@ -187,6 +184,14 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         }
         None => None,
     };
+    if opts.jetstream {
+        // Like nats-server, the default store directory is under the system temp directory.
+        let dir = opts.store_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nats"));
+        if let Err(e) = fjord::jetstream::start(shared.clone(), dir) {
+            error!("Can't start JetStream: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let signals = signals::Signals::install();
     info!("Server is ready");
     let serving = tokio::spawn(server.run());

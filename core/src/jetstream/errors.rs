@@ -1,0 +1,112 @@
+//! JetStream API errors as nats-server reports them: `{code, err_code, description}`, with the
+//! codes of nats-server's `server/errors.json`. Clients branch on `err_code` (async-nats'
+//! `ErrorCode`, nats.go's `ErrStreamNotFound`...), so the numbers must be exactly these.
+
+use serde::{Deserialize, Serialize};
+
+/// One API error, serialized as nats-server's `ApiError`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// HTTP-like status.
+    pub code: u16,
+    pub err_code: u16,
+    pub description: String,
+}
+
+impl ApiError {
+    fn new(code: u16, err_code: u16, description: impl Into<String>) -> Self {
+        ApiError { code, err_code, description: description.into() }
+    }
+
+    pub fn bad_request() -> Self {
+        Self::new(400, 10003, "bad request")
+    }
+    pub fn consumer_create(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10012, format!("{why}"))
+    }
+    pub fn consumer_name_exists() -> Self {
+        Self::new(400, 10013, "consumer name already in use")
+    }
+    pub fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
+    }
+    pub fn invalid_json(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10025, format!("invalid JSON: {why}"))
+    }
+    pub fn no_message_found() -> Self {
+        Self::new(404, 10037, "no message found")
+    }
+    pub fn sequence_not_found(seq: u64) -> Self {
+        Self::new(400, 10043, format!("sequence {seq} not found"))
+    }
+    pub fn stream_create(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10049, format!("{why}"))
+    }
+    pub fn stream_invalid_config(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10052, format!("{why}"))
+    }
+    pub fn message_too_large() -> Self {
+        Self::new(400, 10054, "message size exceeds maximum allowed")
+    }
+    pub fn stream_name_mismatch() -> Self {
+        Self::new(400, 10056, "stream name in subject does not match request")
+    }
+    pub fn stream_name_exists() -> Self {
+        Self::new(400, 10058, "stream name already in use with a different configuration")
+    }
+    pub fn stream_not_found() -> Self {
+        Self::new(404, 10059, "stream not found")
+    }
+    pub fn expected_stream_mismatch() -> Self {
+        Self::new(400, 10060, "expected stream does not match")
+    }
+    pub fn subjects_overlap() -> Self {
+        Self::new(400, 10065, "subjects overlap with an existing stream")
+    }
+    pub fn stream_update(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10069, format!("{why}"))
+    }
+    pub fn wrong_last_msg_id(id: &str) -> Self {
+        Self::new(400, 10070, format!("wrong last msg ID: {id}"))
+    }
+    pub fn wrong_last_sequence(seq: u64) -> Self {
+        Self::new(400, 10071, format!("wrong last sequence: {seq}"))
+    }
+    pub fn replicas_not_supported() -> Self {
+        Self::new(500, 10074, "replicas > 1 not supported in non-clustered mode")
+    }
+    pub fn store_failed(why: impl std::fmt::Display) -> Self {
+        Self::new(503, 10077, format!("{why}"))
+    }
+    pub fn sealed() -> Self {
+        Self::new(400, 10109, "invalid operation on sealed stream")
+    }
+    pub fn consumer_exists() -> Self {
+        Self::new(400, 10148, "consumer already exists")
+    }
+    pub fn consumer_does_not_exist() -> Self {
+        Self::new(400, 10149, "consumer does not exist")
+    }
+    pub fn consumer_filter_mismatch() -> Self {
+        Self::new(
+            400,
+            10131,
+            "consumer create request did not match filtered subject from create subject",
+        )
+    }
+    pub fn durable_name_mismatch() -> Self {
+        Self::new(400, 10132, "consumer name in subject does not match durable name in request")
+    }
+    pub fn stream_delete_denied() -> Self {
+        Self::new(400, 10050, "message delete not permitted")
+    }
+    pub fn purge_denied() -> Self {
+        Self::new(400, 10050, "stream purge not permitted")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {}, err_code {})", self.description, self.code, self.err_code)
+    }
+}

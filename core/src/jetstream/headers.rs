@@ -1,0 +1,60 @@
+//! Reading and writing NATS header blocks (`NATS/1.0[ code desc]\r\nKey: Value\r\n...\r\n`)
+//! for the JetStream publish path and the status messages of pull requests.
+
+/// The header names the publish path reads (server/stream.go constants).
+pub const MSG_ID: &str = "Nats-Msg-Id";
+pub const EXPECTED_STREAM: &str = "Nats-Expected-Stream";
+pub const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
+pub const EXPECTED_LAST_SUBJ_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+
+/// The value of the first header named `name` (compared ASCII-case-insensitively, as Go's
+/// canonical MIME keys make lookups in nats-server), trimmed.
+pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
+    let text = std::str::from_utf8(block).ok()?;
+    let mut lines = text.split("\r\n");
+    // The status line carries no header.
+    lines.next()?;
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((key, value)) = line.split_once(':') else { continue };
+        if key.trim().eq_ignore_ascii_case(name) {
+            return Some(value.trim());
+        }
+    }
+    None
+}
+
+/// A status-only header block, e.g. `NATS/1.0 404 No Messages`, with extra headers.
+pub fn status(code: u16, description: &str, extra: &[(&str, String)]) -> Vec<u8> {
+    let mut out = format!("NATS/1.0 {code} {description}\r\n");
+    for (k, v) in extra {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_values_case_insensitively() {
+        let block = b"NATS/1.0\r\nNats-Msg-Id: abc \r\nnats-expected-stream: S\r\n\r\n";
+        assert_eq!(get(block, MSG_ID), Some("abc"));
+        assert_eq!(get(block, EXPECTED_STREAM), Some("S"));
+        assert_eq!(get(block, EXPECTED_LAST_SEQ), None);
+        assert_eq!(get(b"\xff\xfe", MSG_ID), None);
+    }
+
+    #[test]
+    fn status_block() {
+        assert_eq!(status(404, "No Messages", &[]), b"NATS/1.0 404 No Messages\r\n\r\n");
+    }
+}

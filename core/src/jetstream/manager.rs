@@ -1,0 +1,832 @@
+//! The JetStream manager: one server's streams and consumers, the `$JS.API.>` request router,
+//! the `$JS.ACK.>` handler, the publish path's entry, and metadata persistence.
+//!
+//! Inputs: `handle(now, subject, reply, headers, payload)` for every message that reached a
+//! JetStream subscription; `tick(now)` at `poll_timeout()`; `flush(now)` after each batch.
+//! Outputs: `poll_output()` until `None` (only filled by `flush`, see the module doc of
+//! `jetstream`); `subjects()` is what the driver must subscribe to, re-read whenever
+//! `take_interest_changed()` says it changed.
+//!
+//! Layout on the metadata `Disk` (relative to its root):
+//! `jetstream/streams/<stream>.json` (config and creation time),
+//! `jetstream/consumers/<stream>.<consumer>.json` (durable consumer config and state),
+//! `jetstream/msgs/<stream>/` (the stream's `FileStore`). Memory streams persist nothing.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::api::{self, ConsumerConfig, Storage, StreamConfig, TYPE_PREFIX};
+use super::consumer::{AckKind, Consumer, ConsumerState};
+use super::errors::ApiError;
+use super::stream::{self, Store, Stream};
+use super::{Now, Outgoing};
+use crate::disk::{join, Disk, DiskError};
+use crate::store::{FileStoreConfig, MemStore, StoreError};
+use crate::time::Instant;
+
+const STREAMS_DIR: &str = "jetstream/streams";
+const CONSUMERS_DIR: &str = "jetstream/consumers";
+const MSGS_DIR: &str = "jetstream/msgs";
+const NAMES_LIMIT: usize = 1024;
+const LIST_LIMIT: usize = 256;
+
+#[derive(Serialize, Deserialize)]
+struct StreamMeta {
+    config: StreamConfig,
+    created: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConsumerMeta {
+    config: ConsumerConfig,
+    created: i64,
+    state: ConsumerState,
+}
+
+/// Opens a fresh `Disk` handle for one stream's file store (the store owns its disk).
+pub type DiskFactory<D> = Box<dyn FnMut() -> Result<D, DiskError> + Send>;
+
+pub struct Manager<D: Disk + Send + 'static> {
+    meta: D,
+    new_disk: DiskFactory<D>,
+    streams: BTreeMap<String, Stream>,
+    /// Outputs held until the flush that makes what they say durable.
+    held: Vec<Outgoing>,
+    ready: std::collections::VecDeque<Outgoing>,
+    interest_changed: bool,
+    rng: ChaCha8Rng,
+    api_total: u64,
+    api_errors: u64,
+}
+
+/// Why the manager could not start.
+#[derive(Debug)]
+pub enum OpenError {
+    Disk(DiskError),
+    Store(String, StoreError),
+    Meta(String, String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Disk(e) => write!(f, "{e}"),
+            OpenError::Store(s, e) => write!(f, "stream {s}: {e}"),
+            OpenError::Meta(p, e) => write!(f, "{p}: {e}"),
+        }
+    }
+}
+
+impl From<DiskError> for OpenError {
+    fn from(e: DiskError) -> Self {
+        OpenError::Disk(e)
+    }
+}
+
+/// An optional request body: empty or `null` (what clients send for "no options") is the
+/// default.
+fn body<T: Default + serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ApiError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice::<Option<T>>(payload)
+        .map(Option::unwrap_or_default)
+        .map_err(ApiError::invalid_json)
+}
+
+fn response(op: &str, body: Result<Value, ApiError>) -> Bytes {
+    let mut v = match body {
+        Ok(v) => v,
+        Err(e) => json!({ "error": e }),
+    };
+    if let Value::Object(map) = &mut v {
+        map.insert("type".into(), Value::String(format!("{TYPE_PREFIX}{op}_response")));
+    }
+    Bytes::from(v.to_string())
+}
+
+impl<D: Disk + Send + 'static> Manager<D> {
+    /// Recovers every persisted stream (and its store) and durable consumer. A metadata file
+    /// that does not parse stops the start: deleting assets on corrupt metadata would lose
+    /// acknowledged data (one of the failures found in nats-server).
+    pub fn open(
+        mut meta: D,
+        new_disk: DiskFactory<D>,
+        now: Now,
+        seed: u64,
+    ) -> Result<Self, OpenError> {
+        meta.create_dir_all(STREAMS_DIR)?;
+        meta.create_dir_all(CONSUMERS_DIR)?;
+        meta.create_dir_all(MSGS_DIR)?;
+        let mut m = Manager {
+            meta,
+            new_disk,
+            streams: BTreeMap::new(),
+            held: Vec::new(),
+            ready: Default::default(),
+            interest_changed: true,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            api_total: 0,
+            api_errors: 0,
+        };
+        for name in m.meta.list(STREAMS_DIR)? {
+            let path = join(STREAMS_DIR, &name);
+            let Some(stream_name) = name.strip_suffix(".json") else {
+                if name.ends_with(".tmp") {
+                    // A config write that never got renamed in: its create was never answered.
+                    m.meta.remove(&path)?;
+                }
+                continue;
+            };
+            let bytes = m.meta.read_all(&path)?;
+            let sm: StreamMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| OpenError::Meta(path.clone(), e.to_string()))?;
+            let store = m
+                .open_store(&sm.config)
+                .map_err(|e| OpenError::Store(stream_name.to_string(), e))?;
+            let s = Stream::new(sm.config, sm.created, store, now.wall);
+            m.streams.insert(stream_name.to_string(), s);
+        }
+        for name in m.meta.list(CONSUMERS_DIR)? {
+            let path = join(CONSUMERS_DIR, &name);
+            let Some(id) = name.strip_suffix(".json") else {
+                if name.ends_with(".tmp") {
+                    m.meta.remove(&path)?;
+                }
+                continue;
+            };
+            let Some((sname, cname)) = id.split_once('.') else { continue };
+            let bytes = m.meta.read_all(&path)?;
+            let cm: ConsumerMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| OpenError::Meta(path.clone(), e.to_string()))?;
+            if let Some(s) = m.streams.get_mut(sname) {
+                let c =
+                    Consumer::recovered(sname, cname, cm.config, cm.created, cm.state, now.mono);
+                s.consumers.insert(cname.to_string(), c);
+            }
+        }
+        Ok(m)
+    }
+
+    fn open_store(&mut self, config: &StreamConfig) -> Result<Box<dyn Store>, StoreError> {
+        let limits = stream::limits(config);
+        match config.storage {
+            Storage::Memory => Ok(Box::new(MemStore::new(limits))),
+            Storage::File => {
+                let disk = (self.new_disk)()?;
+                let dir = join(MSGS_DIR, &config.name);
+                let (store, _report) =
+                    crate::store::FileStore::open(disk, FileStoreConfig::new(dir), limits)?;
+                Ok(Box::new(store))
+            }
+        }
+    }
+
+    /// Subjects the driver must deliver to `handle`.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut subjects = vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string()];
+        for s in self.streams.values() {
+            subjects.extend(s.config.subjects.iter().cloned());
+        }
+        subjects
+    }
+
+    pub fn take_interest_changed(&mut self) -> bool {
+        std::mem::take(&mut self.interest_changed)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Outgoing> {
+        self.ready.pop_front()
+    }
+
+    /// The next consumer deadline. Max age and inactive ephemerals have none: the driver
+    /// ticks at least once a second for them.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        for s in self.streams.values() {
+            for c in s.consumers.values() {
+                let t = c.poll_timeout();
+                at = match (at, t) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        at
+    }
+
+    /// One message that reached a JetStream subscription.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        if let Some(op) = subject.strip_prefix("$JS.API.") {
+            self.api(now, op, reply, payload);
+        } else if let Some(rest) = subject.strip_prefix("$JS.ACK.") {
+            self.ack(now, rest, reply, payload);
+        } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
+            let (_, answer) = s.publish(now.wall, subject, reply, headers, payload);
+            if let Some((to, body)) = answer {
+                // Errors promise nothing, but still go in order with everything else.
+                self.held.push(Outgoing::reply(&to, body));
+            }
+        }
+    }
+
+    /// Group commit and release, in the order that keeps every promise: stream stores are
+    /// synced (PubAcks), consumers hand out what became durable, consumer states are written,
+    /// and only then does anything go out.
+    pub fn flush(&mut self, now: Now) {
+        let mut out = Vec::new();
+        for s in self.streams.values_mut() {
+            if s.needs_flush() {
+                for (to, body) in s.flush() {
+                    out.push(Outgoing::reply(&to, body));
+                }
+            }
+        }
+        let mut deliveries = Vec::new();
+        for s in self.streams.values_mut() {
+            let durable = s.durable_seq;
+            for c in s.consumers.values_mut() {
+                c.pump(now.mono, now.wall, s.store.as_store(), durable, &mut deliveries);
+            }
+        }
+        let names: Vec<(String, String)> = self
+            .streams
+            .values()
+            .filter(|s| s.config.storage == Storage::File)
+            .flat_map(|s| {
+                s.consumers
+                    .values()
+                    .filter(|c| c.dirty && c.config.is_durable())
+                    .map(|c| (c.stream.clone(), c.name.clone()))
+            })
+            .collect();
+        for (s, c) in names {
+            if let Err(e) = self.write_consumer(&s, &c) {
+                // The ack confirmations held below would promise state that is not on disk.
+                self.held.retain(|m| !m.to.starts_with("$JS.ACK"));
+                let _ = e;
+            }
+        }
+        for s in self.streams.values_mut() {
+            for c in s.consumers.values_mut() {
+                c.dirty = false;
+            }
+        }
+        self.ready.extend(out);
+        self.ready.extend(self.held.drain(..));
+        self.ready.extend(deliveries);
+    }
+
+    /// Ack deadlines, pull request expiry, heartbeats, max_age and inactive ephemerals.
+    pub fn tick(&mut self, now: Now) {
+        let mut out = Vec::new();
+        for s in self.streams.values_mut() {
+            if s.config.max_age > 0 {
+                let _ = s.store.expire(now.wall);
+            }
+            let store = s.store.as_store_ref();
+            for c in s.consumers.values_mut() {
+                c.tick(now.mono, store, &mut out);
+            }
+            s.consumers.retain(|_, c| {
+                c.config.is_durable()
+                    || c.num_waiting() > 0
+                    || now.mono.saturating_since(c.last_active).as_nanos()
+                        < c.config.inactive_threshold.max(0) as u128
+            });
+        }
+        self.held.extend(out);
+    }
+
+    fn write_stream(&mut self, name: &str) -> Result<(), DiskError> {
+        let Some(s) = self.streams.get(name) else { return Ok(()) };
+        if s.config.storage != Storage::File {
+            return Ok(());
+        }
+        let meta = StreamMeta { config: s.config.clone(), created: s.created };
+        let bytes = serde_json::to_vec(&meta).unwrap_or_default();
+        self.meta.replace_atomically(&join(STREAMS_DIR, &format!("{name}.json")), &bytes)
+    }
+
+    fn write_consumer(&mut self, stream: &str, consumer: &str) -> Result<(), DiskError> {
+        let Some(s) = self.streams.get(stream) else { return Ok(()) };
+        let Some(c) = s.consumers.get(consumer) else { return Ok(()) };
+        if s.config.storage != Storage::File || !c.config.is_durable() {
+            return Ok(());
+        }
+        let meta =
+            ConsumerMeta { config: c.config.clone(), created: c.created, state: c.state.clone() };
+        let bytes = serde_json::to_vec(&meta).unwrap_or_default();
+        self.meta
+            .replace_atomically(&join(CONSUMERS_DIR, &format!("{stream}.{consumer}.json")), &bytes)
+    }
+
+    fn remove_file(&mut self, dir: &str, name: &str) -> Result<(), DiskError> {
+        let path = join(dir, name);
+        if self.meta.exists(&path)? {
+            self.meta.remove(&path)?;
+            self.meta.sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, now: Now, rest: &str, reply: Option<&str>, payload: &[u8]) {
+        // <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        let tokens: Vec<&str> = rest.split('.').collect();
+        if tokens.len() != 7 {
+            return;
+        }
+        let Ok(sseq) = tokens[3].parse::<u64>() else { return };
+        let Some(kind) = AckKind::parse(payload) else { return };
+        let Some(s) = self.streams.get_mut(tokens[0]) else { return };
+        let Some(c) = s.consumers.get_mut(tokens[1]) else { return };
+        c.ack(now.mono, sseq, kind);
+        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+            // Held until the flush has written the consumer's state ("double ack").
+            self.held.push(Outgoing::reply(reply, Bytes::new()));
+        }
+    }
+
+    fn api(&mut self, now: Now, op: &str, reply: Option<&str>, payload: &[u8]) {
+        let tokens: Vec<&str> = op.split('.').collect();
+        let (kind, result) = match tokens.as_slice() {
+            ["INFO"] => ("account_info", Ok(self.account_info())),
+            ["STREAM", "CREATE", name] => ("stream_create", self.stream_create(now, name, payload)),
+            ["STREAM", "UPDATE", name] => ("stream_update", self.stream_update(name, payload)),
+            ["STREAM", "DELETE", name] => ("stream_delete", self.stream_delete(name)),
+            ["STREAM", "INFO", name] => ("stream_info", self.stream_info_req(name, payload)),
+            ["STREAM", "LIST"] => ("stream_list", self.stream_list(payload, false)),
+            ["STREAM", "NAMES"] => ("stream_names", self.stream_list(payload, true)),
+            ["STREAM", "PURGE", name] => ("stream_purge", self.stream_purge(name, payload)),
+            ["STREAM", "MSG", "GET", name] => ("stream_msg_get", self.msg_get(name, payload)),
+            ["STREAM", "MSG", "DELETE", name] => {
+                ("stream_msg_delete", self.msg_delete(name, payload))
+            }
+            ["CONSUMER", "CREATE", stream] => {
+                ("consumer_create", self.consumer_create(now, stream, None, None, false, payload))
+            }
+            ["CONSUMER", "CREATE", stream, name, filter @ ..] => {
+                let filter = (!filter.is_empty()).then(|| filter.join("."));
+                (
+                    "consumer_create",
+                    self.consumer_create(now, stream, Some(name), filter, false, payload),
+                )
+            }
+            ["CONSUMER", "DURABLE", "CREATE", stream, name] => (
+                "consumer_create",
+                self.consumer_create(now, stream, Some(name), None, true, payload),
+            ),
+            ["CONSUMER", "INFO", stream, name] => {
+                ("consumer_info", self.consumer_info(stream, name))
+            }
+            ["CONSUMER", "DELETE", stream, name] => {
+                ("consumer_delete", self.consumer_delete(stream, name))
+            }
+            ["CONSUMER", "LIST", stream] => {
+                ("consumer_list", self.consumer_list(stream, payload, false))
+            }
+            ["CONSUMER", "NAMES", stream] => {
+                ("consumer_names", self.consumer_list(stream, payload, true))
+            }
+            ["CONSUMER", "MSG", "NEXT", stream, name] => {
+                self.next(now, stream, name, reply, payload);
+                return;
+            }
+            // nats-server ignores unknown API subjects.
+            _ => return,
+        };
+        self.api_total += 1;
+        if result.is_err() {
+            self.api_errors += 1;
+        }
+        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+            self.held.push(Outgoing::reply(reply, response(kind, result)));
+        }
+    }
+
+    fn account_info(&self) -> Value {
+        let storage: u64 = self
+            .streams
+            .values()
+            .filter(|s| s.config.storage == Storage::File)
+            .map(|s| s.store.state().bytes)
+            .sum();
+        let memory: u64 = self
+            .streams
+            .values()
+            .filter(|s| s.config.storage == Storage::Memory)
+            .map(|s| s.store.state().bytes)
+            .sum();
+        let consumers: usize = self.streams.values().map(|s| s.consumers.len()).sum();
+        json!({
+            "memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
+            "streams": self.streams.len(), "consumers": consumers,
+            "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1,
+                       "max_consumers": -1, "max_ack_pending": -1,
+                       "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
+                       "max_bytes_required": false},
+            "api": {"level": 1, "total": self.api_total, "errors": self.api_errors},
+        })
+    }
+
+    fn stream_info(&self, s: &Stream, subjects_filter: Option<&str>) -> Value {
+        let st = s.store.state();
+        let mut state = json!({
+            "messages": st.msgs, "bytes": st.bytes,
+            "first_seq": st.first_seq, "first_ts": api::rfc3339(st.first_ts),
+            "last_seq": st.last_seq, "last_ts": api::rfc3339(st.last_ts),
+            "num_subjects": st.num_subjects, "consumer_count": s.consumers.len(),
+        });
+        if st.num_deleted > 0 {
+            state["num_deleted"] = json!(st.num_deleted);
+        }
+        if let Some(filter) = subjects_filter.filter(|f| !f.is_empty()) {
+            let totals: BTreeMap<String, u64> = s
+                .store
+                .subjects_totals(filter.as_bytes())
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+                .collect();
+            state["subjects"] = json!(totals);
+        }
+        json!({
+            "config": s.config, "created": api::rfc3339(s.created), "state": state,
+            "cluster": {"leader": "fjord"}, "ts": api::rfc3339(s.created),
+        })
+    }
+
+    fn stream(&self, name: &str) -> Result<&Stream, ApiError> {
+        self.streams.get(name).ok_or_else(ApiError::stream_not_found)
+    }
+
+    fn stream_create(&mut self, now: Now, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        let mut config: StreamConfig =
+            serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+        if config.name.is_empty() {
+            config.name = name.to_string();
+        }
+        if config.name != name {
+            return Err(ApiError::stream_name_mismatch());
+        }
+        let config = config.normalize()?;
+        if let Some(existing) = self.streams.get(name) {
+            if existing.config == config {
+                return Ok(self.stream_info(existing, None));
+            }
+            return Err(ApiError::stream_name_exists());
+        }
+        self.check_overlap(name, &config)?;
+        // A previous stream of this name may have left message files behind a crash mid-delete.
+        self.remove_msgs(name).map_err(ApiError::stream_create)?;
+        let store = self.open_store(&config).map_err(ApiError::stream_create)?;
+        let s = Stream::new(config, now.wall, store, now.wall);
+        self.streams.insert(name.to_string(), s);
+        if let Err(e) = self.write_stream(name) {
+            self.streams.remove(name);
+            return Err(ApiError::stream_create(e));
+        }
+        self.interest_changed = true;
+        let mut info = self.stream_info(self.stream(name)?, None);
+        info["did_create"] = json!(true);
+        Ok(info)
+    }
+
+    fn check_overlap(&self, name: &str, config: &StreamConfig) -> Result<(), ApiError> {
+        for other in self.streams.values().filter(|s| s.name() != name) {
+            for a in &config.subjects {
+                if other.config.subjects.iter().any(|b| api::overlaps(a, b)) {
+                    return Err(ApiError::subjects_overlap());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stream_update(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        let config: StreamConfig =
+            serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+        if config.name != name {
+            return Err(ApiError::stream_name_mismatch());
+        }
+        let config = config.normalize()?;
+        let old = self.stream(name)?.config.clone();
+        if old.storage != config.storage {
+            return Err(ApiError::stream_update(
+                "stream configuration update can not change storage type",
+            ));
+        }
+        if old.retention != config.retention {
+            return Err(ApiError::stream_update(
+                "stream configuration update can not change retention policy",
+            ));
+        }
+        if old.sealed && !config.sealed {
+            return Err(ApiError::stream_update(
+                "stream configuration update can not unseal a sealed stream",
+            ));
+        }
+        self.check_overlap(name, &config)?;
+        if let Some(s) = self.streams.get_mut(name) {
+            s.store.set_limits(stream::limits(&config));
+            s.config = config;
+        }
+        self.write_stream(name).map_err(ApiError::stream_update)?;
+        self.interest_changed = true;
+        Ok(self.stream_info(self.stream(name)?, None))
+    }
+
+    fn remove_msgs(&mut self, name: &str) -> Result<(), DiskError> {
+        let dir = join(MSGS_DIR, name);
+        if !self.meta.exists(&dir)? {
+            return Ok(());
+        }
+        let files = self.meta.list(&dir)?;
+        for f in &files {
+            self.meta.remove(&join(&dir, f))?;
+        }
+        if !files.is_empty() {
+            self.meta.sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn stream_delete(&mut self, name: &str) -> Result<Value, ApiError> {
+        let s = self.streams.remove(name).ok_or_else(ApiError::stream_not_found)?;
+        self.interest_changed = true;
+        let consumers: Vec<String> = s.consumers.keys().cloned().collect();
+        let file = s.config.storage == Storage::File;
+        drop(s);
+        if file {
+            // The config goes first: without it, leftover files are ignored by recovery.
+            self.remove_file(STREAMS_DIR, &format!("{name}.json"))
+                .map_err(ApiError::stream_create)?;
+            for c in consumers {
+                self.remove_file(CONSUMERS_DIR, &format!("{name}.{c}.json"))
+                    .map_err(ApiError::stream_create)?;
+            }
+            self.remove_msgs(name).map_err(ApiError::stream_create)?;
+        }
+        Ok(json!({"success": true}))
+    }
+
+    fn stream_info_req(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Req {
+            subjects_filter: Option<String>,
+        }
+        let req: Req = body(payload)?;
+        let s = self.stream(name)?;
+        Ok(self.stream_info(s, req.subjects_filter.as_deref()))
+    }
+
+    fn stream_list(&self, payload: &[u8], names: bool) -> Result<Value, ApiError> {
+        let req: api::PagedRequest = body(payload)?;
+        let all: Vec<&Stream> = self
+            .streams
+            .values()
+            .filter(|s| match req.subject.as_deref().filter(|f| !f.is_empty()) {
+                Some(f) => s.config.subjects.iter().any(|x| api::overlaps(x, f)),
+                None => true,
+            })
+            .collect();
+        let limit = if names { NAMES_LIMIT } else { LIST_LIMIT };
+        let page = all.iter().skip(req.offset).take(limit);
+        let items: Vec<Value> = if names {
+            page.map(|s| json!(s.name())).collect()
+        } else {
+            page.map(|s| self.stream_info(s, None)).collect()
+        };
+        Ok(json!({"total": all.len(), "offset": req.offset, "limit": limit, "streams": items}))
+    }
+
+    fn stream_purge(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        let req: api::PurgeRequest = body(payload)?;
+        let s = self.streams.get_mut(name).ok_or_else(ApiError::stream_not_found)?;
+        if s.config.deny_purge {
+            return Err(ApiError::purge_denied());
+        }
+        if s.config.sealed {
+            return Err(ApiError::sealed());
+        }
+        let filter = req.filter.unwrap_or_default();
+        let purged = s
+            .store
+            .purge_ex(filter.as_bytes(), req.seq.filter(|s| *s > 0), req.keep.filter(|k| *k > 0))
+            .map_err(stream::store_error)?;
+        // The answer is held until the flush that makes the purge durable.
+        Ok(json!({"success": true, "purged": purged}))
+    }
+
+    fn msg_get(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        let req: api::MsgGetRequest =
+            serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+        let s = self.streams.get_mut(name).ok_or_else(ApiError::stream_not_found)?;
+        let found = match (&req.last_by_subj, &req.next_by_subj, req.seq) {
+            (Some(subj), _, _) => s.store.load_last(subj.as_bytes()),
+            (None, Some(subj), seq) => s.store.load_next(subj.as_bytes(), seq.unwrap_or(0)),
+            (None, None, Some(seq)) => s.store.load(seq),
+            (None, None, None) => return Err(ApiError::bad_request()),
+        }
+        .map_err(stream::store_error)?;
+        let msg = found.ok_or_else(ApiError::no_message_found)?;
+        let mut m = json!({
+            "subject": String::from_utf8_lossy(&msg.subject),
+            "seq": msg.seq,
+            "data": api::base64(&msg.payload),
+            "time": api::rfc3339(msg.ts),
+        });
+        if !msg.headers.is_empty() {
+            m["hdrs"] = json!(api::base64(&msg.headers));
+        }
+        Ok(json!({"message": m}))
+    }
+
+    fn msg_delete(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {
+        let req: api::MsgDeleteRequest =
+            serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+        let s = self.streams.get_mut(name).ok_or_else(ApiError::stream_not_found)?;
+        if s.config.deny_delete {
+            return Err(ApiError::stream_delete_denied());
+        }
+        if s.config.sealed {
+            return Err(ApiError::sealed());
+        }
+        let removed = if req.no_erase { s.store.remove(req.seq) } else { s.store.erase(req.seq) }
+            .map_err(stream::store_error)?;
+        if !removed {
+            return Err(ApiError::sequence_not_found(req.seq));
+        }
+        Ok(json!({"success": true}))
+    }
+
+    fn consumer_info_value(s: &Stream, c: &Consumer) -> Value {
+        json!({
+            "stream_name": s.name(), "name": c.name, "created": api::rfc3339(c.created),
+            "config": c.config,
+            "delivered": c.state.delivered, "ack_floor": c.state.ack_floor,
+            "num_ack_pending": c.num_ack_pending(), "num_redelivered": c.num_redelivered(),
+            "num_waiting": c.num_waiting(), "num_pending": c.num_pending(s.store.as_store_ref()),
+            "cluster": {"leader": "fjord"}, "ts": api::rfc3339(c.created),
+        })
+    }
+
+    fn consumer_create(
+        &mut self,
+        now: Now,
+        stream: &str,
+        name: Option<&str>,
+        filter: Option<String>,
+        durable_form: bool,
+        payload: &[u8],
+    ) -> Result<Value, ApiError> {
+        let req: api::CreateConsumerRequest =
+            serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+        if !req.stream_name.is_empty() && req.stream_name != stream {
+            return Err(ApiError::stream_name_mismatch());
+        }
+        let mut config = req.config;
+        if let Some(name) = name {
+            if durable_form {
+                if config.durable_name.as_deref().is_some_and(|d| d != name) {
+                    return Err(ApiError::durable_name_mismatch());
+                }
+                config.durable_name = Some(name.to_string());
+            } else {
+                if config.name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
+                    return Err(ApiError::consumer_create(
+                        "consumer name in subject does not match name in request",
+                    ));
+                }
+                config.name = Some(name.to_string());
+            }
+            if let Some(filter) = &filter {
+                if config.filter_subject.as_deref() != Some(filter.as_str()) {
+                    return Err(ApiError::consumer_filter_mismatch());
+                }
+            }
+        }
+        let mut config = config.normalize()?;
+        let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
+        let cname = match config.id() {
+            Some(id) => id.to_string(),
+            None => {
+                let id: String = (0..8)
+                    .map(|_| {
+                        const A: &[u8] =
+                            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                        A[self.rng.random_range(0..A.len())] as char
+                    })
+                    .collect();
+                config.name = Some(id.clone());
+                id
+            }
+        };
+        for f in config.filters() {
+            let inside = s.config.subjects.iter().any(|x| api::overlaps(x, &f));
+            if !inside {
+                return Err(ApiError::consumer_create(
+                    "consumer filter subject is not a valid subset of the interest subjects",
+                ));
+            }
+        }
+        match (s.consumers.get(&cname), req.action.as_str()) {
+            (Some(c), action) => {
+                if c.config == config {
+                    return Ok(Self::consumer_info_value(s, c));
+                }
+                if action == "create" {
+                    return Err(ApiError::consumer_exists());
+                }
+                if let Some(c) = s.consumers.get_mut(&cname) {
+                    c.config = config;
+                }
+            }
+            (None, "update") => return Err(ApiError::consumer_does_not_exist()),
+            (None, _) => {
+                let c =
+                    Consumer::new(stream, &cname, config, now.wall, s.store.as_store(), now.mono);
+                s.consumers.insert(cname.clone(), c);
+            }
+        }
+        if let Err(e) = self.write_consumer(stream, &cname) {
+            if let Some(s) = self.streams.get_mut(stream) {
+                s.consumers.remove(&cname);
+            }
+            return Err(ApiError::consumer_create(e));
+        }
+        let s = self.stream(stream)?;
+        let c = s.consumers.get(&cname).ok_or_else(ApiError::consumer_not_found)?;
+        Ok(Self::consumer_info_value(s, c))
+    }
+
+    fn consumer_info(&self, stream: &str, name: &str) -> Result<Value, ApiError> {
+        let s = self.stream(stream)?;
+        let c = s.consumers.get(name).ok_or_else(ApiError::consumer_not_found)?;
+        Ok(Self::consumer_info_value(s, c))
+    }
+
+    fn consumer_delete(&mut self, stream: &str, name: &str) -> Result<Value, ApiError> {
+        let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
+        s.consumers.remove(name).ok_or_else(ApiError::consumer_not_found)?;
+        self.remove_file(CONSUMERS_DIR, &format!("{stream}.{name}.json"))
+            .map_err(ApiError::consumer_create)?;
+        Ok(json!({"success": true}))
+    }
+
+    fn consumer_list(&self, stream: &str, payload: &[u8], names: bool) -> Result<Value, ApiError> {
+        let req: api::PagedRequest = body(payload)?;
+        let s = self.stream(stream)?;
+        let limit = if names { NAMES_LIMIT } else { LIST_LIMIT };
+        let page = s.consumers.values().skip(req.offset).take(limit);
+        let items: Vec<Value> = if names {
+            page.map(|c| json!(c.name)).collect()
+        } else {
+            page.map(|c| Self::consumer_info_value(s, c)).collect()
+        };
+        Ok(
+            json!({"total": s.consumers.len(), "offset": req.offset, "limit": limit, "consumers": items}),
+        )
+    }
+
+    fn next(&mut self, now: Now, stream: &str, name: &str, reply: Option<&str>, payload: &[u8]) {
+        let Some(reply) = reply.filter(|r| !r.is_empty()) else { return };
+        let Some(s) = self.streams.get_mut(stream) else { return };
+        let Some(c) = s.consumers.get_mut(name) else { return };
+        let text = std::str::from_utf8(payload).unwrap_or("").trim();
+        let req = if text.is_empty() {
+            api::NextRequest::default()
+        } else if let Ok(n) = text.parse::<i64>() {
+            api::NextRequest { batch: Some(n), ..Default::default() }
+        } else {
+            match serde_json::from_str(text) {
+                Ok(r) => r,
+                Err(_) => {
+                    let hdr = super::headers::status(400, "Bad Request", &[]);
+                    self.held.push(Outgoing {
+                        to: reply.into(),
+                        subject: reply.into(),
+                        reply: None,
+                        headers: Some(hdr),
+                        payload: Bytes::new(),
+                    });
+                    return;
+                }
+            }
+        };
+        c.request(now.mono, reply, req, &mut self.held);
+        // Delivery happens in `flush`, after the stream's store is synced.
+    }
+}

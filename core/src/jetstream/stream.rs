@@ -1,0 +1,340 @@
+//! One stream: its config, its store, the publish path and the PubAcks waiting for a flush.
+//!
+//! Inputs: `publish(now, ...)` for each message on one of the stream's subjects; `flush()` once
+//! per batch (group commit); `expire(wall)` from the manager's tick. Outputs: `flush` returns
+//! the PubAcks that may now be sent, because the store reported their sequences durable. Nothing
+//! is acknowledged before that: an error answer may go at once (it promises nothing), a success
+//! or duplicate answer waits (a duplicate may point at a sequence that is still pending).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::api::{DiscardPolicy, StreamConfig};
+use super::consumer::Consumer;
+use super::errors::ApiError;
+use super::headers;
+use crate::store::{Discard, Engine, Limits, Log, StoreError, StreamStore};
+
+/// A store the stream can also re-limit on `STREAM.UPDATE` (the `StreamStore` trait has no
+/// `set_limits`; both store kinds are an `Engine`, which does).
+pub trait Store: StreamStore + Send {
+    fn set_limits(&mut self, limits: Limits);
+    fn as_store(&mut self) -> &mut dyn StreamStore;
+    fn as_store_ref(&self) -> &dyn StreamStore;
+}
+
+impl<L: Log> Store for Engine<L>
+where
+    Engine<L>: StreamStore + Send,
+{
+    fn set_limits(&mut self, limits: Limits) {
+        Engine::set_limits(self, limits)
+    }
+    fn as_store(&mut self) -> &mut dyn StreamStore {
+        self
+    }
+    fn as_store_ref(&self) -> &dyn StreamStore {
+        self
+    }
+}
+
+/// What a publish turned into.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Stored at this (pending) sequence; ack after the next flush.
+    Stored(u64),
+    /// Already stored within the duplicate window at this sequence.
+    Duplicate(u64),
+    Rejected(ApiError),
+}
+
+pub struct Stream {
+    pub config: StreamConfig,
+    /// Unix nanoseconds of creation.
+    pub created: i64,
+    pub store: Box<dyn Store>,
+    pub consumers: BTreeMap<String, Consumer>,
+    /// `Nats-Msg-Id` → (sequence, publish time) within the duplicate window.
+    dedup: BTreeMap<String, (u64, i64)>,
+    /// Ids in publish order, to prune the window from the front.
+    dedup_order: VecDeque<(i64, String)>,
+    last_msg_id: Option<String>,
+    /// Replies waiting for the flush that makes their sequence durable.
+    pending_acks: Vec<(String, Bytes)>,
+    /// Every sequence up to here is durable: consumers deliver nothing above it, so a consumer
+    /// never hands out a message a crash could still take back.
+    pub durable_seq: u64,
+    dirty: bool,
+}
+
+/// Store limits from a stream config (−1 means unlimited in the API, 0 in the store).
+pub fn limits(config: &StreamConfig) -> Limits {
+    let pos = |v: i64| if v > 0 { v as u64 } else { 0 };
+    Limits {
+        max_msgs: pos(config.max_msgs),
+        max_bytes: pos(config.max_bytes),
+        max_age: pos(config.max_age),
+        max_msgs_per_subject: pos(config.max_msgs_per_subject),
+        discard: match config.discard {
+            DiscardPolicy::Old => Discard::Old,
+            DiscardPolicy::New => Discard::New,
+        },
+    }
+}
+
+impl Stream {
+    /// A stream over `store`, which may hold recovered messages: those are durable, and the
+    /// dedup window is rebuilt from their `Nats-Msg-Id` headers.
+    pub fn new(config: StreamConfig, created: i64, store: Box<dyn Store>, wall: i64) -> Self {
+        let durable_seq = store.state().last_seq;
+        let mut stream = Stream {
+            config,
+            created,
+            store,
+            consumers: BTreeMap::new(),
+            dedup: BTreeMap::new(),
+            dedup_order: VecDeque::new(),
+            last_msg_id: None,
+            pending_acks: Vec::new(),
+            durable_seq,
+            dirty: false,
+        };
+        stream.rebuild_dedup(wall);
+        stream
+    }
+
+    fn rebuild_dedup(&mut self, wall: i64) {
+        let since = wall.saturating_sub(self.config.duplicate_window);
+        let mut seq = self.store.seq_at_time(since);
+        while let Ok(Some(msg)) = self.store.load_next(b">", seq) {
+            seq = msg.seq + 1;
+            if let Some(id) = headers::get(&msg.headers, headers::MSG_ID) {
+                self.dedup.insert(id.to_string(), (msg.seq, msg.ts));
+                self.dedup_order.push_back((msg.ts, id.to_string()));
+                self.last_msg_id = Some(id.to_string());
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn matches(&self, subject: &str) -> bool {
+        self.config
+            .subjects
+            .iter()
+            .any(|p| crate::subject::matches(p.as_bytes(), subject.as_bytes()))
+    }
+
+    /// The publish path. `wall` is Unix nanoseconds (the message's timestamp and the dedup
+    /// clock). With a `reply`, the answer is queued (success) or returned (error) as PubAck JSON.
+    pub fn publish(
+        &mut self,
+        wall: i64,
+        subject: &str,
+        reply: Option<&str>,
+        hdrs: Option<&[u8]>,
+        payload: &[u8],
+    ) -> (Published, Option<(String, Bytes)>) {
+        let result = self.try_publish(wall, subject, hdrs, payload);
+        let name = self.config.name.clone();
+        let Some(reply) = reply.filter(|r| !r.is_empty()) else {
+            return (result, None);
+        };
+        if self.config.no_ack {
+            return (result, None);
+        }
+        let body = match &result {
+            Published::Stored(seq) => json!({"stream": name, "seq": seq}),
+            Published::Duplicate(seq) => json!({"stream": name, "seq": seq, "duplicate": true}),
+            Published::Rejected(e) => json!({"error": e, "stream": name, "seq": 0}),
+        };
+        let answer = (reply.to_string(), Bytes::from(body.to_string()));
+        match result {
+            Published::Rejected(_) => (result, Some(answer)),
+            _ => {
+                self.pending_acks.push(answer);
+                (result, None)
+            }
+        }
+    }
+
+    fn try_publish(
+        &mut self,
+        wall: i64,
+        subject: &str,
+        hdrs: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Published {
+        if self.config.sealed {
+            return Published::Rejected(ApiError::sealed());
+        }
+        let hdrs = hdrs.unwrap_or_default();
+        if self.config.max_msg_size > 0
+            && (hdrs.len() + payload.len()) as i64 > self.config.max_msg_size
+        {
+            return Published::Rejected(ApiError::message_too_large());
+        }
+        self.prune_dedup(wall);
+        let msg_id = headers::get(hdrs, headers::MSG_ID).filter(|s| !s.is_empty());
+        if let Some(id) = msg_id {
+            if let Some((seq, _)) = self.dedup.get(id) {
+                return Published::Duplicate(*seq);
+            }
+        }
+        if let Some(expected) = headers::get(hdrs, headers::EXPECTED_STREAM) {
+            if expected != self.config.name {
+                return Published::Rejected(ApiError::expected_stream_mismatch());
+            }
+        }
+        let last_seq = self.store.state().last_seq;
+        if let Some(expected) = headers::get(hdrs, headers::EXPECTED_LAST_SEQ) {
+            // An unparsable number reads as a wrong sequence, as in nats-server.
+            if expected.parse::<u64>().ok() != Some(last_seq) {
+                return Published::Rejected(ApiError::wrong_last_sequence(last_seq));
+            }
+        }
+        if let Some(expected) = headers::get(hdrs, headers::EXPECTED_LAST_SUBJ_SEQ) {
+            let last = match self.store.load_last(subject.as_bytes()) {
+                Ok(m) => m.map_or(0, |m| m.seq),
+                Err(e) => return Published::Rejected(ApiError::store_failed(e)),
+            };
+            if expected.parse::<u64>().ok() != Some(last) {
+                return Published::Rejected(ApiError::wrong_last_sequence(last));
+            }
+        }
+        if let Some(expected) = headers::get(hdrs, headers::EXPECTED_LAST_MSG_ID) {
+            let last = self.last_msg_id.as_deref().unwrap_or("");
+            if expected != last {
+                return Published::Rejected(ApiError::wrong_last_msg_id(last));
+            }
+        }
+        match self.store.store(subject.as_bytes(), hdrs, payload, wall, None) {
+            Ok(seq) => {
+                self.dirty = true;
+                if let Some(id) = msg_id {
+                    self.dedup.insert(id.to_string(), (seq, wall));
+                    self.dedup_order.push_back((wall, id.to_string()));
+                    self.last_msg_id = Some(id.to_string());
+                }
+                Published::Stored(seq)
+            }
+            Err(e) => Published::Rejected(store_error(e)),
+        }
+    }
+
+    fn prune_dedup(&mut self, wall: i64) {
+        let horizon = wall.saturating_sub(self.config.duplicate_window);
+        while let Some((ts, _)) = self.dedup_order.front() {
+            if *ts > horizon {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                if self.dedup.get(&id).is_some_and(|(_, t)| *t <= horizon) {
+                    self.dedup.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Whether a flush has anything to make durable or release.
+    pub fn needs_flush(&self) -> bool {
+        self.dirty || !self.pending_acks.is_empty() || self.store.lsn() > self.store.durable_lsn()
+    }
+
+    /// Group commit: one store flush, then the PubAcks it covers. On failure the waiting
+    /// publishers get an error (they may retry with the same `Nats-Msg-Id`) and nothing new
+    /// becomes visible to consumers.
+    pub fn flush(&mut self) -> Vec<(String, Bytes)> {
+        self.dirty = false;
+        match self.store.flush() {
+            Ok(_) => {
+                self.durable_seq = self.store.state().last_seq;
+                std::mem::take(&mut self.pending_acks)
+            }
+            Err(e) => {
+                let err = ApiError::store_failed(e);
+                let body = json!({"error": err, "stream": self.config.name, "seq": 0}).to_string();
+                self.pending_acks
+                    .drain(..)
+                    .map(|(reply, _)| (reply, Bytes::from(body.clone())))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The PubAck error nats-server gives for a store refusal (`NewJSStreamStoreFailedError`).
+pub fn store_error(e: StoreError) -> ApiError {
+    ApiError::store_failed(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    fn stream() -> Stream {
+        let config =
+            StreamConfig { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() }
+                .normalize()
+                .unwrap();
+        let store = MemStore::new(limits(&config));
+        Stream::new(config, 1, Box::new(store), 1)
+    }
+
+    fn hdr(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut s = String::from("NATS/1.0\r\n");
+        for (k, v) in pairs {
+            s.push_str(&format!("{k}: {v}\r\n"));
+        }
+        s.push_str("\r\n");
+        s.into_bytes()
+    }
+
+    #[test]
+    fn acks_wait_for_flush() {
+        let mut s = stream();
+        let (r, now) = s.publish(10, "s.a", Some("r1"), None, b"x");
+        assert_eq!(r, Published::Stored(1));
+        assert!(now.is_none(), "a success is never answered before the flush");
+        assert_eq!(s.durable_seq, 0, "consumers must not see it yet");
+        let acks = s.flush();
+        assert_eq!(acks, vec![("r1".to_string(), Bytes::from(r#"{"seq":1,"stream":"S"}"#))]);
+        assert_eq!(s.durable_seq, 1);
+    }
+
+    #[test]
+    fn dedup_within_window_only() {
+        let mut s = stream();
+        let h = hdr(&[("Nats-Msg-Id", "a")]);
+        assert_eq!(s.publish(10, "s.a", None, Some(&h), b"x").0, Published::Stored(1));
+        assert_eq!(s.publish(20, "s.a", None, Some(&h), b"x").0, Published::Duplicate(1));
+        let later = 10 + s.config.duplicate_window + 1;
+        assert_eq!(s.publish(later, "s.a", None, Some(&h), b"x").0, Published::Stored(2));
+    }
+
+    #[test]
+    fn expected_headers() {
+        let mut s = stream();
+        s.publish(10, "s.a", None, None, b"x");
+        let wrong = hdr(&[("Nats-Expected-Last-Sequence", "5")]);
+        let (r, answer) = s.publish(10, "s.a", Some("r"), Some(&wrong), b"x");
+        assert_eq!(r, Published::Rejected(ApiError::wrong_last_sequence(1)));
+        let body: serde_json::Value = serde_json::from_slice(&answer.unwrap().1).unwrap();
+        assert_eq!(body["error"]["err_code"], 10071);
+        let right = hdr(&[("Nats-Expected-Last-Sequence", "1")]);
+        assert_eq!(s.publish(10, "s.a", None, Some(&right), b"x").0, Published::Stored(2));
+        let subj = hdr(&[("Nats-Expected-Last-Subject-Sequence", "0")]);
+        assert_eq!(s.publish(10, "s.b", None, Some(&subj), b"x").0, Published::Stored(3));
+        assert!(matches!(s.publish(10, "s.b", None, Some(&subj), b"x").0, Published::Rejected(_)));
+        let other = hdr(&[("Nats-Expected-Stream", "T")]);
+        assert_eq!(
+            s.publish(10, "s.b", None, Some(&other), b"x").0,
+            Published::Rejected(ApiError::expected_stream_mismatch())
+        );
+    }
+}

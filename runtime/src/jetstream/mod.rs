@@ -1,0 +1,233 @@
+//! The JetStream actor: drives `fjord_core::jetstream::Manager` on its own thread.
+//!
+//! Wiring, chosen so that connection.rs and index.rs need no change: the actor is an internal
+//! client. It has a `ClientHandle` (id 0, which no connection gets) whose subscriptions sit in
+//! the shared index like anyone's, on `$JS.API.>`, `$JS.ACK.>` and every stream's subjects. A
+//! publisher's reader routes to it exactly as to a socket client, appending MSG/HMSG frames to
+//! its `Outbound`; instead of a writer task flushing that buffer to a socket, the actor drains it
+//! and parses the frames back (`frames.rs`). Answers and deliveries go the other way through
+//! the same index lookup and `Outbound::push_with` a publisher's reader uses.
+//!
+//! Batching is group commit: one drain is one batch; every frame in it is handled, then
+//! `Manager::flush` syncs each touched store once and only then releases the PubAcks, API
+//! answers and deliveries. The actor runs on a dedicated thread (with a current-thread tokio
+//! runtime for its timers) because the stores call `fsync` synchronously through `FsDisk`;
+//! blocking there stalls no connection task.
+//!
+//! The internal outbound is unbounded (`usize::MAX` max_pending): a slow-consumer cut would
+//! silently drop publishes. Backpressure for JetStream publishers is future work.
+
+mod frames;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fjord_core::disk::DiskError;
+use fjord_core::jetstream::manager::Manager;
+use fjord_core::jetstream::{Now, Outgoing};
+use fjord_core::proto::encode;
+use fjord_core::route::{self, Delivery};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tracing::{error, info};
+
+use crate::disk::FsDisk;
+use crate::index::{ClientHandle, Subscription};
+use crate::outbound::Drain;
+use crate::server::Shared;
+
+/// The client id of the JetStream internal client; connections are numbered from 1.
+const SYSTEM_CLIENT_ID: u64 = 0;
+/// Max age and inactive ephemerals are checked at least this often.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Opens the JetStream state under `store_dir` (recovering streams and consumers) and starts
+/// the actor. Returns once recovery is done, so the server is ready only with JetStream up.
+pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
+    let meta = FsDisk::new(&store_dir).map_err(|e| format!("{}: {e}", store_dir.display()))?;
+    let root = store_dir.clone();
+    let factory = Box::new(move || {
+        FsDisk::new(&root).map_err(|e| DiskError::Io {
+            op: "open",
+            path: root.display().to_string(),
+            detail: e.to_string(),
+        })
+    });
+    let manager = Manager::open(meta, factory, now(&shared), shared.seed)
+        .map_err(|e| format!("JetStream recovery failed: {e}"))?;
+    let handle = Arc::new(ClientHandle::new(
+        SYSTEM_CLIENT_ID,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        usize::MAX,
+        shared.shutdown.child_token(),
+    ));
+    handle.takes_headers.store(true, Ordering::Relaxed);
+    let mut actor = Actor {
+        shared: shared.clone(),
+        handle,
+        manager,
+        subs: Vec::new(),
+        rng: ChaCha8Rng::seed_from_u64(shared.seed ^ 0x6a73),
+        woken: Vec::new(),
+    };
+    actor.resubscribe();
+    info!("Starting JetStream");
+    info!("  Storage Directory: {}", store_dir.display());
+    std::thread::Builder::new()
+        .name("jetstream".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!("JetStream actor runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(actor.run());
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn now(shared: &Shared) -> Now {
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    Now { mono: shared.now(), wall }
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    handle: Arc<ClientHandle>,
+    manager: Manager<FsDisk>,
+    subs: Vec<Arc<Subscription>>,
+    rng: ChaCha8Rng,
+    woken: Vec<Arc<ClientHandle>>,
+}
+
+impl Actor {
+    async fn run(&mut self) {
+        let mut spare = Vec::new();
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            match self.handle.outbound.drain(std::mem::take(&mut spare)) {
+                Drain::Write(mut bytes) => {
+                    let now = now(&self.shared);
+                    for f in frames::Frames::new(&bytes) {
+                        self.manager.handle(now, f.subject, f.reply, f.headers, f.payload);
+                    }
+                    bytes.clear();
+                    spare = bytes;
+                    self.commit(now);
+                }
+                Drain::Idle => {
+                    let wake = self
+                        .manager
+                        .poll_timeout()
+                        .map_or(self.shared.deadline(None), |t| self.shared.deadline(Some(t)));
+                    let idle = tokio::time::Instant::now() + IDLE_TICK;
+                    tokio::select! {
+                        _ = self.handle.outbound.wait() => {}
+                        _ = tokio::time::sleep_until(wake.min(idle)) => {
+                            let now = now(&self.shared);
+                            self.manager.tick(now);
+                            self.commit(now);
+                        }
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+                Drain::WriteThenClose(..) | Drain::Abort(_) => break,
+            }
+        }
+        for sub in self.subs.drain(..) {
+            self.shared.index.remove(&sub.subject, None, &sub);
+        }
+    }
+
+    /// Group commit, then everything it released.
+    fn commit(&mut self, now: Now) {
+        self.manager.flush(now);
+        // Subscribe before answering: a client that got its stream-create answer may publish
+        // at once, and must find the stream's subjects already routed here.
+        if self.manager.take_interest_changed() {
+            self.resubscribe();
+        }
+        while let Some(out) = self.manager.poll_output() {
+            self.send(&out);
+        }
+        for h in self.woken.drain(..) {
+            h.outbound.wake();
+        }
+    }
+
+    fn resubscribe(&mut self) {
+        for sub in self.subs.drain(..) {
+            self.shared.index.remove(&sub.subject, None, &sub);
+        }
+        for (i, subject) in self.manager.subjects().into_iter().enumerate() {
+            let sub = Arc::new(Subscription {
+                client: self.handle.clone(),
+                sid: format!("js{i}").into_bytes(),
+                subject: subject.into_bytes(),
+                queue: None,
+                max: Default::default(),
+                deny_filter: None,
+                delivered: Default::default(),
+            });
+            if self.shared.index.insert(sub.clone()).is_ok() {
+                self.subs.push(sub);
+            }
+        }
+    }
+
+    /// Routes one output like a publish to `out.to`, carried with subject `out.subject`.
+    fn send(&mut self, out: &Outgoing) {
+        let matches = self.shared.index.lookup(out.to.as_bytes());
+        let (rng, woken, index) = (&mut self.rng, &mut self.woken, &self.shared.index);
+        route::fan_out(
+            &matches,
+            || rng.random(),
+            // Never to itself: a stream capturing an inbox would otherwise feed on its answers.
+            |s: &Arc<Subscription>| {
+                s.client.id != SYSTEM_CLIENT_ID && !s.client.outbound.is_closing()
+            },
+            |s| {
+                if s.deny_filter.as_ref().is_some_and(|p| p.delivery_denied(out.subject.as_bytes()))
+                {
+                    return false;
+                }
+                let n = s.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+                match route::count_delivery(n, s.max.load(Ordering::Acquire)) {
+                    Delivery::Skip => return false,
+                    Delivery::DeliverAndExpire => {
+                        // As connection.rs does for `UNSUB max`: out of the index now, and
+                        // the owner forgets the sid before its next SUB/UNSUB.
+                        index.remove(&s.subject, s.queue.as_deref(), s);
+                        s.client.expired_sids.lock().push(s.sid.clone());
+                        s.client.has_expired_sids.store(true, Ordering::Release);
+                    }
+                    Delivery::Deliver => {}
+                }
+                let takes_headers = s.client.takes_headers.load(Ordering::Relaxed);
+                let size = out.headers.as_ref().map_or(0, Vec::len) + out.payload.len();
+                s.client.stats.record_out(size);
+                let wake = s.client.outbound.push_with(|buf| {
+                    encode::msg(
+                        buf,
+                        out.subject.as_bytes(),
+                        &s.sid,
+                        out.reply.as_deref().map(str::as_bytes),
+                        out.headers.as_deref(),
+                        &out.payload,
+                        takes_headers,
+                    )
+                });
+                if wake {
+                    woken.push(s.client.clone());
+                }
+                true
+            },
+        );
+    }
+}

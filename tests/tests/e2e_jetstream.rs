@@ -1,0 +1,294 @@
+//! End-to-end tests of JetStream with async-nats against `fjord -js -sd <dir>` (or the reference
+//! nats-server with `FJORD_TEST_TARGET=reference`): streams, PubAcks, dedup, expected-sequence
+//! errors, pull consumers with acks and redelivery, and recovery after `kill -9`.
+//!
+//! No sleeps: every wait is an awaited reply or a pull request's `expires`, bounded by a timeout.
+//! `TestServer`'s drop is SIGKILL, so every restart here is a crash.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, context::Publish, stream};
+use fjord_tests::{ServerBinary, TestServer};
+use futures::StreamExt;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A fresh store directory, removed on drop.
+struct StoreDir(PathBuf);
+
+impl StoreDir {
+    fn new(tag: &str) -> StoreDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fjord-js-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create store dir");
+        StoreDir(dir)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &StoreDir) -> TestServer {
+    TestServer::start(&ServerBinary::target(), &["-js", "-sd", dir.arg()])
+}
+
+async fn connect_js(server: &TestServer) -> jetstream::Context {
+    let client = timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    jetstream::new(client)
+}
+
+async fn create(js: &jetstream::Context, name: &str, subjects: &[&str]) -> stream::Stream {
+    timeout(
+        WAIT,
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("create timed out")
+    .expect("create stream")
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    payload: &str,
+) -> jetstream::publish::PublishAck {
+    let ack = timeout(WAIT, js.publish(subject.to_string(), payload.to_string().into()))
+        .await
+        .expect("publish timed out")
+        .expect("publish");
+    timeout(WAIT, ack).await.expect("puback timed out").expect("puback")
+}
+
+#[tokio::test]
+async fn create_stream_publish_and_info() {
+    let dir = StoreDir::new("basic");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let mut s = create(&js, "ORDERS", &["orders.>"]).await;
+    for i in 1..=3u64 {
+        let ack = publish(&js, &format!("orders.{i}"), "x").await;
+        assert_eq!((ack.stream.as_str(), ack.sequence, ack.duplicate), ("ORDERS", i, false));
+    }
+    let info = timeout(WAIT, s.info()).await.unwrap().expect("stream info");
+    assert_eq!(info.state.messages, 3);
+    assert_eq!((info.state.first_sequence, info.state.last_sequence), (1, 3));
+    assert_eq!(info.config.max_messages, -1, "limits default to -1 as in nats-server");
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    // Creating the same stream again is idempotent; a different config is refused with 10058.
+    create(&js, "ORDERS", &["orders.>"]).await;
+    let err = js
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["other.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("different config");
+    assert!(err.to_string().contains("10058"), "{err}");
+    let raw = s.get_raw_message(2).await.expect("get message 2");
+    assert_eq!(raw.subject.as_str(), "orders.2");
+    let missing = js.get_stream("NOPE").await.expect_err("no such stream");
+    assert!(
+        missing.to_string().contains("10059") || missing.to_string().contains("not found"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn dedup_with_msg_id() {
+    let dir = StoreDir::new("dedup");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let mut s = create(&js, "D", &["d"]).await;
+    let mut acks = Vec::new();
+    for _ in 0..2 {
+        let ack = js
+            .send_publish("d", Publish::build().message_id("one").payload("x".into()))
+            .await
+            .expect("publish");
+        acks.push(timeout(WAIT, ack).await.unwrap().expect("puback"));
+    }
+    assert_eq!((acks[0].sequence, acks[0].duplicate), (1, false));
+    assert_eq!((acks[1].sequence, acks[1].duplicate), (1, true));
+    let info = s.info().await.expect("info");
+    assert_eq!(info.state.messages, 1);
+}
+
+#[tokio::test]
+async fn expected_last_sequence_error_code() {
+    let dir = StoreDir::new("expect");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    create(&js, "E", &["e"]).await;
+    publish(&js, "e", "1").await;
+    let wrong = js
+        .send_publish("e", Publish::build().expected_last_sequence(7).payload("x".into()))
+        .await
+        .expect("publish");
+    let err = timeout(WAIT, wrong).await.unwrap().expect_err("wrong last sequence");
+    assert_eq!(err.kind(), PublishErrorKind::WrongLastSequence);
+    let right = js
+        .send_publish("e", Publish::build().expected_last_sequence(1).payload("x".into()))
+        .await
+        .expect("publish");
+    assert_eq!(timeout(WAIT, right).await.unwrap().expect("puback").sequence, 2);
+}
+
+#[tokio::test]
+async fn pull_fetch_ack_and_redelivery_after_ack_wait() {
+    let dir = StoreDir::new("pull");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let s = create(&js, "P", &["p.*"]).await;
+    for i in 0..3 {
+        publish(&js, &format!("p.{i}"), &format!("m{i}")).await;
+    }
+    let mut c: jetstream::consumer::Consumer<pull::Config> = s
+        .create_consumer(pull::Config {
+            durable_name: Some("worker".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer");
+    let mut batch = c.fetch().max_messages(3).messages().await.expect("fetch");
+    let mut got = Vec::new();
+    while let Some(m) = timeout(WAIT, batch.next()).await.expect("fetch timed out") {
+        got.push(m.expect("message"));
+    }
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].subject.as_str(), "p.0");
+    assert_eq!(&got[2].payload[..], b"m2");
+    let info0 = got[0].info().expect("ack subject parses");
+    assert_eq!((info0.stream_sequence, info0.consumer_sequence, info0.delivered), (1, 1, 1));
+    // Ack two; the third is redelivered once its ack wait passes (awaited via `expires`).
+    got[0].double_ack().await.expect("ack 1");
+    got[1].double_ack().await.expect("ack 2");
+    let info = c.info().await.expect("consumer info").clone();
+    assert_eq!(info.num_ack_pending, 1);
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+    let mut again =
+        c.batch().max_messages(1).expires(Duration::from_secs(5)).messages().await.expect("pull");
+    let m = timeout(WAIT, again.next())
+        .await
+        .expect("redelivery timed out")
+        .expect("a message")
+        .expect("ok");
+    let mi = m.info().expect("info");
+    assert_eq!((mi.stream_sequence, mi.delivered), (3, 2), "redelivered after ack_wait");
+    m.double_ack().await.expect("ack 3");
+    let info = c.info().await.expect("consumer info").clone();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    assert_eq!(info.num_redelivered, 0);
+    assert_eq!(info.ack_floor.stream_sequence, 3);
+    // Redeliveries take a new consumer sequence too (nats-server's `dseq`).
+    assert_eq!((info.delivered.consumer_sequence, info.delivered.stream_sequence), (4, 3));
+    // Nothing left: a no-wait fetch ends empty.
+    let mut none = c.fetch().max_messages(1).messages().await.expect("fetch");
+    assert!(timeout(WAIT, none.next()).await.expect("fetch timed out").is_none());
+}
+
+#[tokio::test]
+async fn durable_consumer_survives_restart() {
+    let dir = StoreDir::new("durable");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let s = create(&js, "R", &["r"]).await;
+    for i in 0..3 {
+        publish(&js, "r", &format!("{i}")).await;
+    }
+    let c: jetstream::consumer::Consumer<pull::Config> = s
+        .create_consumer(pull::Config {
+            durable_name: Some("keep".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer");
+    let mut batch = c.fetch().max_messages(2).messages().await.expect("fetch");
+    while let Some(m) = timeout(WAIT, batch.next()).await.expect("fetch timed out") {
+        m.expect("message").double_ack().await.expect("double ack");
+    }
+    drop(js);
+    drop(server);
+
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let s = js.get_stream("R").await.expect("stream recovered");
+    let mut c: jetstream::consumer::Consumer<pull::Config> =
+        s.get_consumer("keep").await.expect("consumer recovered");
+    let info = c.info().await.expect("info").clone();
+    if ServerBinary::target().name == "fjord" {
+        // fjord wrote the consumer's state before confirming the double acks.
+        assert_eq!(info.ack_floor.stream_sequence, 2);
+        assert_eq!(info.num_pending, 1);
+        let mut batch = c.fetch().max_messages(5).messages().await.expect("fetch");
+        let m = timeout(WAIT, batch.next()).await.expect("timed out").expect("one").expect("ok");
+        assert_eq!(&m.payload[..], b"2", "delivery resumes after the acknowledged messages");
+        assert!(timeout(WAIT, batch.next()).await.expect("timed out").is_none());
+    } else {
+        // nats-server writes consumer state lazily, so a SIGKILL right after a double ack may
+        // take the acks back: the consumer survives, its floor may not.
+        assert!(info.ack_floor.stream_sequence <= 2);
+    }
+}
+
+#[tokio::test]
+async fn kill_9_keeps_every_acknowledged_message() {
+    let dir = StoreDir::new("kill9");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    create(&js, "K", &["k.>"]).await;
+    // Many publishes in flight at once, so group commit batches them.
+    let mut pending = Vec::new();
+    for i in 0..500 {
+        pending.push(
+            js.publish(format!("k.{}", i % 7), format!("{i}").into()).await.expect("publish"),
+        );
+    }
+    let mut last = 0;
+    for ack in pending {
+        let ack = timeout(WAIT, ack).await.expect("puback timed out").expect("puback");
+        assert_eq!(ack.sequence, last + 1);
+        last = ack.sequence;
+    }
+    drop(js);
+    drop(server); // SIGKILL
+
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let mut s = js.get_stream("K").await.expect("stream recovered");
+    let info = s.info().await.expect("info");
+    assert_eq!(info.state.messages, 500);
+    assert_eq!(info.state.last_sequence, 500);
+    for seq in [1, 250, 500] {
+        let m = s.get_raw_message(seq).await.expect("message survives");
+        assert_eq!(m.sequence, seq);
+    }
+    // The stream still takes publishes after recovery, continuing the sequence.
+    assert_eq!(publish(&js, "k.x", "after").await.sequence, 501);
+}
