@@ -511,3 +511,197 @@ impl Outgoing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Limits, MemStore};
+    use std::time::Duration;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn setup(n: u64, config: ConsumerConfig) -> (MemStore, Consumer) {
+        let mut store = MemStore::new(Limits::default());
+        for i in 0..n {
+            store.store(format!("s.{i}").as_bytes(), b"", b"x", i as i64, None).unwrap();
+        }
+        let config = config.normalize().unwrap();
+        let c = Consumer::new("S", "C", config, 0, &mut store, Instant::ZERO);
+        (store, c)
+    }
+
+    fn explicit() -> ConsumerConfig {
+        ConsumerConfig {
+            durable_name: Some("C".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: 1_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn pull(
+        c: &mut Consumer,
+        store: &mut MemStore,
+        now: Instant,
+        batch: i64,
+        no_wait: bool,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let req = NextRequest { batch: Some(batch), no_wait: Some(no_wait), ..Default::default() };
+        c.request(now, "inbox", req, &mut out);
+        let durable = store.state().last_seq;
+        c.pump(now, 0, store, durable, &mut out);
+        out
+    }
+
+    fn seqs(out: &[Outgoing]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| o.reply.as_deref())
+            .map(|r| r.split('.').nth(5).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn ack_subject_as_nats_server_formats_it() {
+        let (mut store, mut c) = setup(2, explicit());
+        let out = pull(&mut c, &mut store, Instant::ZERO, 1, false);
+        assert_eq!(out[0].reply.as_deref(), Some("$JS.ACK.S.C.1.1.1.0.1"));
+        assert_eq!(out[0].subject, "s.0");
+        assert_eq!(out[0].to, "inbox");
+    }
+
+    #[test]
+    fn nothing_above_the_durable_sequence_is_delivered() {
+        let (mut store, mut c) = setup(3, explicit());
+        let mut out = Vec::new();
+        c.request(
+            Instant::ZERO,
+            "inbox",
+            NextRequest { batch: Some(5), ..Default::default() },
+            &mut out,
+        );
+        c.pump(Instant::ZERO, 0, &mut store, 1, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        c.pump(Instant::ZERO, 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3], "the waiting request is served once durable");
+    }
+
+    #[test]
+    fn unacked_messages_come_back_after_ack_wait_and_floor_moves() {
+        let (mut store, mut c) = setup(3, explicit());
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![1, 2, 3]);
+        assert!(c.ack(Instant::ZERO, 1, AckKind::Ack));
+        assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 1, stream_seq: 1 });
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + SEC));
+        let mut out = Vec::new();
+        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        let out = pull(&mut c, &mut store, Instant::ZERO + SEC, 5, true);
+        assert_eq!(seqs(&out), vec![2, 3]);
+        assert!(
+            out[0].reply.as_deref().unwrap().starts_with("$JS.ACK.S.C.2.2.4."),
+            "second delivery, new consumer seq"
+        );
+        assert_eq!(c.num_redelivered(), 2);
+        c.ack(Instant::ZERO, 3, AckKind::Ack);
+        c.ack(Instant::ZERO, 2, AckKind::Ack);
+        assert_eq!(c.num_ack_pending(), 0);
+        assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 5, stream_seq: 3 });
+    }
+
+    #[test]
+    fn nak_redelivers_at_once_and_term_never() {
+        let (mut store, mut c) = setup(2, explicit());
+        pull(&mut c, &mut store, Instant::ZERO, 2, true);
+        c.ack(Instant::ZERO, 1, AckKind::Nak(None));
+        c.ack(Instant::ZERO, 2, AckKind::Term);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 5, true)), vec![1]);
+        assert_eq!(c.num_ack_pending(), 1);
+    }
+
+    #[test]
+    fn in_progress_pushes_the_deadline() {
+        let (mut store, mut c) = setup(1, explicit());
+        pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        c.ack(Instant::ZERO + SEC / 2, 1, AckKind::InProgress);
+        let mut out = Vec::new();
+        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC, 1, true)).is_empty());
+        c.tick(Instant::ZERO + SEC * 2, &store, &mut out);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 2, 1, true)), vec![1]);
+    }
+
+    #[test]
+    fn max_deliver_stops_redelivery() {
+        let (mut store, mut c) = setup(1, ConsumerConfig { max_deliver: 2, ..explicit() });
+        let mut out = Vec::new();
+        for round in 0..4u32 {
+            let now = Instant::ZERO + SEC * round;
+            c.tick(now, &store, &mut out);
+            let got = seqs(&pull(&mut c, &mut store, now, 1, true));
+            assert_eq!(got.len(), usize::from(round < 2), "round {round}");
+        }
+    }
+
+    #[test]
+    fn max_ack_pending_holds_new_messages() {
+        let (mut store, mut c) = setup(3, ConsumerConfig { max_ack_pending: 1, ..explicit() });
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![1]);
+        c.ack(Instant::ZERO, 1, AckKind::Ack);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![2]);
+    }
+
+    #[test]
+    fn no_wait_answers_404_when_empty_and_408_when_short() {
+        let (mut store, mut c) = setup(1, explicit());
+        let out = pull(&mut c, &mut store, Instant::ZERO, 2, true);
+        assert_eq!(seqs(&out), vec![1]);
+        let last = out.last().unwrap().headers.clone().unwrap();
+        assert!(last.starts_with(b"NATS/1.0 408 Request Timeout\r\n"));
+        let out = pull(&mut c, &mut store, Instant::ZERO, 2, true);
+        assert_eq!(out[0].headers.as_deref(), Some(&b"NATS/1.0 404 No Messages\r\n\r\n"[..]));
+        assert_eq!(c.num_waiting(), 0);
+    }
+
+    #[test]
+    fn expiring_request_times_out_with_408() {
+        let (mut store, mut c) = setup(0, explicit());
+        let mut out = Vec::new();
+        let req =
+            NextRequest { batch: Some(1), expires: Some(1_000_000_000), ..Default::default() };
+        c.request(Instant::ZERO, "inbox", req, &mut out);
+        c.pump(Instant::ZERO, 0, &mut store, 0, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + SEC));
+        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        assert!(out[0].headers.as_ref().unwrap().starts_with(b"NATS/1.0 408"));
+        assert_eq!(c.num_waiting(), 0);
+    }
+
+    #[test]
+    fn deliver_policies() {
+        let new = ConsumerConfig { deliver_policy: DeliverPolicy::New, ..explicit() };
+        let (_, c) = setup(3, new);
+        assert_eq!(c.state.next_sseq, 4);
+        let last = ConsumerConfig { deliver_policy: DeliverPolicy::Last, ..explicit() };
+        let (_, c) = setup(3, last);
+        assert_eq!(c.state.next_sseq, 3);
+        let by_seq = ConsumerConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence,
+            opt_start_seq: Some(2),
+            ..explicit()
+        };
+        let (_, c) = setup(3, by_seq);
+        assert_eq!(c.state.next_sseq, 2);
+    }
+
+    #[test]
+    fn ack_bodies() {
+        assert_eq!(AckKind::parse(b""), Some(AckKind::Ack));
+        assert_eq!(AckKind::parse(b"+ACK"), Some(AckKind::Ack));
+        assert_eq!(AckKind::parse(b"-NAK"), Some(AckKind::Nak(None)));
+        assert_eq!(AckKind::parse(b"-NAK {\"delay\":5}"), Some(AckKind::Nak(Some(5))));
+        assert_eq!(AckKind::parse(b"+WPI"), Some(AckKind::InProgress));
+        assert_eq!(AckKind::parse(b"+TERM reason"), Some(AckKind::Term));
+        assert_eq!(AckKind::parse(b"bogus"), None);
+    }
+}

@@ -830,3 +830,161 @@ impl<D: Disk + Send + 'static> Manager<D> {
         // Delivery happens in `flush`, after the stream's store is synced.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::disk::{FaultConfig, MemDisk};
+
+    /// One `MemDisk` seen through many handles, as the real filesystem is by many `FsDisk`s.
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<MemDisk>>);
+
+    impl Shared {
+        fn with<T>(&self, f: impl FnOnce(&mut MemDisk) -> T) -> T {
+            f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        }
+    }
+
+    impl Disk for Shared {
+        fn create(&mut self, p: &str) -> Result<(), DiskError> {
+            self.with(|d| d.create(p))
+        }
+        fn exists(&mut self, p: &str) -> Result<bool, DiskError> {
+            self.with(|d| d.exists(p))
+        }
+        fn len(&mut self, p: &str) -> Result<u64, DiskError> {
+            self.with(|d| d.len(p))
+        }
+        fn read_at(&mut self, p: &str, o: u64, b: &mut [u8]) -> Result<usize, DiskError> {
+            self.with(|d| d.read_at(p, o, b))
+        }
+        fn write_at(&mut self, p: &str, o: u64, b: &[u8]) -> Result<(), DiskError> {
+            self.with(|d| d.write_at(p, o, b))
+        }
+        fn append(&mut self, p: &str, b: &[u8]) -> Result<u64, DiskError> {
+            self.with(|d| d.append(p, b))
+        }
+        fn sync(&mut self, p: &str) -> Result<(), DiskError> {
+            self.with(|d| d.sync(p))
+        }
+        fn truncate(&mut self, p: &str, l: u64) -> Result<(), DiskError> {
+            self.with(|d| d.truncate(p, l))
+        }
+        fn rename(&mut self, a: &str, b: &str) -> Result<(), DiskError> {
+            self.with(|d| d.rename(a, b))
+        }
+        fn remove(&mut self, p: &str) -> Result<(), DiskError> {
+            self.with(|d| d.remove(p))
+        }
+        fn list(&mut self, p: &str) -> Result<Vec<String>, DiskError> {
+            self.with(|d| d.list(p))
+        }
+        fn sync_dir(&mut self, p: &str) -> Result<(), DiskError> {
+            self.with(|d| d.sync_dir(p))
+        }
+        fn create_dir_all(&mut self, p: &str) -> Result<(), DiskError> {
+            self.with(|d| d.create_dir_all(p))
+        }
+    }
+
+    fn open(disk: &Shared) -> Manager<Shared> {
+        let factory_disk = disk.clone();
+        let factory: DiskFactory<Shared> = Box::new(move || Ok(factory_disk.clone()));
+        Manager::open(disk.clone(), factory, Now::default(), 1).expect("open")
+    }
+
+    fn outputs(m: &mut Manager<Shared>) -> Vec<Outgoing> {
+        std::iter::from_fn(|| m.poll_output()).collect()
+    }
+
+    fn json(o: &Outgoing) -> Value {
+        serde_json::from_slice(&o.payload).expect("json")
+    }
+
+    #[test]
+    fn power_loss_keeps_every_acknowledged_message_and_the_stream() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        let now = Now { mono: Instant::ZERO, wall: 1_000 };
+        m.handle(
+            now,
+            "$JS.API.STREAM.CREATE.S",
+            Some("r"),
+            None,
+            br#"{"name":"S","subjects":["s.>"]}"#,
+        );
+        m.flush(now);
+        let out = outputs(&mut m);
+        assert_eq!(json(&out[0])["type"], "io.nats.jetstream.api.v1.stream_create_response");
+        for i in 0..5 {
+            m.handle(now, "s.a", Some(&format!("ack{i}")), None, b"x");
+        }
+        assert!(outputs(&mut m).is_empty(), "no PubAck before the flush");
+        m.flush(now);
+        let acks = outputs(&mut m);
+        assert_eq!(acks.len(), 5);
+        assert_eq!(json(&acks[4])["seq"], 5);
+        // Published but never flushed, so never acknowledged: may be lost.
+        m.handle(now, "s.a", Some("late"), None, b"x");
+        drop(m);
+        disk.with(MemDisk::crash);
+
+        let mut m = open(&disk);
+        m.handle(now, "$JS.API.STREAM.INFO.S", Some("r"), None, b"");
+        m.flush(now);
+        let info = json(&outputs(&mut m)[0]);
+        assert_eq!(info["config"]["subjects"][0], "s.>");
+        assert!(info["state"]["messages"].as_u64().unwrap() >= 5, "{info}");
+        assert!(m.subjects().contains(&"s.>".to_string()));
+    }
+
+    #[test]
+    fn api_errors_carry_nats_server_codes() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        let now = Now::default();
+        m.handle(now, "$JS.API.STREAM.INFO.NOPE", Some("a"), None, b"");
+        m.handle(now, "$JS.API.STREAM.CREATE.X", Some("b"), None, br#"{"name":"Y"}"#);
+        m.handle(
+            now,
+            "$JS.API.STREAM.CREATE.X",
+            Some("c"),
+            None,
+            br#"{"name":"X","num_replicas":3}"#,
+        );
+        m.handle(now, "$JS.API.STREAM.CREATE.X", Some("d"), None, b"{not json");
+        m.handle(
+            now,
+            "$JS.API.STREAM.CREATE.A",
+            Some("e"),
+            None,
+            br#"{"name":"A","subjects":["x.*"]}"#,
+        );
+        m.handle(
+            now,
+            "$JS.API.STREAM.CREATE.B",
+            Some("f"),
+            None,
+            br#"{"name":"B","subjects":["x.y"]}"#,
+        );
+        m.handle(now, "$JS.API.CONSUMER.INFO.A.nope", Some("g"), None, b"");
+        m.flush(now);
+        let codes: Vec<Value> =
+            outputs(&mut m).iter().map(|o| json(o)["error"]["err_code"].clone()).collect();
+        assert_eq!(
+            codes,
+            vec![
+                json!(10059),
+                json!(10056),
+                json!(10074),
+                json!(10025),
+                Value::Null,
+                json!(10065),
+                json!(10014)
+            ]
+        );
+    }
+}
