@@ -292,3 +292,44 @@ async fn kill_9_keeps_every_acknowledged_message() {
     // The stream still takes publishes after recovery, continuing the sequence.
     assert_eq!(publish(&js, "k.x", "after").await.sequence, 501);
 }
+
+#[tokio::test]
+async fn key_value_put_get_create_update_delete_purge() {
+    use async_nats::jetstream::kv;
+    let dir = StoreDir::new("kv");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let bucket = timeout(
+        WAIT,
+        js.create_key_value(kv::Config { bucket: "cfg".into(), history: 5, ..Default::default() }),
+    )
+    .await
+    .expect("create bucket timed out")
+    .expect("create bucket");
+    assert_eq!(bucket.put("k", "1".into()).await.expect("put"), 1);
+    assert_eq!(bucket.put("k", "2".into()).await.expect("put"), 2);
+    assert_eq!(bucket.get("k").await.expect("get").as_deref(), Some(&b"2"[..]));
+    assert!(bucket.create("k", "x".into()).await.is_err(), "create of an existing key fails");
+    assert!(bucket.update("k", "x".into(), 1).await.is_err(), "update at a stale revision fails");
+    assert_eq!(bucket.update("k", "3".into(), 2).await.expect("update"), 3);
+    let entry = bucket.entry("k").await.expect("entry").expect("some");
+    assert_eq!((entry.revision, &entry.value[..]), (3, &b"3"[..]));
+    bucket.delete("k").await.expect("delete");
+    assert_eq!(bucket.get("k").await.expect("get"), None);
+    assert_eq!(bucket.create("k", "again".into()).await.expect("create after delete"), 5);
+    bucket.purge("k").await.expect("purge");
+    assert_eq!(bucket.get("k").await.expect("get"), None);
+    assert_eq!(bucket.get("missing").await.expect("get"), None);
+    let mut stream = js.get_stream("KV_cfg").await.expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.state.messages, 1, "the purge rolled the key up to its marker");
+
+    // History 1 with discard new: a second put to the same key replaces the first.
+    let one = js
+        .create_key_value(kv::Config { bucket: "one".into(), ..Default::default() })
+        .await
+        .expect("create bucket");
+    one.put("a", "1".into()).await.expect("put");
+    one.put("a", "2".into()).await.expect("second put");
+    assert_eq!(one.get("a").await.expect("get").as_deref(), Some(&b"2"[..]));
+}

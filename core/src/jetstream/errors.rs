@@ -81,6 +81,13 @@ impl ApiError {
     pub fn sealed() -> Self {
         Self::new(400, 10109, "invalid operation on sealed stream")
     }
+    /// nats-server's `JSStreamRollupFailedF`.
+    pub fn rollup_denied() -> Self {
+        Self::new(500, 10111, "rollup not permitted")
+    }
+    pub fn rollup_invalid(value: &str) -> Self {
+        Self::new(500, 10111, format!("rollup value invalid: {value:?}"))
+    }
     pub fn consumer_exists() -> Self {
         Self::new(400, 10148, "consumer already exists")
     }

@@ -7,6 +7,7 @@ pub const EXPECTED_STREAM: &str = "Nats-Expected-Stream";
 pub const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 pub const EXPECTED_LAST_SUBJ_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+pub const ROLLUP: &str = "Nats-Rollup";
 
 /// The value of the first header named `name` (compared ASCII-case-insensitively, as Go's
 /// canonical MIME keys make lookups in nats-server), trimmed.
@@ -25,6 +26,35 @@ pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// The header block of a DIRECT.GET answer: the stored headers (if any) followed by
+/// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and `Nats-Time-Stamp`, as nats-server adds.
+pub fn with_direct_get(
+    stored: &[u8],
+    stream: &str,
+    subject: &str,
+    seq: u64,
+    time: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored.len() + 128);
+    match stored.strip_suffix(b"\r\n\r\n") {
+        Some(head) if !stored.is_empty() => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    for (k, v) in [
+        ("Nats-Stream", stream.to_string()),
+        ("Nats-Subject", subject.to_string()),
+        ("Nats-Sequence", seq.to_string()),
+        ("Nats-Time-Stamp", time.to_string()),
+    ] {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// A status-only header block, e.g. `NATS/1.0 404 No Messages`, with extra headers.

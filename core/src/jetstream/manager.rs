@@ -400,6 +400,11 @@ impl<D: Disk + Send + 'static> Manager<D> {
             ["CONSUMER", "NAMES", stream] => {
                 ("consumer_names", self.consumer_list(stream, payload, true))
             }
+            ["DIRECT", "GET", stream, subject @ ..] => {
+                let subject = (!subject.is_empty()).then(|| subject.join("."));
+                self.direct_get(stream, subject, reply, payload);
+                return;
+            }
             ["CONSUMER", "MSG", "NEXT", stream, name] => {
                 self.next(now, stream, name, reply, payload);
                 return;
@@ -652,6 +657,68 @@ impl<D: Disk + Send + 'static> Manager<D> {
             m["hdrs"] = json!(api::base64(&msg.headers));
         }
         Ok(json!({"message": m}))
+    }
+
+    /// `DIRECT.GET`: the raw message as the answer, with nats-server's headers; statuses for
+    /// misses. Only for `allow_direct` streams (others have no responder in nats-server).
+    fn direct_get(
+        &mut self,
+        stream: &str,
+        subject: Option<String>,
+        reply: Option<&str>,
+        payload: &[u8],
+    ) {
+        let Some(reply) = reply.filter(|r| !r.is_empty()) else { return };
+        let Some(s) = self.streams.get_mut(stream) else { return };
+        if !s.config.allow_direct {
+            return;
+        }
+        let status = |code, text: &str| Outgoing {
+            to: reply.to_string(),
+            subject: reply.to_string(),
+            reply: None,
+            headers: Some(super::headers::status(code, text, &[])),
+            payload: Bytes::new(),
+        };
+        let found = match subject {
+            Some(subj) => s.store.load_last(subj.as_bytes()),
+            None => match serde_json::from_slice::<api::MsgGetRequest>(payload) {
+                Ok(req) => match (&req.last_by_subj, &req.next_by_subj, req.seq) {
+                    (Some(subj), _, _) => s.store.load_last(subj.as_bytes()),
+                    (None, Some(subj), seq) => s.store.load_next(subj.as_bytes(), seq.unwrap_or(0)),
+                    (None, None, Some(seq)) => s.store.load(seq),
+                    (None, None, None) => {
+                        self.held.push(status(408, "Empty Request"));
+                        return;
+                    }
+                },
+                Err(_) => {
+                    self.held.push(status(408, "Bad Request"));
+                    return;
+                }
+            },
+        };
+        match found {
+            Ok(Some(msg)) => {
+                let subject = String::from_utf8_lossy(&msg.subject).into_owned();
+                let hdr = super::headers::with_direct_get(
+                    &msg.headers,
+                    stream,
+                    &subject,
+                    msg.seq,
+                    &api::rfc3339(msg.ts),
+                );
+                self.held.push(Outgoing {
+                    to: reply.to_string(),
+                    subject: reply.to_string(),
+                    reply: None,
+                    headers: Some(hdr),
+                    payload: msg.payload,
+                });
+            }
+            Ok(None) => self.held.push(status(404, "Message Not Found")),
+            Err(_) => self.held.push(status(503, "Unavailable")),
+        }
     }
 
     fn msg_delete(&mut self, name: &str, payload: &[u8]) -> Result<Value, ApiError> {

@@ -212,9 +212,28 @@ impl Stream {
                 return Published::Rejected(ApiError::wrong_last_msg_id(last));
             }
         }
+        let rollup = match headers::get(hdrs, headers::ROLLUP) {
+            None => None,
+            Some(_) if !self.config.allow_rollup_hdrs || self.config.deny_purge => {
+                return Published::Rejected(ApiError::rollup_denied());
+            }
+            Some(v) if v.eq_ignore_ascii_case("sub") => Some(subject.to_string()),
+            Some(v) if v.eq_ignore_ascii_case("all") => Some(">".to_string()),
+            Some(v) => return Published::Rejected(ApiError::rollup_invalid(v)),
+        };
+        if let Err(e) = self.discard_old_per_subject(subject) {
+            return Published::Rejected(store_error(e));
+        }
         match self.store.store(subject.as_bytes(), hdrs, payload, wall, None) {
             Ok(seq) => {
                 self.dirty = true;
+                if let Some(filter) = rollup {
+                    // Everything the rollup covers below the new message goes; durable with
+                    // the same flush that acknowledges the message.
+                    if let Err(e) = self.store.purge_ex(filter.as_bytes(), Some(seq), None) {
+                        return Published::Rejected(store_error(e));
+                    }
+                }
                 if let Some(id) = msg_id {
                     self.dedup.insert(id.to_string(), (seq, wall));
                     self.dedup_order.push_back((wall, id.to_string()));
@@ -224,6 +243,31 @@ impl Stream {
             }
             Err(e) => Published::Rejected(store_error(e)),
         }
+    }
+
+    /// In nats-server, `discard: new` refuses messages over the stream-wide limits only; the
+    /// per-subject limit still drops the subject's oldest message unless
+    /// `discard_new_per_subject` is set (KV buckets rely on this: `discard: new`, history 1).
+    /// The store applies `Discard::New` to all three limits, so make room here first.
+    fn discard_old_per_subject(&mut self, subject: &str) -> Result<(), StoreError> {
+        let max = self.config.max_msgs_per_subject;
+        if self.config.discard != DiscardPolicy::New
+            || self.config.discard_new_per_subject
+            || max <= 0
+        {
+            return Ok(());
+        }
+        let state = self.store.subjects_state(subject.as_bytes());
+        let Some(st) = state.values().next() else { return Ok(()) };
+        let mut excess = (st.msgs + 1).saturating_sub(max as u64);
+        let mut seq = st.first_seq;
+        while excess > 0 {
+            let Some(m) = self.store.load_next(subject.as_bytes(), seq)? else { break };
+            self.store.remove(m.seq)?;
+            seq = m.seq + 1;
+            excess -= 1;
+        }
+        Ok(())
     }
 
     fn prune_dedup(&mut self, wall: i64) {
@@ -336,5 +380,43 @@ mod tests {
             s.publish(10, "s.b", None, Some(&other), b"x").0,
             Published::Rejected(ApiError::expected_stream_mismatch())
         );
+    }
+
+    #[test]
+    fn rollup_needs_permission_and_keeps_only_the_new_message() {
+        let mut s = stream();
+        s.publish(10, "s.a", None, None, b"1");
+        s.publish(10, "s.b", None, None, b"1");
+        let roll = hdr(&[("Nats-Rollup", "sub")]);
+        assert_eq!(
+            s.publish(10, "s.a", None, Some(&roll), b"2").0,
+            Published::Rejected(ApiError::rollup_denied())
+        );
+        s.config.allow_rollup_hdrs = true;
+        assert_eq!(s.publish(10, "s.a", None, Some(&roll), b"2").0, Published::Stored(3));
+        assert_eq!(s.store.state().msgs, 2, "s.a rolled up, s.b untouched");
+        let all = hdr(&[("Nats-Rollup", "all")]);
+        assert_eq!(s.publish(10, "s.c", None, Some(&all), b"3").0, Published::Stored(4));
+        assert_eq!(s.store.state().msgs, 1);
+    }
+
+    #[test]
+    fn discard_new_still_replaces_per_subject_as_kv_needs() {
+        let config = StreamConfig {
+            name: "KV".into(),
+            subjects: vec!["k.>".into()],
+            discard: DiscardPolicy::New,
+            max_msgs_per_subject: 1,
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        let store = MemStore::new(limits(&config));
+        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        assert_eq!(s.publish(10, "k.a", None, None, b"1").0, Published::Stored(1));
+        assert_eq!(s.publish(10, "k.a", None, None, b"2").0, Published::Stored(2));
+        assert_eq!(s.store.state().msgs, 1);
+        s.config.discard_new_per_subject = true;
+        assert!(matches!(s.publish(10, "k.a", None, None, b"3").0, Published::Rejected(_)));
     }
 }
