@@ -32,10 +32,17 @@ pub enum Canary {
     StoreAckBeforeSync,
     /// Store workload: the FileStore skips record checksums on reads and recovery.
     StoreSkipChecksum,
+    /// Raft workload: a batch is reported durable before its sync (acks leave unsynced).
+    RaftAckBeforeSync,
+    /// Raft workload: a leader commits an earlier term's entry by counting replicas (and, as
+    /// the implementations Figure 8 was written about, appends no no-op when elected).
+    RaftCommitPrevTerm,
+    /// Raft workload: a restarted node forgets whom it voted for.
+    RaftForgetVote,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 7] = [
+    pub const ALL: [Canary; 10] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -43,6 +50,9 @@ impl Canary {
         Canary::Panic,
         Canary::StoreAckBeforeSync,
         Canary::StoreSkipChecksum,
+        Canary::RaftAckBeforeSync,
+        Canary::RaftCommitPrevTerm,
+        Canary::RaftForgetVote,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +65,9 @@ impl Canary {
             Canary::Panic => "panic",
             Canary::StoreAckBeforeSync => "ack-before-sync",
             Canary::StoreSkipChecksum => "skip-checksum",
+            Canary::RaftAckBeforeSync => "raft-ack-before-sync",
+            Canary::RaftCommitPrevTerm => "raft-commit-prev-term",
+            Canary::RaftForgetVote => "raft-forget-vote",
         }
     }
 
@@ -71,15 +84,18 @@ pub enum Workload {
     PubSub,
     /// One FileStore on a faulty MemDisk (see `workload::store`).
     Store,
+    /// A Raft cluster of 1, 3 or 5 nodes (see `workload::raft`).
+    Raft,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::PubSub, Workload::Store];
+    pub const ALL: [Workload; 3] = [Workload::PubSub, Workload::Store, Workload::Raft];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::PubSub => "pubsub",
             Workload::Store => "store",
+            Workload::Raft => "raft",
         }
     }
 
@@ -243,6 +259,9 @@ impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.workload == Workload::Store {
             return write!(f, "{}", crate::workload::store::StoreWorld::draw(self));
+        }
+        if self.workload == Workload::Raft {
+            return write!(f, "{}", crate::workload::raft::RaftWorld::draw(self));
         }
         writeln!(f, "world seed={}", self.seed)?;
         writeln!(

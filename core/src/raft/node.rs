@@ -40,6 +40,9 @@ use crate::time::Instant;
 pub struct Mutations {
     /// Commit an entry of an earlier term as soon as a majority holds it (Figure 8's bug).
     pub commit_any_term: bool,
+    /// A new leader does not append a no-op: with `commit_any_term`, the implementations the
+    /// Figure 8 scenario was written about.
+    pub skip_noop: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -236,6 +239,7 @@ impl RaftNode {
                 let t = self.heartbeat_deadline.min(self.quorum_check);
                 self.transfer.map_or(t, |(_, d)| t.min(d))
             }
+            Role::Candidate => self.election_deadline.min(self.heartbeat_deadline),
             _ => self.election_deadline,
         })
     }
@@ -278,6 +282,21 @@ impl RaftNode {
                 }
             }
             _ => {
+                if self.role == Role::Candidate
+                    && now >= self.heartbeat_deadline
+                    && self.self_vote_after.is_none()
+                {
+                    // The network may have lost a request or its answer: ask again those
+                    // that have not answered, until the election times out.
+                    self.heartbeat_deadline = now + self.cfg.heartbeat;
+                    let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+                    for peer in self.others() {
+                        if !self.votes.contains_key(&peer) {
+                            let body = Body::Vote { last_index, last_term, transfer: false };
+                            self.send(peer, body);
+                        }
+                    }
+                }
                 if now < self.election_deadline {
                     return;
                 }
@@ -423,6 +442,7 @@ impl RaftNode {
         self.hs_dirty = true;
         self.votes.clear();
         self.reset_election_timer(now);
+        self.heartbeat_deadline = now + self.cfg.heartbeat;
         // Our own vote counts only once durable: see `on_persisted`.
         self.self_vote_after = Some(self.next_ready);
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
@@ -532,7 +552,9 @@ impl RaftNode {
             me.matched = self.log.stable();
         }
         // §5.4.2: entries of earlier terms commit only under an entry of this term.
-        self.log.append_new(self.term, EntryKind::Noop, Vec::new());
+        if !self.cfg.mutations.skip_noop {
+            self.log.append_new(self.term, EntryKind::Noop, Vec::new());
+        }
         self.broadcast_due = true;
         self.heartbeat_deadline = now + self.cfg.heartbeat;
         self.quorum_check = now + self.cfg.election_max;

@@ -41,9 +41,12 @@ impl Progress {
         self.next = index + 1;
     }
 
-    /// A rejection with a hint: probe from `hint + 1`, never below what is known matched, and
-    /// never forward (a stale rejection must not skip entries).
+    /// A rejection with a hint: probe from `hint + 1`, never forward (a stale rejection must
+    /// not skip entries). A hint below `matched` means the follower lost entries it had
+    /// acknowledged (its recovery found them corrupt) or the rejection is stale; either way
+    /// counting it lower is safe (the commit index never goes back) and lets it catch up.
     pub fn on_reject(&mut self, hint: u64) {
+        self.matched = self.matched.min(hint);
         self.next = (hint + 1).min(self.next).max(self.matched + 1);
     }
 }

@@ -455,7 +455,7 @@ fn commit_only_current_term_by_counting() {
     // Figure 8: a leader of term 3 holds an entry of term 2 at index 2 that a majority has.
     // It must not count it committed until an entry of term 3 is also on a majority.
     for mutated in [false, true] {
-        let mut c = Cluster::with(3, Mutations { commit_any_term: mutated });
+        let mut c = Cluster::with(3, Mutations { commit_any_term: mutated, skip_noop: false });
         // Node 1 received (1,1),(2,2) from some leader of term 2; node 2 also holds them.
         for id in [1, 2] {
             let entries = vec![entry(1, 1), entry(2, 2)];

@@ -3,6 +3,7 @@
 //! the end. Stores, Raft and JetStream bring their own checkers beside `pubsub`.
 
 pub mod pubsub;
+pub mod raft;
 pub mod store;
 
 /// A violated property: the message says which and on what evidence.

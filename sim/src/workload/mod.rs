@@ -3,4 +3,5 @@
 
 pub mod proto;
 pub mod pubsub;
+pub mod raft;
 pub mod store;

@@ -1,0 +1,1026 @@
+//! The Raft workload: a cluster of 1, 3 or 5 `RaftNode`s on simulated disks and a simulated
+//! node-to-node network, with clients proposing to a replicated append-only log.
+//!
+//! A self-contained event loop beside the pub/sub one (`sim.rs`), chosen with
+//! `--workload raft`; it reuses the seed streams, the digest and the node clocks. The world it
+//! runs in is drawn from the run seed's own stream (`raft-world`), so the pub/sub worlds of
+//! existing seeds are untouched.
+//!
+//! Faults: message delay (and so reordering), loss, duplication, partitions (a random split,
+//! one node isolated, or a one-way cut); crashes with power loss on `MemDisk` (unsynced
+//! writes lost, torn writes), crashes aimed at the moments elections are decided; whole-cluster
+//! power loss; bit flips at rest on a fixed minority of nodes. The disk is synced in groups:
+//! writes land at once, a sync follows after a drawn delay and covers every batch written
+//! before it (group commit).
+//!
+//! Clients call `propose` on the node they believe leads (in process: the client link is not
+//! what is under test here) and count a proposal acknowledged when that node applies the
+//! entry at the index and term `propose` returned. After the safety phase the faults stop,
+//! every node restarts, and a barrier proposal must commit and every node must apply the same
+//! log within the liveness bound.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fmt;
+use std::time::Duration;
+
+use fjord_core::disk::{FaultConfig, MemDisk};
+use fjord_core::raft::{
+    Body, Config, Message, Mutations, ProposeError, RaftNode, Role, Storage, StorageMutations,
+};
+use fjord_core::time::Instant;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::raft::{encode_value, Applied, RaftChecker, RaftStats};
+use crate::checker::Violation;
+use crate::clock::NodeClock;
+use crate::engine::SimTime;
+use crate::rng::{self, Fnv64};
+use crate::sim::Outcome;
+use crate::world::{Canary, World};
+
+const DIR: &str = "raft";
+
+/// What a seed draws for a Raft run.
+#[derive(Clone, Debug)]
+pub struct RaftWorld {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    pub safety: Duration,
+    pub liveness_bound: Duration,
+    pub latency_min: Duration,
+    pub latency_max: Duration,
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Partitions started per simulated second, and how long one lasts.
+    pub partition_rate: f64,
+    pub partition_max: Duration,
+    /// Single-node crashes per simulated second.
+    pub crash_rate: f64,
+    /// Whole-cluster power losses per simulated second.
+    pub power_loss_rate: f64,
+    /// Chance a node crashes right after it grants a vote or wins an election.
+    pub crash_at_vote: f64,
+    pub restart_max: Duration,
+    /// Operator actions per simulated second: the leader is told to step down or to hand
+    /// leadership to a random peer (leader churn, and the transfer path exercised).
+    pub churn_rate: f64,
+    pub torn_writes: bool,
+    /// Chance that a crash also flips a bit at rest, on the flippable minority.
+    pub bit_flip: f64,
+    pub sync_delay_max: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    pub heartbeat: Duration,
+    pub max_batch: usize,
+    pub pre_vote: bool,
+    pub op_gap: Duration,
+    pub drift_ppm: Vec<i64>,
+    pub canary: Canary,
+}
+
+fn ms(r: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(r.random_range(lo..=hi))
+}
+
+fn rate(r: &mut ChaCha8Rng, zero_share: f64, max: f64) -> f64 {
+    if r.random_bool(zero_share) {
+        0.0
+    } else {
+        r.random_range(0.0..max)
+    }
+}
+
+impl RaftWorld {
+    pub fn draw(world: &World) -> RaftWorld {
+        let r = &mut rng::stream(world.seed, "raft-world", 0);
+        let nodes = [1, 3, 3, 5, 5][r.random_range(0..5usize)];
+        let clients = r.random_range(1..=6);
+        let safety = ms(r, 2_000, 12_000);
+        let latency_min = Duration::from_micros(r.random_range(50..=5_000));
+        let latency_max = latency_min + Duration::from_micros(r.random_range(0..=40_000));
+        let loss = rate(r, 0.3, 0.2);
+        let duplicate = rate(r, 0.4, 0.1);
+        let partition_rate = rate(r, 0.4, 0.5);
+        let partition_max = ms(r, 50, 3_000);
+        let crash_rate = rate(r, 0.3, 0.5);
+        let power_loss_rate = rate(r, 0.5, 0.2);
+        let crash_at_vote = rate(r, 0.5, 1.0);
+        let restart_max = ms(r, 1, 1_500);
+        let torn_writes = r.random_bool(0.7);
+        let bit_flip = rate(r, 0.5, 0.6);
+        let sync_delay_max = Duration::from_micros(r.random_range(10..=5_000));
+        let election_min = ms(r, 100, 500);
+        let election_max = election_min + ms(r, 50, 500);
+        let heartbeat = election_min / r.random_range(3..=8);
+        let max_batch = [1, 4, 16, 64][r.random_range(0..4usize)];
+        let pre_vote = r.random_bool(0.7);
+        let op_gap = ms(r, 1, 60);
+        let drift_ppm = (0..nodes).map(|_| r.random_range(-200..=200)).collect();
+        let churn_rate = rate(r, 0.4, 3.0);
+        RaftWorld {
+            seed: world.seed,
+            nodes,
+            clients,
+            safety,
+            liveness_bound: Duration::from_secs(30),
+            latency_min,
+            latency_max,
+            loss,
+            duplicate,
+            partition_rate,
+            partition_max,
+            crash_rate,
+            power_loss_rate,
+            crash_at_vote,
+            restart_max,
+            churn_rate,
+            torn_writes,
+            bit_flip,
+            sync_delay_max,
+            election_min,
+            election_max,
+            heartbeat,
+            max_batch,
+            pre_vote,
+            op_gap,
+            drift_ppm,
+            canary: world.canary,
+        }
+    }
+}
+
+impl fmt::Display for RaftWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "world seed={} workload=raft", self.seed)?;
+        writeln!(
+            f,
+            "  nodes={} clients={} safety={:?} liveness_bound={:?} op_gap={:?}",
+            self.nodes, self.clients, self.safety, self.liveness_bound, self.op_gap
+        )?;
+        writeln!(
+            f,
+            "  raft: election={:?}..{:?} heartbeat={:?} max_batch={} pre_vote={} sync_delay<={:?}",
+            self.election_min,
+            self.election_max,
+            self.heartbeat,
+            self.max_batch,
+            self.pre_vote,
+            self.sync_delay_max
+        )?;
+        writeln!(
+            f,
+            "  network: latency={:?}..{:?} loss={:.3} duplicate={:.3} partitions={:.3}/s (<= {:?})",
+            self.latency_min,
+            self.latency_max,
+            self.loss,
+            self.duplicate,
+            self.partition_rate,
+            self.partition_max
+        )?;
+        writeln!(
+            f,
+            "  faults: crashes={:.3}/s power_loss={:.3}/s crash_at_vote={:.2} restart<={:?} churn={:.2}/s torn={} bit_flip={:.2} drift_ppm={:?}",
+            self.crash_rate,
+            self.power_loss_rate,
+            self.crash_at_vote,
+            self.restart_max,
+            self.churn_rate,
+            self.torn_writes,
+            self.bit_flip,
+            self.drift_ppm
+        )?;
+        if self.canary != Canary::None {
+            writeln!(f, "  CANARY: {}", self.canary.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Deliver {
+        id: u64,
+    },
+    Timer {
+        node: usize,
+        life: u64,
+    },
+    Sync {
+        node: usize,
+        life: u64,
+    },
+    Crash {
+        node: usize,
+    },
+    /// A crash not drawn from the crash rate (aimed, or whole-cluster): schedules no next one.
+    CrashOnce {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    PowerLoss,
+    ClientTick {
+        client: usize,
+    },
+    Partition,
+    Churn,
+    Heal {
+        generation: u64,
+    },
+    Quiesce,
+    Deadline,
+}
+
+impl Ev {
+    fn tag(&self) -> u8 {
+        match self {
+            Ev::Deliver { .. } => 1,
+            Ev::Timer { .. } => 2,
+            Ev::Sync { .. } => 3,
+            Ev::Crash { .. } => 4,
+            Ev::CrashOnce { .. } => 5,
+            Ev::Restart { .. } => 6,
+            Ev::PowerLoss => 7,
+            Ev::ClientTick { .. } => 8,
+            Ev::Partition => 9,
+            Ev::Heal { .. } => 10,
+            Ev::Quiesce => 11,
+            Ev::Deadline => 12,
+            Ev::Churn => 13,
+        }
+    }
+}
+
+/// A running node's volatile parts; gone at a crash.
+struct Up {
+    raft: RaftNode,
+    storage: Storage,
+    /// Highest `Ready` written and not yet covered by a sync.
+    unsynced: Option<u64>,
+    sync_scheduled: bool,
+    applied: Applied,
+}
+
+struct SimNode {
+    disk: MemDisk,
+    up: Option<Up>,
+    /// Bumped at every crash and restart: timers and syncs of an earlier life are ignored.
+    life: u64,
+    armed: Option<u64>,
+    clock: NodeClock,
+    /// Bit flips only ever hit a fixed minority of nodes, as the fault model promises.
+    flippable: bool,
+}
+
+#[derive(Clone, Debug)]
+enum ClientState {
+    Idle,
+    Waiting { node: usize, index: u64, term: u64, value: (u32, u64), deadline: u64 },
+}
+
+struct Client {
+    state: ClientState,
+    hint: usize,
+    seq: u64,
+    rng: ChaCha8Rng,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+    Done,
+}
+
+pub struct RaftSim {
+    w: RaftWorld,
+    now: u64,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    in_flight: BTreeMap<u64, Message>,
+    next_msg: u64,
+    /// Directed links that are cut: (from, to) node positions.
+    cut: BTreeSet<(usize, usize)>,
+    partition_generation: u64,
+    nodes: Vec<SimNode>,
+    clients: Vec<Client>,
+    checker: RaftChecker,
+    net_rng: ChaCha8Rng,
+    faults: ChaCha8Rng,
+    phase: Phase,
+    /// The liveness barrier: a proposal that must commit after the faults stop.
+    barrier: Option<(usize, u64, u64)>,
+    barrier_done: Option<u64>,
+    digest: Fnv64,
+    events: u64,
+    crashes: u64,
+    drops: u64,
+    trace: bool,
+    failure: Option<String>,
+}
+
+impl RaftSim {
+    pub fn new(world: &World, trace: bool) -> Self {
+        let w = RaftWorld::draw(world);
+        let seed = w.seed;
+        let flippable = (w.nodes - 1) / 2;
+        let nodes = (0..w.nodes)
+            .map(|i| {
+                let mut clock_rng = rng::stream(seed, "raft-clock", i as u64);
+                let origin = clock_rng.random_range(0..1u64 << 40);
+                let faults = FaultConfig { torn_writes: w.torn_writes, ..FaultConfig::default() };
+                let disk_seed = rng::stream(seed, "raft-disk", i as u64).random();
+                SimNode {
+                    disk: MemDisk::new(disk_seed, faults),
+                    up: None,
+                    life: 0,
+                    armed: None,
+                    clock: NodeClock::new(w.drift_ppm[i], origin),
+                    flippable: i < flippable,
+                }
+            })
+            .collect();
+        let clients = (0..w.clients)
+            .map(|i| Client {
+                state: ClientState::Idle,
+                hint: i % w.nodes,
+                seq: 0,
+                rng: rng::stream(seed, "raft-client", i as u64),
+            })
+            .collect();
+        RaftSim {
+            net_rng: rng::stream(seed, "raft-network", 0),
+            faults: rng::stream(seed, "raft-faults", 0),
+            w,
+            now: 0,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            in_flight: BTreeMap::new(),
+            next_msg: 1,
+            cut: BTreeSet::new(),
+            partition_generation: 0,
+            nodes,
+            clients,
+            checker: RaftChecker::default(),
+            phase: Phase::Safety,
+            barrier: None,
+            barrier_done: None,
+            digest: Fnv64::default(),
+            events: 0,
+            crashes: 0,
+            drops: 0,
+            trace,
+            failure: None,
+        }
+    }
+
+    pub fn world(&self) -> &RaftWorld {
+        &self.w
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, ev)));
+    }
+
+    fn exp_gap(rng: &mut ChaCha8Rng, rate: f64) -> u64 {
+        let u: f64 = rng.random_range(f64::EPSILON..1.0);
+        (-u.ln() / rate * 1e9) as u64
+    }
+
+    fn fail(&mut self, v: Violation) {
+        if self.failure.is_none() {
+            self.failure = Some(v.0);
+        }
+    }
+
+    pub fn run(mut self) -> (Outcome, RaftStats) {
+        for n in 0..self.nodes.len() {
+            self.start(n);
+        }
+        for c in 0..self.clients.len() {
+            let at = self.faults.random_range(0..50_000_000u64);
+            self.push(at, Ev::ClientTick { client: c });
+        }
+        if self.w.crash_rate > 0.0 {
+            for n in 0..self.nodes.len() {
+                let gap = Self::exp_gap(&mut self.faults, self.w.crash_rate);
+                self.push(gap, Ev::Crash { node: n });
+            }
+        }
+        if self.w.power_loss_rate > 0.0 {
+            let gap = Self::exp_gap(&mut self.faults, self.w.power_loss_rate);
+            self.push(gap, Ev::PowerLoss);
+        }
+        if self.w.partition_rate > 0.0 && self.nodes.len() > 1 {
+            let gap = Self::exp_gap(&mut self.faults, self.w.partition_rate);
+            self.push(gap, Ev::Partition);
+        }
+        if self.w.churn_rate > 0.0 && self.nodes.len() > 1 {
+            let gap = Self::exp_gap(&mut self.faults, self.w.churn_rate);
+            self.push(gap, Ev::Churn);
+        }
+        let safety = self.w.safety.as_nanos() as u64;
+        self.push(safety, Ev::Quiesce);
+        self.push(safety + self.w.liveness_bound.as_nanos() as u64, Ev::Deadline);
+
+        while self.phase != Phase::Done && self.failure.is_none() {
+            let Some(Reverse((at, seq, ev))) = self.heap.pop() else { break };
+            self.now = at;
+            self.events += 1;
+            self.digest.write_u64(at);
+            self.digest.write_u64(seq);
+            self.digest.write(&[ev.tag()]);
+            if self.trace {
+                self.describe(&ev);
+            }
+            self.handle(ev);
+            self.observe();
+        }
+        if self.failure.is_none() && self.phase != Phase::Done {
+            self.failure = Some("the event queue ran dry before the run ended".into());
+        }
+        let outcome = Outcome {
+            seed: self.w.seed,
+            digest: self.digest.finish(),
+            events: self.events,
+            sim_nanos: self.now,
+            failure: self
+                .failure
+                .map(|f| format!("at {}: {f}", SimTime(self.now).to_string().trim())),
+            stats: Default::default(),
+            crashes: self.crashes,
+            drops: self.drops,
+        };
+        if self.trace {
+            let st = &self.checker.stats;
+            println!(
+                "raft: proposed {} acked {} committed {} applied {} elections {}",
+                st.proposed, st.acked, st.committed, st.applied, st.elections
+            );
+        }
+        (outcome, self.checker.stats)
+    }
+
+    fn describe(&self, ev: &Ev) {
+        match ev {
+            Ev::Deliver { id } => {
+                if let Some(m) = self.in_flight.get(id) {
+                    let detail = match &m.body {
+                        Body::Append { prev_index, entries, commit, .. } => {
+                            format!(" prev={prev_index} n={} commit={commit}", entries.len())
+                        }
+                        Body::AppendResp { success, index, faulty } => {
+                            format!(" ok={success} index={index} faulty={faulty}")
+                        }
+                        Body::VoteResp { granted } | Body::PreVoteResp { granted } => {
+                            format!(" granted={granted}")
+                        }
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{} node{}->node{} {} term {}{detail}",
+                        SimTime(self.now),
+                        m.from - 1,
+                        m.to - 1,
+                        m.kind_name(),
+                        m.term
+                    );
+                }
+            }
+            other => println!("{} {other:?}", SimTime(self.now)),
+        }
+    }
+
+    fn local(&self, node: usize) -> Instant {
+        self.nodes[node].clock.local(self.now)
+    }
+
+    fn config(&self, node: usize) -> Config {
+        let peers = (1..=self.nodes.len() as u64).collect();
+        Config {
+            election_min: self.w.election_min,
+            election_max: self.w.election_max,
+            heartbeat: self.w.heartbeat,
+            max_batch: self.w.max_batch,
+            max_in_flight: (self.w.max_batch as u64 * 8).max(16),
+            pre_vote: self.w.pre_vote,
+            mutations: Mutations {
+                commit_any_term: self.w.canary == Canary::RaftCommitPrevTerm,
+                skip_noop: self.w.canary == Canary::RaftCommitPrevTerm,
+            },
+            ..Config::new(node as u64 + 1, peers)
+        }
+    }
+
+    fn start(&mut self, node: usize) {
+        let mutations = StorageMutations { forget_vote: self.w.canary == Canary::RaftForgetVote };
+        let cfg = self.config(node);
+        let now = self.local(node);
+        let n = &mut self.nodes[node];
+        n.life += 1;
+        n.armed = None;
+        let (storage, rec) = match Storage::open(&mut n.disk, DIR, mutations) {
+            Ok(r) => r,
+            Err(e) => {
+                // MemDisk here injects no read errors and has no capacity limit.
+                self.fail(Violation(format!("node{node} cannot recover its storage: {e}")));
+                return;
+            }
+        };
+        let rng = rng::stream(self.w.seed, "raft-node", ((node as u64) << 32) | n.life);
+        let raft = RaftNode::new(cfg, rec, rng, now);
+        n.up = Some(Up {
+            raft,
+            storage,
+            unsynced: None,
+            sync_scheduled: false,
+            applied: Applied::default(),
+        });
+        self.drive(node);
+    }
+
+    /// Power loss on one node; it restarts within `restart_max` (`None`: the world's).
+    fn crash(&mut self, node: usize, restart_max: Option<Duration>) {
+        let n = &mut self.nodes[node];
+        if n.up.is_none() {
+            return;
+        }
+        self.crashes += 1;
+        n.up = None;
+        n.life += 1;
+        n.armed = None;
+        n.disk.crash();
+        if n.flippable && self.w.bit_flip > 0.0 && self.faults.random_bool(self.w.bit_flip) {
+            let files = ["raft/wal", "raft/wal", "raft/wal", "raft/meta.a", "raft/meta.b"];
+            let file = files[self.faults.random_range(0..files.len())];
+            // A missing file (never created) has nothing to flip.
+            let _ = n.disk.flip_random_bit(file);
+        }
+        let max = restart_max.unwrap_or(self.w.restart_max);
+        let delay = self.faults.random_range(0..=max.as_nanos() as u64);
+        self.push(self.now + delay, Ev::Restart { node });
+    }
+
+    /// Works through the node's `Ready` batches: write, send, apply, and schedule the sync
+    /// whose completion releases what promised persistence.
+    fn drive(&mut self, node: usize) {
+        let now_local = self.local(node);
+        let mut outgoing = Vec::new();
+        let mut applied_entries = Vec::new();
+        let mut schedule_sync = false;
+        let mut failed_io = false;
+        {
+            let n = &mut self.nodes[node];
+            let Some(up) = n.up.as_mut() else { return };
+            while up.raft.has_ready() {
+                let rd = up.raft.ready();
+                if let Some(hs) = rd.hard_state {
+                    // Synced before anything that depends on it is released.
+                    if up.storage.write_hard_state(&mut n.disk, &hs).is_err() {
+                        failed_io = true;
+                        break;
+                    }
+                }
+                if up.storage.append(&mut n.disk, &rd.entries).is_err() {
+                    failed_io = true;
+                    break;
+                }
+                let must_persist = rd.must_persist();
+                let wrote_entries = !rd.entries.is_empty();
+                outgoing.extend(rd.messages);
+                applied_entries.extend(rd.committed);
+                if self.w.canary == Canary::RaftAckBeforeSync {
+                    // The bug: report durability now, sync later.
+                    up.raft.on_persisted(now_local, rd.number);
+                    if wrote_entries {
+                        up.unsynced = Some(rd.number);
+                        schedule_sync = true;
+                    }
+                } else if must_persist || up.unsynced.is_some() {
+                    up.unsynced = Some(rd.number);
+                    schedule_sync = true;
+                } else {
+                    up.raft.on_persisted(now_local, rd.number);
+                }
+            }
+            if schedule_sync && !up.sync_scheduled {
+                up.sync_scheduled = true;
+            } else {
+                schedule_sync = false;
+            }
+        }
+        if failed_io {
+            self.fail(Violation(format!("node{node}: disk write failed")));
+            return;
+        }
+        if schedule_sync {
+            let delay = self.faults.random_range(0..=self.w.sync_delay_max.as_nanos() as u64);
+            let life = self.nodes[node].life;
+            self.push(self.now + delay, Ev::Sync { node, life });
+        }
+        for m in outgoing {
+            self.send(m);
+        }
+        for e in applied_entries {
+            self.on_apply(node, &e);
+        }
+        // Re-arm the timer.
+        let n = &mut self.nodes[node];
+        let Some(up) = n.up.as_ref() else { return };
+        if let Some(at) = up.raft.poll_timeout() {
+            let at = n.clock.sim_time_for(at).max(self.now);
+            if n.armed != Some(at) {
+                n.armed = Some(at);
+                let life = n.life;
+                self.push(at, Ev::Timer { node, life });
+            }
+        }
+    }
+
+    fn on_apply(&mut self, node: usize, e: &fjord_core::raft::Entry) {
+        let Some(up) = self.nodes[node].up.as_mut() else { return };
+        if let Err(v) = self.checker.apply(node, &mut up.applied, e) {
+            self.fail(v);
+            return;
+        }
+        for c in 0..self.clients.len() {
+            if let ClientState::Waiting { node: n, index, term, value, .. } = self.clients[c].state
+            {
+                if n == node && index == e.index {
+                    self.clients[c].state = ClientState::Idle;
+                    if term == e.term {
+                        if let Err(v) = self.checker.acked(value, index) {
+                            self.fail(v);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((n, index, term)) = self.barrier {
+            if n == node && index == e.index {
+                self.barrier = None;
+                if term == e.term {
+                    self.barrier_done = Some(index);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, m: Message) {
+        let (from, to) = ((m.from - 1) as usize, (m.to - 1) as usize);
+        if to >= self.nodes.len() || self.cut.contains(&(from, to)) {
+            self.drops += 1;
+            return;
+        }
+        let faulty = self.phase == Phase::Safety;
+        if faulty && self.w.loss > 0.0 && self.net_rng.random_bool(self.w.loss) {
+            self.drops += 1;
+            return;
+        }
+        let copies =
+            if faulty && self.w.duplicate > 0.0 && self.net_rng.random_bool(self.w.duplicate) {
+                2
+            } else {
+                1
+            };
+        let (lo, hi) = (self.w.latency_min.as_nanos() as u64, self.w.latency_max.as_nanos() as u64);
+        for copy in 0..copies {
+            // A duplicate comes late: it is the retransmission a lower layer thought lost.
+            let mut delay = self.net_rng.random_range(lo..=hi);
+            if copy > 0 {
+                delay += self.net_rng.random_range(0..=self.w.election_max.as_nanos() as u64);
+            }
+            let id = self.next_msg;
+            self.next_msg += 1;
+            self.in_flight.insert(id, m.clone());
+            self.push(self.now + delay, Ev::Deliver { id });
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { id } => {
+                let Some(m) = self.in_flight.remove(&id) else { return };
+                let (from, to) = ((m.from - 1) as usize, (m.to - 1) as usize);
+                self.digest.write_u64(id);
+                self.digest.write_u64(m.term);
+                if self.cut.contains(&(from, to)) {
+                    self.drops += 1;
+                    return;
+                }
+                let now = self.local(to);
+                let granted = matches!(m.body, Body::Vote { .. });
+                let Some(up) = self.nodes[to].up.as_mut() else { return };
+                let before = (up.raft.role(), up.raft.vote());
+                up.raft.step(now, m);
+                let after = (up.raft.role(), up.raft.vote());
+                let decided = (granted && after.1 != before.1)
+                    || (after.0 == Role::Leader && before.0 != Role::Leader);
+                self.drive(to);
+                if decided && self.phase == Phase::Safety && self.w.crash_at_vote > 0.0 {
+                    // Aim a crash at the moment an election is decided: votes and a new
+                    // leader's first writes are where forgotten state does the most harm.
+                    if self.faults.random_bool(self.w.crash_at_vote) {
+                        let most = (self.w.sync_delay_max + self.w.latency_max).as_nanos() as u64;
+                        let delay = self.faults.random_range(0..=most);
+                        self.push(self.now + delay, Ev::CrashOnce { node: to });
+                    }
+                }
+            }
+            Ev::Timer { node, life } => {
+                let n = &mut self.nodes[node];
+                if n.life != life || n.armed != Some(self.now) {
+                    return;
+                }
+                n.armed = None;
+                let now = n.clock.local(self.now);
+                let Some(up) = n.up.as_mut() else { return };
+                up.raft.tick(now);
+                self.drive(node);
+            }
+            Ev::Sync { node, life } => {
+                let now = self.local(node);
+                let n = &mut self.nodes[node];
+                if n.life != life {
+                    return;
+                }
+                let Some(up) = n.up.as_mut() else { return };
+                up.sync_scheduled = false;
+                if up.storage.sync(&mut n.disk).is_err() {
+                    self.fail(Violation(format!("node{node}: sync failed")));
+                    return;
+                }
+                if let Some(number) = up.unsynced.take() {
+                    if self.w.canary != Canary::RaftAckBeforeSync {
+                        up.raft.on_persisted(now, number);
+                    }
+                }
+                self.drive(node);
+            }
+            Ev::Crash { node } => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                self.crash(node, None);
+                let gap = Self::exp_gap(&mut self.faults, self.w.crash_rate);
+                self.push(self.now + gap, Ev::Crash { node });
+            }
+            Ev::CrashOnce { node } => {
+                if self.phase == Phase::Safety {
+                    // A fast reboot: back while the election it was part of is still going.
+                    self.crash(node, Some(self.w.election_min));
+                }
+            }
+            Ev::PowerLoss => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                for n in 0..self.nodes.len() {
+                    self.crash(n, None);
+                }
+                let gap = Self::exp_gap(&mut self.faults, self.w.power_loss_rate);
+                self.push(self.now + gap, Ev::PowerLoss);
+            }
+            Ev::Restart { node } => {
+                if self.nodes[node].up.is_none() {
+                    self.start(node);
+                }
+            }
+            Ev::ClientTick { client } => self.client_tick(client),
+            Ev::Partition => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                self.partition();
+                let gap = Self::exp_gap(&mut self.faults, self.w.partition_rate);
+                self.push(self.now + gap, Ev::Partition);
+            }
+            Ev::Churn => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                let n = self.nodes.len();
+                let to = self.faults.random_range(1..=n as u64);
+                let transfer = self.faults.random_bool(0.5);
+                for node in 0..n {
+                    let now = self.local(node);
+                    let Some(up) = self.nodes[node].up.as_mut() else { continue };
+                    if up.raft.role() == Role::Leader {
+                        if transfer {
+                            up.raft.transfer_leadership(now, to);
+                        } else {
+                            up.raft.step_down(now);
+                        }
+                        self.drive(node);
+                    }
+                }
+                let gap = Self::exp_gap(&mut self.faults, self.w.churn_rate);
+                self.push(self.now + gap, Ev::Churn);
+            }
+            Ev::Heal { generation } => {
+                if generation == self.partition_generation {
+                    self.cut.clear();
+                }
+            }
+            Ev::Quiesce => {
+                self.phase = Phase::Liveness;
+                self.cut.clear();
+                for n in 0..self.nodes.len() {
+                    if self.nodes[n].up.is_none() {
+                        self.start(n);
+                    }
+                }
+                let at = self.now + 1_000_000;
+                self.push(at, Ev::ClientTick { client: usize::MAX });
+            }
+            Ev::Deadline => {
+                let (applied, commit): (Vec<u64>, Vec<u64>) = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.up.as_ref().map_or((0, 0), |u| (u.applied.index, u.raft.commit())))
+                    .unzip();
+                self.fail(Violation(format!(
+                    "liveness: no convergence within {:?} after faults stopped (barrier {:?}, applied {applied:?}, commit {commit:?}, committed log {})",
+                    self.w.liveness_bound,
+                    self.barrier_done,
+                    self.checker.committed_len()
+                )));
+            }
+        }
+    }
+
+    fn partition(&mut self) {
+        let n = self.nodes.len();
+        self.cut.clear();
+        match self.faults.random_range(0..3) {
+            0 => {
+                // A random split into two sides.
+                let side: Vec<bool> = (0..n).map(|_| self.faults.random_bool(0.5)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.cut.insert((a, b));
+                        }
+                    }
+                }
+            }
+            1 => {
+                let x = self.faults.random_range(0..n);
+                for o in (0..n).filter(|&o| o != x) {
+                    self.cut.insert((x, o));
+                    self.cut.insert((o, x));
+                }
+            }
+            _ => {
+                // One way: a node hears the others but is not heard (or the reverse).
+                let x = self.faults.random_range(0..n);
+                let outbound = self.faults.random_bool(0.5);
+                for o in (0..n).filter(|&o| o != x) {
+                    self.cut.insert(if outbound { (x, o) } else { (o, x) });
+                }
+            }
+        }
+        self.partition_generation += 1;
+        let length = self.faults.random_range(0..=self.w.partition_max.as_nanos() as u64);
+        let generation = self.partition_generation;
+        self.push(self.now + length, Ev::Heal { generation });
+    }
+
+    /// Client `usize::MAX` is the liveness barrier's driver.
+    fn client_tick(&mut self, client: usize) {
+        if client == usize::MAX {
+            self.barrier_tick();
+            return;
+        }
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let timeout = (self.w.election_max * 4).as_nanos() as u64;
+        let c = &mut self.clients[client];
+        if let ClientState::Waiting { deadline, .. } = c.state {
+            if self.now >= deadline {
+                // Indeterminate: the value may still commit; it is never acknowledged.
+                c.state = ClientState::Idle;
+            }
+        }
+        if matches!(c.state, ClientState::Idle) {
+            let node = c.hint;
+            c.seq += 1;
+            let value = (client as u32, c.seq);
+            let now = self.nodes[node].clock.local(self.now);
+            if let Some(up) = self.nodes[node].up.as_mut() {
+                match up.raft.propose(now, encode_value(value.0, value.1)) {
+                    Ok((index, term)) => {
+                        self.checker.stats.proposed += 1;
+                        let deadline = self.now + timeout;
+                        self.clients[client].state =
+                            ClientState::Waiting { node, index, term, value, deadline };
+                        self.drive(node);
+                    }
+                    Err(ProposeError::NotLeader { leader: Some(l) }) => {
+                        self.clients[client].hint = ((l - 1) as usize) % self.nodes.len();
+                    }
+                    Err(_) => {
+                        let c = &mut self.clients[client];
+                        c.hint = c.rng.random_range(0..self.nodes.len());
+                    }
+                }
+            } else {
+                let c = &mut self.clients[client];
+                c.hint = c.rng.random_range(0..self.nodes.len());
+            }
+        }
+        let mean = self.w.op_gap.as_nanos() as f64 / 1e9;
+        let gap = Self::exp_gap(&mut self.clients[client].rng, 1.0 / mean.max(1e-6));
+        self.push(self.now + gap, Ev::ClientTick { client });
+    }
+
+    /// After the faults stop: propose a barrier at whoever leads until one commits; then wait
+    /// for every node to apply the whole log.
+    fn barrier_tick(&mut self) {
+        if self.barrier_done.is_none() && self.barrier.is_none() {
+            for node in 0..self.nodes.len() {
+                let now = self.local(node);
+                let Some(up) = self.nodes[node].up.as_mut() else { continue };
+                if up.raft.role() == Role::Leader {
+                    if let Ok((index, term)) =
+                        up.raft.propose(now, encode_value(u32::MAX, self.events))
+                    {
+                        self.barrier = Some((node, index, term));
+                        self.drive(node);
+                        break;
+                    }
+                }
+            }
+        } else if let Some((node, _, _)) = self.barrier {
+            // The barrier's leader lost leadership before applying it: try again.
+            let leads = self.nodes[node].up.as_ref().is_some_and(|u| u.raft.role() == Role::Leader);
+            if !leads {
+                self.barrier = None;
+            }
+        }
+        self.push(self.now + 10_000_000, Ev::ClientTick { client: usize::MAX });
+    }
+
+    /// After every event: the per-event checks, and the liveness phase's end.
+    fn observe(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(up) = self.nodes[i].up.as_mut() else { continue };
+            if let Err(e) = up.raft.check_invariants() {
+                self.failure.get_or_insert(format!("node{i}: invariant: {e}"));
+                return;
+            }
+            let commit = up.raft.commit();
+            for index in up.applied.commit + 1..=commit {
+                let term = up.raft.log().term(index);
+                if let Err(v) = self.checker.committed(i, index, term) {
+                    self.fail(v);
+                    return;
+                }
+            }
+            if up.raft.role() == Role::Leader {
+                let log = up.raft.log();
+                if let Err(v) = self.checker.leader(i, up.raft.term(), |index| log.term(index)) {
+                    self.fail(v);
+                    return;
+                }
+            }
+            if let Err(v) = self.checker.commit(i, &mut up.applied, commit) {
+                self.fail(v);
+                return;
+            }
+            if up.raft.alarms.conflicts_with_committed > 0 {
+                self.fail(Violation(format!("node{i} was asked to overwrite a committed entry")));
+                return;
+            }
+        }
+        if self.phase == Phase::Liveness && self.barrier_done.is_some() {
+            let upto = self.checker.committed_len();
+            let converged = self.nodes.iter().all(|n| {
+                n.up.as_ref()
+                    .is_some_and(|u| u.applied.index == upto && u.raft.log().last_index() == upto)
+            });
+            if converged {
+                let applied: Vec<Applied> = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.up.as_ref().map(|u| u.applied.clone()))
+                    .collect();
+                if let Err(v) = self.checker.finish(&applied) {
+                    self.fail(v);
+                }
+                self.phase = Phase::Done;
+            }
+        }
+    }
+}
+
+/// Runs one Raft world.
+pub fn run(world: World, trace: bool) -> (Outcome, RaftStats) {
+    RaftSim::new(&world, trace).run()
+}
