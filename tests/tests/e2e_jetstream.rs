@@ -333,3 +333,40 @@ async fn key_value_put_get_create_update_delete_purge() {
     one.put("a", "2".into()).await.expect("second put");
     assert_eq!(one.get("a").await.expect("get").as_deref(), Some(&b"2"[..]));
 }
+
+#[tokio::test]
+async fn key_value_history_keys_and_watch_use_push_consumers() {
+    use async_nats::jetstream::kv;
+    let dir = StoreDir::new("kvwatch");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let bucket = js
+        .create_key_value(kv::Config { bucket: "w".into(), history: 10, ..Default::default() })
+        .await
+        .expect("create bucket");
+    bucket.put("a", "1".into()).await.expect("put");
+    bucket.put("a", "2".into()).await.expect("put");
+    bucket.put("b", "1".into()).await.expect("put");
+
+    let history: Vec<kv::Entry> = timeout(WAIT, async {
+        bucket.history("a").await.expect("history").map(|e| e.expect("entry")).collect().await
+    })
+    .await
+    .expect("history timed out");
+    let values: Vec<&[u8]> = history.iter().map(|e| &e.value[..]).collect();
+    assert_eq!(values, vec![&b"1"[..], &b"2"[..]]);
+
+    let mut keys: Vec<String> = timeout(WAIT, async {
+        bucket.keys().await.expect("keys").map(|k| k.expect("key")).collect().await
+    })
+    .await
+    .expect("keys timed out");
+    keys.sort();
+    assert_eq!(keys, vec!["a".to_string(), "b".to_string()]);
+
+    let mut watch = bucket.watch_all().await.expect("watch");
+    bucket.put("c", "new".into()).await.expect("put");
+    let entry =
+        timeout(WAIT, watch.next()).await.expect("watch timed out").expect("entry").expect("ok");
+    assert_eq!((entry.key.as_str(), &entry.value[..], entry.revision), ("c", &b"new"[..], 4));
+}

@@ -243,6 +243,10 @@ pub struct ConsumerConfig {
     pub deliver_subject: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deliver_group: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub flow_control: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub idle_heartbeat: i64,
     pub deliver_policy: DeliverPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opt_start_seq: Option<u64>,
@@ -330,8 +334,18 @@ impl ConsumerConfig {
                 ));
             }
         }
-        if self.deliver_subject.is_some() {
-            return Err(ApiError::consumer_create("push consumers are not supported yet"));
+        if self.deliver_subject.as_deref() == Some("") {
+            self.deliver_subject = None;
+        }
+        if self.flow_control && self.idle_heartbeat <= 0 {
+            return Err(ApiError::consumer_create(
+                "consumer with flow control also needs heartbeats",
+            ));
+        }
+        if self.deliver_subject.is_none() && (self.flow_control || self.idle_heartbeat > 0) {
+            return Err(ApiError::consumer_create(
+                "consumer idle heartbeat requires a push based consumer",
+            ));
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
             self.ack_wait = match self.backoff.first() {
@@ -351,7 +365,7 @@ impl ConsumerConfig {
         if self.max_ack_pending == 0 {
             self.max_ack_pending = -1;
         }
-        if self.max_waiting == 0 {
+        if self.max_waiting == 0 && self.deliver_subject.is_none() {
             self.max_waiting = DEFAULT_MAX_WAITING;
         }
         if self.deliver_policy == DeliverPolicy::ByStartSequence
@@ -364,11 +378,6 @@ impl ConsumerConfig {
         if self.deliver_policy == DeliverPolicy::ByStartTime && self.opt_start_time.is_none() {
             return Err(ApiError::consumer_create(
                 "consumer deliver policy by start time requires an optional start time",
-            ));
-        }
-        if self.deliver_policy == DeliverPolicy::LastPerSubject {
-            return Err(ApiError::consumer_create(
-                "deliver policy last_per_subject is not supported yet",
             ));
         }
         if !self.is_durable() && self.inactive_threshold == 0 {

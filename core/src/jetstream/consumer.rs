@@ -39,6 +39,10 @@ pub struct ConsumerState {
     pub pending: BTreeMap<u64, Pending>,
     /// The next stream sequence to deliver for the first time.
     pub next_sseq: u64,
+    /// `last_per_subject`: the last message of each subject at creation, delivered before
+    /// anything from `next_sseq` on.
+    #[serde(default)]
+    pub initial: VecDeque<u64>,
 }
 
 /// The ack bodies nats-server understands.
@@ -103,6 +107,12 @@ pub struct Consumer {
     pub dirty: bool,
     /// Last time a client pulled or acked (for ephemerals' inactive threshold).
     pub last_active: Instant,
+    /// Last push delivery or heartbeat.
+    last_push: Instant,
+    /// Push consumers: whether anyone subscribes to the deliver subject (the driver's answer,
+    /// set before each `pump`). nats-server delivers only with interest, and clients create
+    /// the consumer before they subscribe, so deliveries made earlier would be lost.
+    pub push_active: bool,
 }
 
 impl Consumer {
@@ -117,8 +127,24 @@ impl Consumer {
     ) -> Consumer {
         let filters = config.filters();
         let st = store.state();
+        let mut initial = VecDeque::new();
         let next = match config.deliver_policy {
-            DeliverPolicy::All | DeliverPolicy::LastPerSubject => st.first_seq,
+            DeliverPolicy::All => st.first_seq,
+            DeliverPolicy::LastPerSubject => {
+                let mut lasts: Vec<u64> = if filters.is_empty() {
+                    store.subjects_state(b">").values().map(|s| s.last_seq).collect()
+                } else {
+                    filters
+                        .iter()
+                        .flat_map(|f| store.subjects_state(f.as_bytes()).into_values())
+                        .map(|s| s.last_seq)
+                        .collect()
+                };
+                lasts.sort_unstable();
+                lasts.dedup();
+                initial = lasts.into();
+                st.last_seq + 1
+            }
             DeliverPolicy::New => st.last_seq + 1,
             DeliverPolicy::Last => last_matching(store, &filters).unwrap_or(st.last_seq + 1),
             DeliverPolicy::ByStartSequence => config.opt_start_seq.unwrap_or(1),
@@ -132,11 +158,13 @@ impl Consumer {
             }
         };
         let next = next.max(1);
+        let start = initial.front().copied().unwrap_or(next);
         let state = ConsumerState {
             next_sseq: next,
+            initial,
             // Like nats-server, the floors start just below where delivery starts.
-            delivered: SequenceInfo { consumer_seq: 0, stream_seq: next - 1 },
-            ack_floor: SequenceInfo { consumer_seq: 0, stream_seq: next - 1 },
+            delivered: SequenceInfo { consumer_seq: 0, stream_seq: start - 1 },
+            ack_floor: SequenceInfo { consumer_seq: 0, stream_seq: start - 1 },
             pending: BTreeMap::new(),
         };
         Self::recovered(stream, name, config, created, state, now)
@@ -164,6 +192,8 @@ impl Consumer {
             waiting: VecDeque::new(),
             dirty: true,
             last_active: now,
+            last_push: now,
+            push_active: false,
         }
     }
 
@@ -185,7 +215,12 @@ impl Consumer {
 
     /// Messages not yet delivered once (nats-server's `num_pending`).
     pub fn num_pending(&self, store: &dyn StreamStore) -> u64 {
-        pending_count(store, &self.filters(), self.state.next_sseq)
+        self.state.initial.len() as u64
+            + pending_count(store, &self.filters(), self.state.next_sseq)
+    }
+
+    pub fn is_push(&self) -> bool {
+        self.config.deliver_subject.as_deref().is_some_and(|d| !d.is_empty())
     }
 
     /// A `CONSUMER.MSG.NEXT` request. Returns status messages to send now (a refused request).
@@ -286,8 +321,31 @@ impl Consumer {
         }
     }
 
+    fn push_heartbeat_due(&self) -> Option<Instant> {
+        let hb = self.config.idle_heartbeat;
+        (self.is_push() && self.push_active && hb > 0)
+            .then(|| self.last_push + std::time::Duration::from_nanos(hb as u64))
+    }
+
     /// Ack deadlines, request expiry and heartbeats due at `now`.
     pub fn tick(&mut self, now: Instant, store: &dyn StreamStore, out: &mut Vec<Outgoing>) {
+        if let Some(due) = self.push_heartbeat_due() {
+            if due <= now {
+                let target = self.config.deliver_subject.clone().unwrap_or_default();
+                // As nats-server: the last delivered sequences ride along so an ordered
+                // consumer can tell a gap.
+                let hdr = headers::status(
+                    100,
+                    "Idle Heartbeat",
+                    &[
+                        ("Nats-Last-Consumer", self.state.delivered.consumer_seq.to_string()),
+                        ("Nats-Last-Stream", self.state.delivered.stream_seq.to_string()),
+                    ],
+                );
+                out.push(Outgoing::status(&target, hdr));
+                self.last_push = now;
+            }
+        }
         let due: Vec<u64> =
             self.deadlines.iter().filter(|(_, d)| **d <= now).map(|(s, _)| *s).collect();
         for sseq in due {
@@ -323,7 +381,7 @@ impl Consumer {
         let deadline = self.deadlines.values().min().copied();
         let waits =
             self.waiting.iter().flat_map(|w| [w.expires, w.heartbeat.map(|h| h.1)]).flatten().min();
-        [deadline, waits].into_iter().flatten().min()
+        [deadline, waits, self.push_heartbeat_due()].into_iter().flatten().min()
     }
 
     /// Hands out what is deliverable (durable and wanted) to the waiting requests, in order,
@@ -337,6 +395,10 @@ impl Consumer {
         out: &mut Vec<Outgoing>,
     ) {
         let filters = self.filters();
+        if let Some(target) = self.config.deliver_subject.clone().filter(|d| !d.is_empty()) {
+            self.push(now, wall, store, durable_seq, &target, &filters, out);
+            return;
+        }
         while let Some((budget, delivered)) =
             self.waiting.front().map(|w| (w.max_bytes, w.delivered))
         {
@@ -355,7 +417,7 @@ impl Consumer {
                 }
             }
             let entry = self.record_delivery(now, wall, msg.seq);
-            let pending = pending_count(store, &filters, self.state.next_sseq);
+            let pending = self.num_pending(store);
             let ack = format!(
                 "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
                 self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
@@ -394,6 +456,45 @@ impl Consumer {
         self.waiting = kept;
     }
 
+    /// Push delivery: everything deliverable goes to the deliver subject now.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        now: Instant,
+        wall: i64,
+        store: &mut dyn StreamStore,
+        durable_seq: u64,
+        target: &str,
+        filters: &[String],
+        out: &mut Vec<Outgoing>,
+    ) {
+        if !self.push_active {
+            return;
+        }
+        while let Some(msg) = self.next_message(store, filters, durable_seq) {
+            let entry = self.record_delivery(now, wall, msg.seq);
+            let pending = self.num_pending(store);
+            let ack = format!(
+                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+                self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
+            );
+            let (hdrs, payload) = if self.config.headers_only {
+                let size = msg.payload.len().to_string();
+                (Some(headers::with_extra(&msg.headers, &[("Nats-Msg-Size", size)])), Bytes::new())
+            } else {
+                ((!msg.headers.is_empty()).then(|| msg.headers.to_vec()), msg.payload.clone())
+            };
+            out.push(Outgoing {
+                to: target.to_string(),
+                subject: String::from_utf8_lossy(&msg.subject).into_owned(),
+                reply: Some(ack),
+                headers: hdrs,
+                payload,
+            });
+            self.last_push = now;
+        }
+    }
+
     /// The next message to hand out: a due redelivery first, then the next new one at or below
     /// `durable_seq`, subject to max_ack_pending and max_deliver.
     fn next_message(
@@ -422,6 +523,15 @@ impl Consumer {
         {
             return None;
         }
+        while let Some(&seq) = self.state.initial.front() {
+            if seq > durable_seq {
+                return None;
+            }
+            self.state.initial.pop_front();
+            if let Ok(Some(m)) = store.load(seq) {
+                return Some(m);
+            }
+        }
         let msg = next_matching(store, filters, self.state.next_sseq)?;
         if msg.seq > durable_seq {
             return None;
@@ -445,8 +555,8 @@ impl Consumer {
             self.deadlines.insert(sseq, deadline);
             return p;
         }
-        self.state.delivered.stream_seq = sseq;
-        self.state.next_sseq = sseq + 1;
+        self.state.delivered.stream_seq = self.state.delivered.stream_seq.max(sseq);
+        self.state.next_sseq = self.state.next_sseq.max(sseq + 1);
         let entry = Pending { cseq, deliveries: 1, ts: wall };
         if tracked {
             self.state.pending.insert(sseq, entry);
@@ -703,5 +813,36 @@ mod tests {
         assert_eq!(AckKind::parse(b"+WPI"), Some(AckKind::InProgress));
         assert_eq!(AckKind::parse(b"+TERM reason"), Some(AckKind::Term));
         assert_eq!(AckKind::parse(b"bogus"), None);
+    }
+
+    #[test]
+    fn push_delivers_only_with_interest_last_per_subject_first() {
+        let mut store = MemStore::new(Limits::default());
+        for subject in ["k.a", "k.b", "k.a"] {
+            store.store(subject.as_bytes(), b"", b"xy", 0, None).unwrap();
+        }
+        let config = ConsumerConfig {
+            deliver_subject: Some("dlv".into()),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            headers_only: true,
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        let mut c = Consumer::new("S", "C", config, 0, &mut store, Instant::ZERO);
+        assert_eq!(c.num_pending(&store), 2);
+        let mut out = Vec::new();
+        c.pump(Instant::ZERO, 0, &mut store, 3, &mut out);
+        assert!(out.is_empty(), "no subscriber on the deliver subject yet");
+        c.push_active = true;
+        c.pump(Instant::ZERO, 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![2, 3]);
+        assert_eq!(out[0].to, "dlv");
+        assert!(out[0].payload.is_empty());
+        assert_eq!(headers::get(out[0].headers.as_deref().unwrap(), "Nats-Msg-Size"), Some("2"));
+        assert!(out[1].reply.as_deref().unwrap().ends_with(".0"), "nothing pending after the last");
+        store.store(b"k.c", b"", b"z", 0, None).unwrap();
+        c.pump(Instant::ZERO, 0, &mut store, 4, &mut out);
+        assert_eq!(seqs(&out), vec![2, 3, 4]);
     }
 }

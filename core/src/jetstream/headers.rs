@@ -57,6 +57,23 @@ pub fn with_direct_get(
     out
 }
 
+/// `stored` (or an empty block) with `extra` headers appended.
+pub fn with_extra(stored: &[u8], extra: &[(&str, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored.len() + 64);
+    match stored.strip_suffix(b"\r\n\r\n") {
+        Some(head) if !stored.is_empty() => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    for (k, v) in extra {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// A status-only header block, e.g. `NATS/1.0 404 No Messages`, with extra headers.
 pub fn status(code: u16, description: &str, extra: &[(&str, String)]) -> Vec<u8> {
     let mut out = format!("NATS/1.0 {code} {description}\r\n");

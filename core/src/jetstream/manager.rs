@@ -196,6 +196,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
         subjects
     }
 
+    /// Whether a push consumer waits for a subscriber: the driver should call `flush` again
+    /// soon after subscriptions change.
+    pub fn awaiting_interest(&self) -> bool {
+        self.streams
+            .values()
+            .flat_map(|s| s.consumers.values())
+            .any(|c| c.is_push() && !c.push_active)
+    }
+
     pub fn take_interest_changed(&mut self) -> bool {
         std::mem::take(&mut self.interest_changed)
     }
@@ -245,7 +254,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// Group commit and release, in the order that keeps every promise: stream stores are
     /// synced (PubAcks), consumers hand out what became durable, consumer states are written,
     /// and only then does anything go out.
-    pub fn flush(&mut self, now: Now) {
+    /// `interest` answers whether a subject has subscribers (push consumers deliver only then).
+    pub fn flush(&mut self, now: Now, interest: &dyn Fn(&str) -> bool) {
         let mut out = Vec::new();
         for s in self.streams.values_mut() {
             if s.needs_flush() {
@@ -258,6 +268,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
         for s in self.streams.values_mut() {
             let durable = s.durable_seq;
             for c in s.consumers.values_mut() {
+                if let Some(d) = c.config.deliver_subject.as_deref() {
+                    c.push_active = interest(d);
+                }
                 c.pump(now.mono, now.wall, s.store.as_store(), durable, &mut deliveries);
             }
         }
@@ -983,14 +996,14 @@ mod tests {
             None,
             br#"{"name":"S","subjects":["s.>"]}"#,
         );
-        m.flush(now);
+        m.flush(now, &|_| true);
         let out = outputs(&mut m);
         assert_eq!(json(&out[0])["type"], "io.nats.jetstream.api.v1.stream_create_response");
         for i in 0..5 {
             m.handle(now, "s.a", Some(&format!("ack{i}")), None, b"x");
         }
         assert!(outputs(&mut m).is_empty(), "no PubAck before the flush");
-        m.flush(now);
+        m.flush(now, &|_| true);
         let acks = outputs(&mut m);
         assert_eq!(acks.len(), 5);
         assert_eq!(json(&acks[4])["seq"], 5);
@@ -1001,7 +1014,7 @@ mod tests {
 
         let mut m = open(&disk);
         m.handle(now, "$JS.API.STREAM.INFO.S", Some("r"), None, b"");
-        m.flush(now);
+        m.flush(now, &|_| true);
         let info = json(&outputs(&mut m)[0]);
         assert_eq!(info["config"]["subjects"][0], "s.>");
         assert!(info["state"]["messages"].as_u64().unwrap() >= 5, "{info}");
@@ -1038,7 +1051,7 @@ mod tests {
             br#"{"name":"B","subjects":["x.y"]}"#,
         );
         m.handle(now, "$JS.API.CONSUMER.INFO.A.nope", Some("g"), None, b"");
-        m.flush(now);
+        m.flush(now, &|_| true);
         let codes: Vec<Value> =
             outputs(&mut m).iter().map(|o| json(o)["error"]["err_code"].clone()).collect();
         assert_eq!(

@@ -43,6 +43,9 @@ use crate::server::Shared;
 const SYSTEM_CLIENT_ID: u64 = 0;
 /// Max age and inactive ephemerals are checked at least this often.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// While a push consumer waits for a subscriber, the index generation is checked this often
+/// (a SUB does not wake the actor; polling one atomic is cheaper than a hook on every SUB).
+const INTEREST_POLL: Duration = Duration::from_millis(5);
 
 /// Opens the JetStream state under `store_dir` (recovering streams and consumers) and starts
 /// the actor. Returns once recovery is done, so the server is ready only with JetStream up.
@@ -72,6 +75,7 @@ pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
         subs: Vec::new(),
         rng: ChaCha8Rng::seed_from_u64(shared.seed ^ 0x6a73),
         woken: Vec::new(),
+        flushed_gen: 0,
     };
     actor.resubscribe();
     info!("Starting JetStream");
@@ -104,6 +108,8 @@ struct Actor {
     subs: Vec<Arc<Subscription>>,
     rng: ChaCha8Rng,
     woken: Vec<Arc<ClientHandle>>,
+    /// Index generation at the last flush's interest checks.
+    flushed_gen: u64,
 }
 
 impl Actor {
@@ -126,13 +132,20 @@ impl Actor {
                         .manager
                         .poll_timeout()
                         .map_or(self.shared.deadline(None), |t| self.shared.deadline(Some(t)));
-                    let idle = tokio::time::Instant::now() + IDLE_TICK;
+                    let awaiting = self.manager.awaiting_interest();
+                    let idle = tokio::time::Instant::now()
+                        + if awaiting { INTEREST_POLL } else { IDLE_TICK };
                     tokio::select! {
                         _ = self.handle.outbound.wait() => {}
                         _ = tokio::time::sleep_until(wake.min(idle)) => {
-                            let now = now(&self.shared);
-                            self.manager.tick(now);
-                            self.commit(now);
+                            let due = tokio::time::Instant::now() >= wake
+                                || !awaiting
+                                || self.shared.index.generation() != self.flushed_gen;
+                            if due {
+                                let now = now(&self.shared);
+                                self.manager.tick(now);
+                                self.commit(now);
+                            }
                         }
                         _ = shutdown.cancelled() => break,
                     }
@@ -147,7 +160,13 @@ impl Actor {
 
     /// Group commit, then everything it released.
     fn commit(&mut self, now: Now) {
-        self.manager.flush(now);
+        let index = &self.shared.index;
+        // Read before the interest checks, so a SUB racing them is seen by the next poll.
+        self.flushed_gen = index.generation();
+        self.manager.flush(now, &|subject| {
+            let m = index.lookup(subject.as_bytes());
+            !m.plain.is_empty() || !m.queues.is_empty()
+        });
         // Subscribe before answering: a client that got its stream-create answer may publish
         // at once, and must find the stream's subjects already routed here.
         if self.manager.take_interest_changed() {
