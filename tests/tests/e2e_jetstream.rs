@@ -370,3 +370,85 @@ async fn key_value_history_keys_and_watch_use_push_consumers() {
         timeout(WAIT, watch.next()).await.expect("watch timed out").expect("entry").expect("ok");
     assert_eq!((entry.key.as_str(), &entry.value[..], entry.revision), ("c", &b"new"[..], 4));
 }
+
+#[tokio::test]
+async fn object_store_put_and_get_a_multi_megabyte_object() {
+    use async_nats::jetstream::object_store;
+    use tokio::io::AsyncReadExt;
+    let dir = StoreDir::new("obj");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let bucket = timeout(
+        WAIT,
+        js.create_object_store(object_store::Config {
+            bucket: "files".into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("create timed out")
+    .expect("create object store");
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i: u32| (i % 251) as u8).collect();
+    let mut reader: &[u8] = &data;
+    let info = timeout(WAIT, bucket.put("big.bin", &mut reader))
+        .await
+        .expect("put timed out")
+        .expect("put");
+    assert_eq!(info.size, data.len());
+    let mut object =
+        timeout(WAIT, bucket.get("big.bin")).await.expect("get timed out").expect("get");
+    let mut back = Vec::new();
+    timeout(WAIT, object.read_to_end(&mut back)).await.expect("read timed out").expect("read");
+    assert!(back == data, "the object reads back byte for byte");
+}
+
+#[tokio::test]
+async fn workqueue_removes_acknowledged_messages() {
+    let dir = StoreDir::new("wq");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let mut s = js
+        .create_stream(stream::Config {
+            name: "WQ".into(),
+            subjects: vec!["jobs.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+    for i in 0..3 {
+        publish(&js, &format!("jobs.{i}"), "job").await;
+    }
+    let not_explicit = s
+        .create_consumer(pull::Config {
+            durable_name: Some("lazy".into()),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect_err("workqueue needs explicit ack");
+    assert!(not_explicit.to_string().contains("10084"), "{not_explicit}");
+    let c: jetstream::consumer::Consumer<pull::Config> = s
+        .create_consumer(pull::Config {
+            durable_name: Some("w".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer");
+    let second = s
+        .create_consumer(pull::Config {
+            durable_name: Some("w2".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect_err("one unfiltered consumer per workqueue");
+    assert!(second.to_string().contains("10099"), "{second}");
+    let mut batch = c.fetch().max_messages(2).messages().await.expect("fetch");
+    while let Some(m) = timeout(WAIT, batch.next()).await.expect("fetch timed out") {
+        m.expect("message").double_ack().await.expect("ack");
+    }
+    let info = s.info().await.expect("info");
+    assert_eq!((info.state.messages, info.state.first_sequence), (1, 3));
+}

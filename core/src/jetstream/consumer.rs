@@ -113,6 +113,9 @@ pub struct Consumer {
     /// set before each `pump`). nats-server delivers only with interest, and clients create
     /// the consumer before they subscribe, so deliveries made earlier would be lost.
     pub push_active: bool,
+    /// Stream sequences this consumer is done with (acked, terminated, or delivered without
+    /// ack tracking), for retention policies that remove them; drained by the manager.
+    pub done: Vec<u64>,
 }
 
 impl Consumer {
@@ -194,6 +197,7 @@ impl Consumer {
             last_active: now,
             last_push: now,
             push_active: false,
+            done: Vec::new(),
         }
     }
 
@@ -274,9 +278,13 @@ impl Consumer {
                 let acked: Vec<u64> = self.state.pending.range(..=sseq).map(|(s, _)| *s).collect();
                 for s in acked {
                     self.forget(s);
+                    self.done.push(s);
                 }
             }
-            AckKind::Ack | AckKind::Term => self.forget(sseq),
+            AckKind::Ack | AckKind::Term => {
+                self.forget(sseq);
+                self.done.push(sseq);
+            }
             AckKind::Nak(delay) => match delay.filter(|d| *d > 0) {
                 Some(d) => {
                     self.deadlines.insert(sseq, now + std::time::Duration::from_nanos(d));
@@ -563,6 +571,7 @@ impl Consumer {
             self.deadlines.insert(sseq, deadline);
         } else {
             self.update_ack_floor();
+            self.done.push(sseq);
         }
         entry
     }

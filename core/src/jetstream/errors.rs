@@ -88,6 +88,15 @@ impl ApiError {
     pub fn rollup_invalid(value: &str) -> Self {
         Self::new(500, 10111, format!("rollup value invalid: {value:?}"))
     }
+    pub fn workqueue_needs_explicit_ack() -> Self {
+        Self::new(400, 10084, "workqueue stream requires explicit ack")
+    }
+    pub fn workqueue_multiple_unfiltered() -> Self {
+        Self::new(400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")
+    }
+    pub fn workqueue_overlapping_filters() -> Self {
+        Self::new(400, 10100, "filtered consumer not unique on workqueue stream")
+    }
     pub fn consumer_exists() -> Self {
         Self::new(400, 10148, "consumer already exists")
     }

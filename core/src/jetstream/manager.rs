@@ -270,9 +270,24 @@ impl<D: Disk + Send + 'static> Manager<D> {
             for c in s.consumers.values_mut() {
                 if let Some(d) = c.config.deliver_subject.as_deref() {
                     c.push_active = interest(d);
+                    if c.push_active {
+                        c.last_active = now.mono;
+                    }
                 }
                 c.pump(now.mono, now.wall, s.store.as_store(), durable, &mut deliveries);
             }
+            let done: Vec<u64> =
+                s.consumers.values_mut().flat_map(|c| std::mem::take(&mut c.done)).collect();
+            s.remove_worked(&done);
+            // Ephemerals go once nobody has used them for their inactive threshold: no pull
+            // request or ack, and (push) no subscriber on the deliver subject. The driver
+            // flushes at least once a second, so the check needs no timer of its own.
+            s.consumers.retain(|_, c| {
+                c.config.is_durable()
+                    || c.num_waiting() > 0
+                    || now.mono.saturating_since(c.last_active).as_nanos()
+                        < c.config.inactive_threshold.max(0) as u128
+            });
         }
         let names: Vec<(String, String)> = self
             .streams
@@ -313,12 +328,6 @@ impl<D: Disk + Send + 'static> Manager<D> {
             for c in s.consumers.values_mut() {
                 c.tick(now.mono, store, &mut out);
             }
-            s.consumers.retain(|_, c| {
-                c.config.is_durable()
-                    || c.num_waiting() > 0
-                    || now.mono.saturating_since(c.last_active).as_nanos()
-                        < c.config.inactive_threshold.max(0) as u128
-            });
         }
         self.held.extend(out);
     }
@@ -366,6 +375,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let Some(s) = self.streams.get_mut(tokens[0]) else { return };
         let Some(c) = s.consumers.get_mut(tokens[1]) else { return };
         c.ack(now.mono, sseq, kind);
+        let done = std::mem::take(&mut c.done);
+        s.remove_worked(&done);
         if let Some(reply) = reply.filter(|r| !r.is_empty()) {
             // Held until the flush has written the consumer's state ("double ack").
             self.held.push(Outgoing::reply(reply, Bytes::new()));
@@ -820,6 +831,21 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 return Err(ApiError::consumer_create(
                     "consumer filter subject is not a valid subset of the interest subjects",
                 ));
+            }
+        }
+        if s.config.retention == api::Retention::Workqueue && !s.consumers.contains_key(&cname) {
+            if config.ack_policy != api::AckPolicy::Explicit {
+                return Err(ApiError::workqueue_needs_explicit_ack());
+            }
+            let mine = config.filters();
+            for other in s.consumers.values() {
+                let theirs = other.config.filters();
+                if mine.is_empty() || theirs.is_empty() {
+                    return Err(ApiError::workqueue_multiple_unfiltered());
+                }
+                if mine.iter().any(|a| theirs.iter().any(|b| api::overlaps(a, b))) {
+                    return Err(ApiError::workqueue_overlapping_filters());
+                }
             }
         }
         match (s.consumers.get(&cname), req.action.as_str()) {

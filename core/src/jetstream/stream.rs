@@ -284,6 +284,18 @@ impl Stream {
         }
     }
 
+    /// Work-queue retention: a message is gone once its consumer is done with it. The removal
+    /// is durable with the next flush, which also holds back any ack confirmation.
+    pub fn remove_worked(&mut self, seqs: &[u64]) {
+        if self.config.retention != super::api::Retention::Workqueue {
+            return;
+        }
+        for &seq in seqs {
+            // Already gone (limits, purge) is fine; a failing store shows up at flush.
+            let _ = self.store.remove(seq);
+        }
+    }
+
     /// Whether a flush has anything to make durable or release.
     pub fn needs_flush(&self) -> bool {
         self.dirty || !self.pending_acks.is_empty() || self.store.lsn() > self.store.durable_lsn()
