@@ -452,3 +452,60 @@ async fn workqueue_removes_acknowledged_messages() {
     let info = s.info().await.expect("info");
     assert_eq!((info.state.messages, info.state.first_sequence), (1, 3));
 }
+
+#[tokio::test]
+async fn update_purge_delete_list_and_continuous_pull() {
+    let dir = StoreDir::new("crud");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let mut s = create(&js, "C", &["c.*"]).await;
+    for i in 0..6 {
+        publish(&js, &format!("c.{}", i % 2), &format!("{i}")).await;
+    }
+    // Update: a per-subject limit applies to what is stored from now on and to the next store.
+    let info = js
+        .update_stream(stream::Config {
+            name: "C".into(),
+            subjects: vec!["c.*".into(), "d".into()],
+            max_messages_per_subject: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(info.config.subjects.len(), 2);
+    assert_eq!(publish(&js, "d", "x").await.sequence, 7);
+    // Purge one subject keeping its newest message, then delete one message.
+    let purged = s.purge().filter("c.0").keep(1).await.expect("purge");
+    assert_eq!(purged.purged, 2);
+    assert!(s.delete_message(2).await.expect("delete"));
+    let info = s.info().await.expect("info");
+    assert_eq!(info.state.messages, 4);
+    let last = s.get_last_raw_message_by_subject("c.1").await.expect("last by subject");
+    assert_eq!(last.sequence, 6);
+    let names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
+    assert_eq!(names, vec!["C".to_string()]);
+
+    // A consumer's endless `messages()` stream keeps pulling as it is acked.
+    let c: jetstream::consumer::Consumer<pull::Config> = s
+        .create_consumer(pull::Config {
+            name: Some("all".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer");
+    let mut msgs = c.messages().await.expect("messages");
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let m = timeout(WAIT, msgs.next()).await.expect("timed out").expect("some").expect("ok");
+        seen.push(m.info().expect("info").stream_sequence);
+        m.ack().await.expect("ack");
+    }
+    assert_eq!(seen, vec![4, 5, 6, 7], "purged and deleted messages are skipped");
+    drop(msgs);
+    assert!(js.delete_stream("C").await.expect("delete stream").success);
+    assert!(js.get_stream("C").await.is_err());
+    // The name is free again, and the new stream starts empty.
+    let mut again = create(&js, "C", &["c.*"]).await;
+    assert_eq!(again.info().await.expect("info").state.messages, 0);
+}
