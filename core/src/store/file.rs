@@ -46,6 +46,10 @@ pub struct FileStoreConfig {
     pub block_size: u64,
     /// Write a checkpoint every this many flushes (0 = only on `checkpoint()`).
     pub checkpoint_every: u64,
+    /// Bytes of sealed blocks kept in memory for loads (least recently used evicted). The
+    /// index holds only metadata, so this bounds what a store keeps of its payloads however
+    /// large the stream grows; 0 reads every load from the disk.
+    pub cache_bytes: u64,
     #[cfg(any(test, feature = "canaries"))]
     pub canaries: Canaries,
 }
@@ -56,6 +60,7 @@ impl FileStoreConfig {
             dir: dir.into(),
             block_size: 8 << 20,
             checkpoint_every: 1024,
+            cache_bytes: 32 << 20,
             #[cfg(any(test, feature = "canaries"))]
             canaries: Canaries::default(),
         }
@@ -115,6 +120,55 @@ pub struct FileLog<D> {
     /// Corruption was found: keep doing full scans so it stays reported.
     damaged: bool,
     buf: Vec<u8>,
+    cache: BlockCache,
+}
+
+/// Sealed blocks' bytes, least recently used evicted once over budget. Only sealed blocks are
+/// cached: the tail still grows. A cached block is dropped when it is rewritten in place
+/// (erase) or removed, so the cache never serves bytes the disk no longer holds; checksums are
+/// verified on every read from it all the same.
+#[derive(Debug, Default)]
+struct BlockCache {
+    budget: u64,
+    used: u64,
+    clock: u64,
+    blocks: BTreeMap<u32, (Vec<u8>, u64)>,
+    hits: u64,
+    misses: u64,
+}
+
+impl BlockCache {
+    fn get(&mut self, id: u32) -> Option<&[u8]> {
+        self.clock += 1;
+        let clock = self.clock;
+        let (bytes, used_at) = self.blocks.get_mut(&id)?;
+        *used_at = clock;
+        self.hits += 1;
+        Some(bytes)
+    }
+
+    fn insert(&mut self, id: u32, bytes: Vec<u8>) {
+        let len = bytes.len() as u64;
+        if len > self.budget {
+            return;
+        }
+        while self.used + len > self.budget {
+            let Some(oldest) = self.blocks.iter().min_by_key(|(_, (_, t))| *t).map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.forget(oldest);
+        }
+        self.clock += 1;
+        self.used += len;
+        self.blocks.insert(id, (bytes, self.clock));
+    }
+
+    fn forget(&mut self, id: u32) {
+        if let Some((bytes, _)) = self.blocks.remove(&id) {
+            self.used -= bytes.len() as u64;
+        }
+    }
 }
 
 impl<D> std::fmt::Debug for FileLog<D> {
@@ -156,6 +210,16 @@ impl<D: Disk> FileLog<D> {
         self.disk
     }
 
+    /// Bytes of block data held in memory now (never above `cache_bytes`).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.used
+    }
+
+    /// Loads served from the block cache and loads that read a whole block into it.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.cache.hits, self.cache.misses)
+    }
+
     /// Block ids, oldest first.
     pub fn block_ids(&self) -> Vec<u32> {
         self.blocks.keys().copied().collect()
@@ -184,7 +248,16 @@ impl<D: Disk> FileLog<D> {
             &Body::Base { last_seq: base.last_seq, last_ts: base.last_ts },
             &mut buf,
         );
-        self.write_record(id, &buf)?;
+        if let Err(e) = self.write_record(id, &buf) {
+            // A block without its `Base` must never become the tail: the next flush deletes
+            // every block before the tail, and the state they carried (the last sequence, so
+            // sequences are never handed out twice) would go with them. Drop it; the old tail
+            // stays the tail. If even the removal fails, recovery's scan ignores an empty block.
+            self.blocks.remove(&id);
+            self.dirty.remove(&id);
+            let _ = self.disk.remove(&path);
+            return Err(e);
+        }
         self.roll_next = false;
         Ok(())
     }
@@ -280,13 +353,31 @@ impl<D: Disk> Log for FileLog<D> {
     }
 
     fn read(&mut self, seq: u64, e: &Entry<FileLoc>) -> Result<StoredMsg, StoreError> {
-        let mut buf = vec![0; e.loc.len as usize];
-        let n = self.disk.read_at(&self.path(e.loc.block), e.loc.offset, &mut buf)?;
         let corrupt = StoreError::Corrupt { from: seq, to: Some(seq) };
-        if n < buf.len() {
-            return Err(corrupt);
+        let id = e.loc.block;
+        let sealed = self.tail().is_some_and(|(tail, _)| id != tail);
+        if sealed && self.config.cache_bytes > 0 && !self.cache.blocks.contains_key(&id) {
+            self.cache.budget = self.config.cache_bytes;
+            self.cache.misses += 1;
+            let bytes = self.disk.read_all(&self.path(id))?;
+            self.cache.insert(id, bytes);
         }
-        match record::decode(&buf, self.config.verify()) {
+        let mut own = Vec::new();
+        let buf: &[u8] = match self.cache.get(id) {
+            Some(block) => {
+                let start = e.loc.offset as usize;
+                block.get(start..start + e.loc.len as usize).ok_or(corrupt.clone())?
+            }
+            None => {
+                own.resize(e.loc.len as usize, 0);
+                let n = self.disk.read_at(&self.path(id), e.loc.offset, &mut own)?;
+                if n < own.len() {
+                    return Err(corrupt);
+                }
+                &own
+            }
+        };
+        match record::decode(buf, self.config.verify()) {
             Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => {
                 Ok(StoredMsg {
                     seq,
@@ -308,6 +399,7 @@ impl<D: Disk> Log for FileLog<D> {
         self.sync_written()?;
         let mut buf = Vec::new();
         record::encode(seq, &Body::Erased { ts, len: loc.len - HEADER_LEN as u32 }, &mut buf);
+        self.cache.forget(loc.block);
         self.disk.write_at(&self.path(loc.block), loc.offset, &buf)?;
         self.dirty.insert(loc.block);
         Ok(())
@@ -325,6 +417,7 @@ impl<D: Disk> Log for FileLog<D> {
         let dead: Vec<u32> = self.blocks.range(..keep_from).map(|(id, _)| *id).collect();
         if !dead.is_empty() {
             for id in dead {
+                self.cache.forget(id);
                 self.disk.remove(&self.path(id))?;
                 self.blocks.remove(&id);
             }
@@ -387,6 +480,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             force_checkpoint: false,
             damaged: false,
             buf: Vec::new(),
+            cache: BlockCache::default(),
         };
         let mut engine = Engine::with_log(log, limits);
         let mut scan = Scan { report: RecoveryReport::default(), open_gap: None };
@@ -507,11 +601,18 @@ impl<D: Disk> Engine<FileLog<D>> {
                 }
                 Err(_) => {
                     // Framing lost: find the next record whose both checksums hold.
-                    if scan.open_gap.is_none() {
+                    let next =
+                        (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok());
+                    if let Some(seq) =
+                        next.and_then(|n| torn_message_header(&data[off..n], self.last_seq))
+                    {
+                        // One message record whose header failed, framing intact: name exactly
+                        // that sequence (a tombstone replayed later withdraws it).
+                        self.damaged_record(seq, Kind::Msg);
+                    } else if scan.open_gap.is_none() {
                         scan.open_gap = Some(self.last_seq + 1);
                     }
-                    match (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok())
-                    {
+                    match next {
                         Some(next) => off = next,
                         None => {
                             if is_last {
@@ -562,6 +663,23 @@ fn bodiless(kind: Kind) -> Body<'static> {
         Kind::Compact => Body::Compact,
         _ => Body::Tombstone,
     }
+}
+
+/// The sequence of a message record whose header checksum fails while everything else about
+/// it holds: its length field spans exactly to the next good record, its kind is a message or
+/// an erased message, and its sequence is the next one. An erase rewrites a message record in
+/// place with the same length and sequence, so a power loss that tears the rewrite inside the
+/// header (a sector boundary can fall there) leaves exactly this; a bit flip elsewhere in the
+/// header does too. Both are one known sequence, not a gap of unknown extent. Anything less
+/// consistent returns `None` and is treated as lost framing.
+fn torn_message_header(region: &[u8], last_seq: u64) -> Option<u64> {
+    let field = |at: usize, n: usize| region.get(at..at + n);
+    let body_len = u32::from_le_bytes(field(0, 4)?.try_into().ok()?) as usize;
+    let kind = *region.get(4)?;
+    let seq = u64::from_le_bytes(field(5, 8)?.try_into().ok()?);
+    let is_message = kind == Kind::Msg as u8 || kind == Kind::Erased as u8;
+    (is_message && HEADER_LEN + body_len == region.len() && Some(seq) == last_seq.checked_add(1))
+        .then_some(seq)
 }
 
 /// A sound header whose record runs past the end of the file: torn while being appended.

@@ -66,6 +66,8 @@ pub struct StoreWorld {
     pub full_rate: f64,
     pub full_len: Duration,
     pub canary: Canary,
+    /// The store's block cache budget (0: every load reads the disk).
+    pub cache_bytes: u64,
 }
 
 fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
@@ -98,6 +100,8 @@ impl StoreWorld {
             full_rate: rate(r, 0.5, 1.0),
             full_len: Duration::from_millis(r.random_range(5..=500)),
             canary: world.canary,
+            // Drawn last so the draws above keep their values.
+            cache_bytes: [0, 4096, 65536, 32 << 20][r.random_range(0..4usize)],
         }
     }
 }
@@ -118,8 +122,8 @@ impl fmt::Display for StoreWorld {
         )?;
         writeln!(
             f,
-            "  store: block_size={} checkpoint_every={}",
-            self.block_size, self.checkpoint_every
+            "  store: block_size={} checkpoint_every={} cache_bytes={}",
+            self.block_size, self.checkpoint_every, self.cache_bytes
         )?;
         writeln!(
             f,
@@ -304,6 +308,7 @@ pub fn run(world: World, trace: bool) -> (Outcome, StoreStats) {
     let mut config = FileStoreConfig::new(DIR);
     config.block_size = w.block_size;
     config.checkpoint_every = w.checkpoint_every;
+    config.cache_bytes = w.cache_bytes;
     config.canaries = Canaries {
         ack_before_sync: w.canary == Canary::StoreAckBeforeSync,
         skip_checksum: w.canary == Canary::StoreSkipChecksum,
@@ -723,6 +728,20 @@ impl Run {
     fn crash(&mut self) -> Result<(), String> {
         let store = self.store.take().ok_or("no store is open")?;
         let mut disk = store.into_log().into_disk();
+        if self.trace {
+            let show = |d: &mut MemDisk| {
+                let mut files = Vec::new();
+                for p in d.paths() {
+                    let len = d.len(&p).unwrap_or(0);
+                    files.push(format!("{}={len}", p.rsplit('/').next().unwrap_or("")));
+                }
+                files.join(" ")
+            };
+            println!("               before power loss: {}", show(&mut disk));
+            disk.crash();
+            println!("               after power loss: {}", show(&mut disk));
+            return self.recover(disk);
+        }
         disk.crash();
         self.recover(disk)
     }

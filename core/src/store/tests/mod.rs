@@ -1,4 +1,5 @@
 //! Store tests: the model check, crash and corruption tests, mutation canaries.
 
+mod cache;
 mod crash;
 mod model;
