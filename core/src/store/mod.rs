@@ -21,6 +21,7 @@ mod file;
 mod index;
 mod mem;
 pub mod record;
+pub mod snapshot;
 
 #[cfg(test)]
 mod tests;

@@ -3,3 +3,4 @@
 mod cache;
 mod crash;
 mod model;
+mod snapshot;
