@@ -509,3 +509,49 @@ async fn update_purge_delete_list_and_continuous_pull() {
     let mut again = create(&js, "C", &["c.*"]).await;
     assert_eq!(again.info().await.expect("info").state.messages, 0);
 }
+
+/// Not a timed test: prints publish and consume rates (run with `--ignored --nocapture`, on a
+/// release build for meaningful numbers). 256 PubAcks outstanding, file storage, fsync before
+/// every acknowledgement on fjord.
+#[tokio::test]
+#[ignore]
+async fn throughput_report() {
+    const N: usize = 20_000;
+    let dir = StoreDir::new("bench");
+    let server = start(&dir);
+    let js = connect_js(&server).await;
+    let s = create(&js, "B", &["b"]).await;
+    let started = std::time::Instant::now();
+    let mut inflight = std::collections::VecDeque::new();
+    for _ in 0..N {
+        inflight.push_back(js.publish("b", vec![0u8; 128].into()).await.expect("publish"));
+        if inflight.len() >= 256 {
+            inflight.pop_front().unwrap().await.expect("puback");
+        }
+    }
+    for ack in inflight {
+        ack.await.expect("puback");
+    }
+    let publish = started.elapsed();
+    let c: jetstream::consumer::Consumer<pull::Config> = s
+        .create_consumer(pull::Config {
+            durable_name: Some("b".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let started = std::time::Instant::now();
+    let mut msgs = c.messages().await.expect("messages");
+    for _ in 0..N {
+        let m = timeout(WAIT, msgs.next()).await.expect("timed out").expect("some").expect("ok");
+        m.ack().await.expect("ack");
+    }
+    let consume = started.elapsed();
+    eprintln!(
+        "{}: publish {:.0} msg/s, consume+ack {:.0} msg/s",
+        ServerBinary::target().name,
+        N as f64 / publish.as_secs_f64(),
+        N as f64 / consume.as_secs_f64()
+    );
+}

@@ -105,6 +105,10 @@ pub struct Consumer {
     waiting: VecDeque<Waiting>,
     /// Set when `state` changed and has not been written.
     pub dirty: bool,
+    /// An ack confirmation waits for the next write of `state`.
+    pub sync_now: bool,
+    /// When `state` was last written.
+    pub last_write: Instant,
     /// Last time a client pulled or acked (for ephemerals' inactive threshold).
     pub last_active: Instant,
     /// Last push delivery or heartbeat.
@@ -194,6 +198,8 @@ impl Consumer {
             redeliver,
             waiting: VecDeque::new(),
             dirty: true,
+            sync_now: true,
+            last_write: now,
             last_active: now,
             last_push: now,
             push_active: false,
@@ -407,6 +413,7 @@ impl Consumer {
             self.push(now, wall, store, durable_seq, &target, &filters, out);
             return;
         }
+        let mut pending_left = PendingLeft::default();
         while let Some((budget, delivered)) =
             self.waiting.front().map(|w| (w.max_bytes, w.delivered))
         {
@@ -425,7 +432,7 @@ impl Consumer {
                 }
             }
             let entry = self.record_delivery(now, wall, msg.seq);
-            let pending = self.num_pending(store);
+            let pending = pending_left.get(store, self, entry.deliveries);
             let ack = format!(
                 "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
                 self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
@@ -479,9 +486,10 @@ impl Consumer {
         if !self.push_active {
             return;
         }
+        let mut pending_left = PendingLeft::default();
         while let Some(msg) = self.next_message(store, filters, durable_seq) {
             let entry = self.record_delivery(now, wall, msg.seq);
-            let pending = self.num_pending(store);
+            let pending = pending_left.get(store, self, entry.deliveries);
             let ack = format!(
                 "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
                 self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
@@ -574,6 +582,25 @@ impl Consumer {
             self.done.push(sseq);
         }
         entry
+    }
+}
+
+/// `num_pending` for the ack subjects of one pump: counted once (it is linear in the backlog)
+/// and then decremented per first delivery, since the store does not change during a pump.
+#[derive(Default)]
+struct PendingLeft(Option<u64>);
+
+impl PendingLeft {
+    fn get(&mut self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
+        match self.0.as_mut() {
+            Some(n) => {
+                if deliveries == 1 {
+                    *n = n.saturating_sub(1);
+                }
+                *n
+            }
+            None => *self.0.insert(c.num_pending(store)),
+        }
     }
 }
 

@@ -33,6 +33,8 @@ const STREAMS_DIR: &str = "jetstream/streams";
 const CONSUMERS_DIR: &str = "jetstream/consumers";
 const MSGS_DIR: &str = "jetstream/msgs";
 const NAMES_LIMIT: usize = 1024;
+/// Longest a durable consumer's changed state waits to be written when nothing waits on it.
+const CONSUMER_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const LIST_LIMIT: usize = 256;
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub struct Manager<D: Disk + Send + 'static> {
     streams: BTreeMap<String, Stream>,
     /// Outputs held until the flush that makes what they say durable.
     held: Vec<Outgoing>,
+    /// Ack confirmations, by (stream, consumer), held until that consumer's state is written.
+    held_acks: Vec<(String, String, Outgoing)>,
     ready: std::collections::VecDeque<Outgoing>,
     interest_changed: bool,
     rng: ChaCha8Rng,
@@ -128,6 +132,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             new_disk,
             streams: BTreeMap::new(),
             held: Vec::new(),
+            held_acks: Vec::new(),
             ready: Default::default(),
             interest_changed: true,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -289,30 +294,43 @@ impl<D: Disk + Send + 'static> Manager<D> {
                         < c.config.inactive_threshold.max(0) as u128
             });
         }
-        let names: Vec<(String, String)> = self
-            .streams
-            .values()
-            .filter(|s| s.config.storage == Storage::File)
-            .flat_map(|s| {
-                s.consumers
-                    .values()
-                    .filter(|c| c.dirty && c.config.is_durable())
-                    .map(|c| (c.stream.clone(), c.name.clone()))
-            })
-            .collect();
-        for (s, c) in names {
-            if let Err(e) = self.write_consumer(&s, &c) {
-                // The ack confirmations held below would promise state that is not on disk.
-                self.held.retain(|m| !m.to.starts_with("$JS.ACK"));
-                let _ = e;
+        // Consumer state is written when an ack confirmation waits on it, else at most once per
+        // CONSUMER_WRITE_EVERY: a plain ack promises nothing, and losing it to a crash means a
+        // redelivery (at least once), so one write per batch of plain acks would buy nothing
+        // for two fsyncs.
+        let mut due = Vec::new();
+        for s in self.streams.values_mut() {
+            let file = s.config.storage == Storage::File;
+            for c in s.consumers.values_mut() {
+                if !file || !c.config.is_durable() {
+                    c.dirty = false;
+                    c.sync_now = false;
+                    continue;
+                }
+                let stale = now.mono.saturating_since(c.last_write) >= CONSUMER_WRITE_EVERY;
+                if c.dirty && (c.sync_now || stale) {
+                    due.push((c.stream.clone(), c.name.clone()));
+                }
             }
         }
-        for s in self.streams.values_mut() {
-            for c in s.consumers.values_mut() {
-                c.dirty = false;
+        for (sname, cname) in due {
+            let written = self.write_consumer(&sname, &cname).is_ok();
+            if let Some(c) = self.streams.get_mut(&sname).and_then(|s| s.consumers.get_mut(&cname))
+            {
+                if written {
+                    c.dirty = false;
+                    c.last_write = now.mono;
+                }
+                c.sync_now = false;
+            }
+            if !written {
+                // These confirmations would promise state that is not on disk: drop them (the
+                // client's ack request times out and it may retry).
+                self.held_acks.retain(|(s, c, _)| (s, c) != (&sname, &cname));
             }
         }
         self.ready.extend(out);
+        self.ready.extend(self.held_acks.drain(..).map(|(_, _, o)| o));
         self.ready.extend(self.held.drain(..));
         self.ready.extend(deliveries);
     }
@@ -376,10 +394,16 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let Some(c) = s.consumers.get_mut(tokens[1]) else { return };
         c.ack(now.mono, sseq, kind);
         let done = std::mem::take(&mut c.done);
+        let reply = reply.filter(|r| !r.is_empty());
+        if reply.is_some() {
+            // Its confirmation waits for the next write of this consumer's state.
+            c.sync_now = true;
+        }
         s.remove_worked(&done);
-        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+        if let Some(reply) = reply {
             // Held until the flush has written the consumer's state ("double ack").
-            self.held.push(Outgoing::reply(reply, Bytes::new()));
+            let confirm = Outgoing::reply(reply, Bytes::new());
+            self.held_acks.push((tokens[0].to_string(), tokens[1].to_string(), confirm));
         }
     }
 
@@ -1092,5 +1116,34 @@ mod tests {
                 json!(10014)
             ]
         );
+    }
+
+    #[test]
+    fn ack_confirmation_waits_for_the_consumer_state_write_plain_acks_do_not_force_one() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        let now = Now::default();
+        let yes = |_: &str| true;
+        m.handle(now, "$JS.API.STREAM.CREATE.S", Some("r"), None, br#"{"name":"S"}"#);
+        m.handle(now, "S", None, None, b"1");
+        m.handle(now, "S", None, None, b"2");
+        let cfg = br#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit"}}"#;
+        m.handle(now, "$JS.API.CONSUMER.CREATE.S.C", Some("r"), None, cfg);
+        m.handle(now, "$JS.API.CONSUMER.MSG.NEXT.S.C", Some("inbox"), None, b"2");
+        m.flush(now, &yes);
+        let acks: Vec<String> = outputs(&mut m).into_iter().filter_map(|o| o.reply).collect();
+        assert_eq!(acks.len(), 2);
+        let state = |d: &Shared| -> Value {
+            let bytes = d.with(|d| d.read_all("jetstream/consumers/S.C.json")).unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["state"]["ack_floor"]["stream_seq"]
+                .clone()
+        };
+        m.handle(now, &acks[0], None, None, b"+ACK");
+        m.flush(now, &yes);
+        assert_eq!(state(&disk), json!(0), "a plain ack is written lazily");
+        m.handle(now, &acks[1], Some("confirm"), None, b"+ACK");
+        m.flush(now, &yes);
+        assert_eq!(state(&disk), json!(2), "written before the confirmation goes out");
+        assert_eq!(outputs(&mut m).iter().filter(|o| o.to == "confirm").count(), 1);
     }
 }
