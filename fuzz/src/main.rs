@@ -8,6 +8,7 @@
 //! `run_case` and listing it in `TARGETS`.
 
 mod parser;
+mod raft;
 mod store;
 
 use std::panic;
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 /// Runs one case: `Err(reason)` when it found a bug.
 type CaseFn = fn(seed: u64, case: u64) -> Result<(), String>;
 
-const TARGETS: &[(&str, CaseFn)] = &[("parser", parser::run_case), ("store", store::run_case)];
+const TARGETS: &[(&str, CaseFn)] =
+    &[("parser", parser::run_case), ("store", store::run_case), ("raft", raft::run_case)];
 
 const DEFAULT_ITERATIONS: u64 = 10_000;
 

@@ -37,16 +37,20 @@ pub struct RaftLog {
 
 impl RaftLog {
     /// A log recovered from disk: everything in it is durable.
-    pub fn restored(entries: Vec<Entry>, faulty: impl IntoIterator<Item = u64>) -> Self {
+    pub fn restored(mut entries: Vec<Entry>, faulty: impl IntoIterator<Item = u64>) -> Self {
         let last = entries.len() as u64;
-        RaftLog {
-            entries,
-            faulty: faulty.into_iter().filter(|&i| i >= 1 && i <= last).collect(),
-            commit: 0,
-            applied: 0,
-            stable: last,
-            persist_from: last + 1,
+        let mut faulty: BTreeSet<u64> =
+            faulty.into_iter().filter(|&i| i >= 1 && i <= last).collect();
+        for e in &mut entries {
+            // Either way of naming a faulty entry makes it one, data dropped: a faulty entry
+            // is written back as identity-only, never as data.
+            if e.kind == EntryKind::Faulty || faulty.contains(&e.index) {
+                faulty.insert(e.index);
+                e.kind = EntryKind::Faulty;
+                e.data.clear();
+            }
         }
+        RaftLog { entries, faulty, commit: 0, applied: 0, stable: last, persist_from: last + 1 }
     }
 
     pub fn last_index(&self) -> u64 {

@@ -16,6 +16,10 @@ pub enum EntryKind {
     Noop,
     /// Data for the state machine.
     Normal,
+    /// This node's copy is corrupt: only the identity `(index, term)` survived recovery. Never
+    /// sent, never applied; written back to the WAL as an identity-only record so it stays
+    /// faulty across restarts until the leader repairs it.
+    Faulty,
 }
 
 /// One log entry. `(index, term)` is its identity: by the Log Matching Property two logs that

@@ -585,7 +585,9 @@ impl RaftNode {
             return;
         }
         let consecutive = entries.iter().enumerate().all(|(k, e)| {
-            Some(e.index) == prev_index.checked_add(k as u64 + 1) && e.term <= self.term
+            Some(e.index) == prev_index.checked_add(k as u64 + 1)
+                && e.term <= self.term
+                && e.kind != EntryKind::Faulty
         }) && entries.windows(2).all(|w| w[0].term <= w[1].term)
             && entries.first().is_none_or(|e| e.term >= prev_term);
         if !consecutive {
@@ -772,9 +774,10 @@ impl RaftNode {
         }
         while self.held.front().is_some_and(|h| h.after <= number) {
             let Some(h) = self.held.pop_front() else { break };
-            let valid = h.guard.is_none_or(|(i, t)| {
-                i <= self.log.stable() && self.log.term(i) == Some(t) && h.msg.term == self.term
-            });
+            // A promise made in an earlier term is dropped: the term moved on (durably).
+            let valid = h.msg.term == self.term
+                && h.guard
+                    .is_none_or(|(i, t)| i <= self.log.stable() && self.log.term(i) == Some(t));
             if valid {
                 self.outbox.push(h.msg);
             }

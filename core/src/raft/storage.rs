@@ -128,6 +128,7 @@ pub fn encode_entry(e: &Entry, faulty: bool, out: &mut Vec<u8>) {
         match e.kind {
             EntryKind::Noop => (KIND_NOOP, &[]),
             EntryKind::Normal => (KIND_NORMAL, &e.data),
+            EntryKind::Faulty => (KIND_FAULTY, &[]),
         }
     };
     let start = out.len();
@@ -172,7 +173,11 @@ pub fn decode_entry(buf: &[u8]) -> Decoded {
     let entry = Entry {
         index,
         term,
-        kind: if kind == KIND_NOOP { EntryKind::Noop } else { EntryKind::Normal },
+        kind: match kind {
+            _ if faulty => EntryKind::Faulty,
+            KIND_NOOP => EntryKind::Noop,
+            _ => EntryKind::Normal,
+        },
         data: if faulty { Vec::new() } else { body.to_vec() },
     };
     Decoded::Entry { entry, faulty, len }

@@ -532,6 +532,16 @@ impl RaftSim {
                 return;
             }
         };
+        if self.trace {
+            println!(
+                "               node{node} recovers: term {} vote {:?} fence {} log {} {:?}",
+                rec.hard_state.term,
+                rec.hard_state.vote,
+                rec.hard_state.fence,
+                rec.entries.len(),
+                rec.report
+            );
+        }
         let rng = rng::stream(self.w.seed, "raft-node", ((node as u64) << 32) | n.life);
         let raft = RaftNode::new(cfg, rec, rng, now);
         n.up = Some(Up {
