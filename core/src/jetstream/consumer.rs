@@ -273,6 +273,14 @@ impl Consumer {
         });
     }
 
+    /// The consumer (or its stream) is being deleted: waiting pull requests are told so, with
+    /// nats-server's `409 Consumer Deleted`, instead of timing out.
+    pub fn close(&mut self, out: &mut Vec<Outgoing>) {
+        for w in self.waiting.drain(..) {
+            out.push(Outgoing::status(&w.reply, headers::status(409, "Consumer Deleted", &[])));
+        }
+    }
+
     /// An ack for stream sequence `sseq`. Returns whether it changed anything.
     pub fn ack(&mut self, now: Instant, sseq: u64, kind: AckKind) -> bool {
         self.last_active = now;

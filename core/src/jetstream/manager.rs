@@ -616,7 +616,10 @@ impl<D: Disk + Send + 'static> Manager<D> {
     }
 
     fn stream_delete(&mut self, name: &str) -> Result<Value, ApiError> {
-        let s = self.streams.remove(name).ok_or_else(ApiError::stream_not_found)?;
+        let mut s = self.streams.remove(name).ok_or_else(ApiError::stream_not_found)?;
+        for c in s.consumers.values_mut() {
+            c.close(&mut self.held);
+        }
         self.interest_changed = true;
         let consumers: Vec<String> = s.consumers.keys().cloned().collect();
         let file = s.config.storage == Storage::File;
@@ -910,7 +913,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     fn consumer_delete(&mut self, stream: &str, name: &str) -> Result<Value, ApiError> {
         let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
-        s.consumers.remove(name).ok_or_else(ApiError::consumer_not_found)?;
+        let mut c = s.consumers.remove(name).ok_or_else(ApiError::consumer_not_found)?;
+        c.close(&mut self.held);
         self.remove_file(CONSUMERS_DIR, &format!("{stream}.{name}.json"))
             .map_err(ApiError::consumer_create)?;
         Ok(json!({"success": true}))
