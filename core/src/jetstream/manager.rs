@@ -103,6 +103,16 @@ fn body<T: Default + serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, A
         .map_err(ApiError::invalid_json)
 }
 
+/// Metadata JSON; a failure is reported as a disk error rather than writing an empty file that
+/// recovery would then refuse.
+fn encode_meta<T: Serialize>(meta: &T) -> Result<Vec<u8>, DiskError> {
+    serde_json::to_vec(meta).map_err(|e| DiskError::Io {
+        op: "encode metadata",
+        path: String::new(),
+        detail: e.to_string(),
+    })
+}
+
 fn response(op: &str, body: Result<Value, ApiError>) -> Bytes {
     let mut v = match body {
         Ok(v) => v,
@@ -356,7 +366,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Ok(());
         }
         let meta = StreamMeta { config: s.config.clone(), created: s.created };
-        let bytes = serde_json::to_vec(&meta).unwrap_or_default();
+        let bytes = encode_meta(&meta)?;
         self.meta.replace_atomically(&join(STREAMS_DIR, &format!("{name}.json")), &bytes)
     }
 
@@ -368,7 +378,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         let meta =
             ConsumerMeta { config: c.config.clone(), created: c.created, state: c.state.clone() };
-        let bytes = serde_json::to_vec(&meta).unwrap_or_default();
+        let bytes = encode_meta(&meta)?;
         self.meta
             .replace_atomically(&join(CONSUMERS_DIR, &format!("{stream}.{consumer}.json")), &bytes)
     }
