@@ -13,8 +13,11 @@ fn raft_world(canary: Canary) -> Overrides {
 }
 
 fn found(canary: Canary, within: u64, expect: &[&str]) {
-    let report = explore(0, within, None, raft_world(canary), true);
-    let Some((seed, message, replay)) = report.failures.first() else {
+    // Seed by seed, stopping at the first failure: debug builds are slow.
+    let first = (0..within).find_map(|seed| {
+        explore(seed, 1, None, raft_world(canary), true).failures.into_iter().next()
+    });
+    let Some((seed, message, replay)) = &first else {
         panic!("canary {} not found within {within} seeds", canary.name());
     };
     assert!(
@@ -22,11 +25,7 @@ fn found(canary: Canary, within: u64, expect: &[&str]) {
         "canary {} caught by another check: {message}",
         canary.name()
     );
-    println!(
-        "canary {}: first found at seed {seed}, {} of {within} seeds fail",
-        canary.name(),
-        report.failures.len()
-    );
+    println!("canary {}: first found at seed {seed} (bound {within})", canary.name());
     let args: Vec<&str> = replay
         .split_once(" -- ")
         .map(|(_, a)| a.split_whitespace().collect())
@@ -50,7 +49,7 @@ fn raft_ack_before_sync_is_found() {
 }
 
 /// Forgetting the vote shows as two leaders in one term (or its consequences). Today the first
-/// failure is at seed 3 (a few seeds in 100 fail: it needs a crash between two candidates'
+/// failure is at seed 17 (a few seeds in 100 fail: it needs a crash between two candidates'
 /// requests, which the aimed crashes and leader churn make common).
 #[test]
 fn raft_forget_vote_is_found() {
@@ -81,4 +80,20 @@ fn raft_clean_seeds_pass_replay_identically_and_cover_every_cluster_size() {
     let (outcome, stats) = raft::run(World::draw(1, raft_world(Canary::None)), false);
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     assert!(stats.acked > 50 && stats.elections >= 1, "{stats:?}");
+}
+
+/// Committing an earlier term's entry by counting (Figure 8) shows as a new leader without an
+/// entry some node counted committed. The interleaving is rare: today the first failure is at
+/// seed 50 and about 1 seed in 1500 fails, so this bound has little margin; if a change in what
+/// worlds draw loses it, find the new first seed with
+/// `fjord-sim explore --workload raft --canary raft-commit-prev-term --seeds 5000` and restate.
+/// The rule itself is pinned down deterministically by core's
+/// `commit_only_current_term_by_counting`.
+#[test]
+fn raft_commit_previous_term_by_counting_is_found() {
+    found(
+        Canary::RaftCommitPrevTerm,
+        60,
+        &["leader completeness", "state machine safety", "acknowledged"],
+    );
 }

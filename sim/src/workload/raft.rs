@@ -67,6 +67,9 @@ pub struct RaftWorld {
     /// Operator actions per simulated second: the leader is told to step down or to hand
     /// leadership to a random peer (leader churn, and the transfer path exercised).
     pub churn_rate: f64,
+    /// Chance a newly elected leader is cut off from everyone at once (it keeps taking
+    /// proposals that cannot replicate: the divergent suffixes of Figure 8).
+    pub isolate_new_leader: f64,
     pub torn_writes: bool,
     /// Chance that a crash also flips a bit at rest, on the flippable minority.
     pub bit_flip: f64,
@@ -120,6 +123,7 @@ impl RaftWorld {
         let op_gap = ms(r, 1, 60);
         let drift_ppm = (0..nodes).map(|_| r.random_range(-200..=200)).collect();
         let churn_rate = rate(r, 0.4, 3.0);
+        let isolate_new_leader = rate(r, 0.5, 0.5);
         RaftWorld {
             seed: world.seed,
             nodes,
@@ -137,6 +141,7 @@ impl RaftWorld {
             crash_at_vote,
             restart_max,
             churn_rate,
+            isolate_new_leader,
             torn_writes,
             bit_flip,
             sync_delay_max,
@@ -182,12 +187,13 @@ impl fmt::Display for RaftWorld {
         )?;
         writeln!(
             f,
-            "  faults: crashes={:.3}/s power_loss={:.3}/s crash_at_vote={:.2} restart<={:?} churn={:.2}/s torn={} bit_flip={:.2} drift_ppm={:?}",
+            "  faults: crashes={:.3}/s power_loss={:.3}/s crash_at_vote={:.2} restart<={:?} churn={:.2}/s isolate_new_leader={:.2} torn={} bit_flip={:.2} drift_ppm={:?}",
             self.crash_rate,
             self.power_loss_rate,
             self.crash_at_vote,
             self.restart_max,
             self.churn_rate,
+            self.isolate_new_leader,
             self.torn_writes,
             self.bit_flip,
             self.drift_ppm
@@ -729,9 +735,16 @@ impl RaftSim {
                 let before = (up.raft.role(), up.raft.vote());
                 up.raft.step(now, m);
                 let after = (up.raft.role(), up.raft.vote());
-                let decided = (granted && after.1 != before.1)
-                    || (after.0 == Role::Leader && before.0 != Role::Leader);
+                let elected = after.0 == Role::Leader && before.0 != Role::Leader;
+                let decided = (granted && after.1 != before.1) || elected;
                 self.drive(to);
+                if elected
+                    && self.phase == Phase::Safety
+                    && self.w.isolate_new_leader > 0.0
+                    && self.faults.random_bool(self.w.isolate_new_leader)
+                {
+                    self.isolate(to);
+                }
                 if decided && self.phase == Phase::Safety && self.w.crash_at_vote > 0.0 {
                     // Aim a crash at the moment an election is decided: votes and a new
                     // leader's first writes are where forgotten state does the most harm.
@@ -862,6 +875,19 @@ impl RaftSim {
                 )));
             }
         }
+    }
+
+    /// Cuts `x` off from everyone, both ways, for a drawn while.
+    fn isolate(&mut self, x: usize) {
+        self.cut.clear();
+        for o in (0..self.nodes.len()).filter(|&o| o != x) {
+            self.cut.insert((x, o));
+            self.cut.insert((o, x));
+        }
+        self.partition_generation += 1;
+        let length = self.faults.random_range(0..=self.w.partition_max.as_nanos() as u64);
+        let generation = self.partition_generation;
+        self.push(self.now + length, Ev::Heal { generation });
     }
 
     fn partition(&mut self) {
