@@ -46,15 +46,13 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let handle = Arc::new(ClientHandle::new(
-        id,
-        peer,
-        shared.config.max_pending,
-        shared.shutdown.child_token(),
-    ));
+    // Loaded once: this connection keeps these limits even if a reload changes them later.
+    let config = shared.config();
+    let handle =
+        Arc::new(ClientHandle::new(id, peer, config.max_pending, shared.shutdown.child_token()));
     shared.register(&handle);
     let now = shared.now();
-    let conn = ClientConn::new(id, now, &shared.config, shared.auth());
+    let conn = ClientConn::new(id, now, &config, shared.auth());
 
     // INFO goes out first, through the same buffer as everything else.
     if info {
@@ -62,7 +60,7 @@ where
     }
     let writer_task = tokio::spawn(write_loop(handle.clone(), writer, shared.clone(), peer, id));
 
-    if shared.clients_open.fetch_add(1, Ordering::AcqRel) >= shared.config.max_connections {
+    if shared.clients_open.fetch_add(1, Ordering::AcqRel) >= config.max_connections {
         let mut out = Vec::new();
         encode::err(&mut out, "maximum connections exceeded");
         handle.outbound.push(&out);
@@ -73,7 +71,7 @@ where
             shared: shared.clone(),
             handle: handle.clone(),
             conn,
-            parser: Parser::new(shared.parser_config()),
+            parser: Parser::new(Shared::parser_config(&config)),
             cache: MatchCache::default(),
             rng: ChaCha8Rng::seed_from_u64(shared.seed ^ id),
             woken: Vec::new(),
@@ -124,7 +122,7 @@ async fn write_loop<W>(
                     shared.slow_consumers.fetch_add(1, Ordering::Relaxed);
                     info!(
                         "{peer} - cid:{id} - Slow Consumer Detected: MaxPending of {} Exceeded",
-                        shared.config.max_pending
+                        handle.outbound.max_pending()
                     );
                 }
                 break;

@@ -117,6 +117,11 @@ impl Outbound {
         self.state.lock().close.clone()
     }
 
+    /// The limit this connection started with (a reload does not change it).
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.state.lock().buf.len()
     }

@@ -6,7 +6,12 @@
 //! What changes: authorization (users, passwords, tokens, permissions) for new connections,
 //! and open connections whose credentials no longer pass are closed with
 //! `Authorization Violation`; TLS certificates for new connections; lame duck timings;
-//! `max_closed_clients`.
+//! `max_closed_clients`; the client limits (`max_payload`, `max_control_line`, `max_pending`,
+//! `max_connections`, `max_subscriptions`, `ping_interval`, `ping_max`) for new connections:
+//! an open connection keeps the limits it started with (nats-server also applies some of them,
+//! such as max_payload, to open clients; fjord does not, so the message path reads no shared
+//! configuration); `max_connections` counts open connections at each new accept, so lowering
+//! it refuses new clients until enough have left, without closing any.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -65,6 +70,28 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
     if new.lame_duck_grace_period != old.lame_duck_grace_period {
         changed.push("lame_duck_grace_period");
     }
+    // The running config keeps its identity (id, name, bound host and port: fixed above) and
+    // takes the new limits; connections load it once as they start.
+    let mut limits = (**shared.config.load()).clone();
+    let mut limits_changed = false;
+    for (name, differs) in client_limits(&old, &new) {
+        if differs {
+            changed.push(name);
+            limits_changed = true;
+        }
+    }
+    if limits_changed {
+        let n = &new.core;
+        limits.max_payload = n.max_payload;
+        limits.max_control_line = n.max_control_line;
+        limits.max_pending = n.max_pending;
+        limits.max_connections = n.max_connections;
+        limits.max_subscriptions = n.max_subscriptions;
+        limits.ping_interval = n.ping_interval;
+        limits.ping_max = n.ping_max;
+    }
+    limits.auth = new.core.auth.clone();
+    shared.config.store(Arc::new(limits));
     for (name, differs) in not_yet_reloadable(&old, &new) {
         if differs {
             warn!("Reload: {name} changed but Fjord applies it only at restart; keeping the old value");
@@ -74,10 +101,17 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
         info!("Reloaded: {name}");
     }
     let mut kept = new;
-    // What the server decided at start stays (its identity, the limits connections read at
-    // start); only the authorization is new.
+    // What the server decided at start stays (its identity); authorization and limits are new.
     let mut core = old.core.clone();
     core.auth = kept.core.auth.clone();
+    let n = &kept.core;
+    core.max_payload = n.max_payload;
+    core.max_control_line = n.max_control_line;
+    core.max_pending = n.max_pending;
+    core.max_connections = n.max_connections;
+    core.max_subscriptions = n.max_subscriptions;
+    core.ping_interval = n.ping_interval;
+    core.ping_max = n.ping_max;
     kept.core = core;
     shared.options.store(Arc::new(kept));
     *shared.config_load_time.lock() = SystemTime::now();
@@ -110,8 +144,8 @@ fn refuse_fixed(old: &Options, new: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Settings nats-server reloads that Fjord's connections read only at start today.
-fn not_yet_reloadable(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
+/// The client limits a reload changes for new connections.
+fn client_limits(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
     let (o, n) = (&old.core, &new.core);
     vec![
         ("max_payload", o.max_payload != n.max_payload),
@@ -121,6 +155,12 @@ fn not_yet_reloadable(old: &Options, new: &Options) -> Vec<(&'static str, bool)>
         ("max_subscriptions", o.max_subscriptions != n.max_subscriptions),
         ("ping_interval", o.ping_interval != n.ping_interval),
         ("ping_max", o.ping_max != n.ping_max),
+    ]
+}
+
+/// Settings nats-server reloads that Fjord applies only at restart today.
+fn not_yet_reloadable(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
+    vec![
         ("debug", old.debug != new.debug),
         ("trace", old.trace != new.trace),
         ("logtime", old.logtime != new.logtime),

@@ -29,7 +29,10 @@ use crate::tls::TlsServer;
 /// What every connection task shares. Nothing in here is touched per message except the
 /// read-mostly index generation (see `index.rs`).
 pub struct Shared {
-    pub config: CoreConfig,
+    /// Limits and identity. Read once per new connection ([`Shared::config`]); a reload swaps
+    /// it, so new connections get the new limits and open ones keep the ones they started with
+    /// (no per-message load).
+    pub config: ArcSwap<CoreConfig>,
     /// Read once per new connection ([`Shared::auth`]); a configuration reload swaps it.
     pub auth: ArcSwap<AuthConfig>,
     /// The options the server runs with (for `/varz` and reload comparisons); swapped by reload.
@@ -73,7 +76,7 @@ impl Shared {
             closing: Mutex::new(FxHashMap::default()),
             stale_connections: AtomicU64::new(0),
             lame_duck: CancellationToken::new(),
-            config,
+            config: ArcSwap::from_pointee(config),
             index: Index::default(),
             clients_open: AtomicUsize::new(0),
             clients: Mutex::new(BTreeMap::new()),
@@ -146,20 +149,24 @@ impl Shared {
         self.closed.lock().push(record);
     }
 
-    pub fn parser_config(&self) -> ParserConfig {
-        ParserConfig {
-            max_control_line: self.config.max_control_line,
-            max_payload: self.config.max_payload,
-        }
+    /// The configuration a new connection starts with; it keeps this one across reloads.
+    pub fn config(&self) -> Arc<CoreConfig> {
+        self.config.load_full()
+    }
+
+    pub fn parser_config(config: &CoreConfig) -> ParserConfig {
+        ParserConfig { max_control_line: config.max_control_line, max_payload: config.max_payload }
     }
 
     pub fn info_line(&self, client_id: u64, peer: SocketAddr) -> Vec<u8> {
         self.info(client_id, peer).to_line()
     }
 
-    /// The INFO a client is sent on accept (and, changed, in lame duck mode).
+    /// The INFO a client is sent on accept (and, changed, in lame duck mode), with the limits
+    /// new connections get now.
     pub fn info(&self, client_id: u64, peer: SocketAddr) -> ServerInfo {
-        let mut info = ServerInfo::for_client(&self.config, client_id, peer.ip().to_string());
+        let config = self.config.load();
+        let mut info = ServerInfo::for_client(&config, client_id, peer.ip().to_string());
         info.auth_required = self.auth.load().required();
         info.tls_required = self.tls.load().is_some();
         info

@@ -360,7 +360,7 @@ pub fn connz(shared: &Shared, query: &Query) -> Result<Connz, BadRequest> {
     let connections: Vec<ConnInfo> =
         records.iter().skip(offset).take(limit).map(|r| r.render(now, subs, auth)).collect();
     Ok(Connz {
-        server_id: shared.config.server_id.clone(),
+        server_id: shared.config.load().server_id.clone(),
         now: rfc3339_nanos(now),
         num_connections: connections.len(),
         total,

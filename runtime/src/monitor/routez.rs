@@ -19,8 +19,8 @@ pub struct Routez {
 
 pub fn routez(shared: &Shared) -> Routez {
     Routez {
-        server_id: shared.config.server_id.clone(),
-        server_name: shared.config.server_name.clone(),
+        server_id: shared.config.load().server_id.clone(),
+        server_name: shared.config.load().server_name.clone(),
         now: rfc3339_nanos(SystemTime::now()),
         num_routes: 0,
         routes: Vec::new(),

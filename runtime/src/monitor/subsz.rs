@@ -75,7 +75,7 @@ pub fn subsz(shared: &Shared, query: &Query) -> Result<Subsz, BadRequest> {
         );
     }
     Ok(Subsz {
-        server_id: shared.config.server_id.clone(),
+        server_id: shared.config.load().server_id.clone(),
         now: rfc3339_nanos(SystemTime::now()),
         num_subscriptions: shared.index.len(),
         num_cache: 0,

@@ -139,7 +139,7 @@ pub fn varz(monitor: &Monitor) -> Varz {
     let tls = shared.tls.load();
     let slow = shared.slow_consumers.load(Ordering::Relaxed);
     let stale = shared.stale_connections.load(Ordering::Relaxed);
-    let config = &shared.config;
+    let config = shared.config();
     Varz {
         server_id: config.server_id.clone(),
         server_name: config.server_name.clone(),

@@ -84,3 +84,41 @@ fn reload_without_a_config_file_is_refused() {
     raw.send("CONNECT {}\r\nPING\r\n");
     raw.read_until("PONG\r\n");
 }
+
+#[test]
+fn reload_lowers_max_payload_for_new_connections() {
+    let dir = temp_dir("reload-limits");
+    let conf = dir.join("fjord.conf");
+    write(&conf, "port: -1\nhost: 127.0.0.1\nmax_payload: 1000\n");
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    let mut old = Raw::connect(srv.port);
+    assert_eq!(info_max_payload(&old), 1000);
+    old.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+    old.read_until("PONG\r\n");
+
+    write(&conf, "port: -1\nhost: 127.0.0.1\nmax_payload: 100\n");
+    srv.signal(libc::SIGHUP);
+    srv.wait_for_log("Reloaded: max_payload");
+    srv.wait_for_log("Reloaded server configuration");
+
+    // A new connection is told the new limit and held to it.
+    let mut new = Raw::connect(srv.port);
+    assert_eq!(info_max_payload(&new), 100);
+    let at_limit = "x".repeat(100);
+    new.send(&format!("CONNECT {{\"verbose\":false}}\r\nPUB foo 100\r\n{at_limit}\r\nPING\r\n"));
+    assert_eq!(new.read_until("PONG\r\n"), "PONG\r\n", "a payload at the limit passes");
+    let over = "x".repeat(101);
+    new.send(&format!("PUB foo 101\r\n{over}\r\n"));
+    let closed = new.read_to_close();
+    assert!(closed.contains("-ERR 'Maximum Payload Violation'"), "{closed:?}");
+
+    // The open connection keeps the limit it started with (fjord's choice, see reload.rs).
+    old.send(&format!("PUB foo 101\r\n{over}\r\nPING\r\n"));
+    assert_eq!(old.read_until("PONG\r\n"), "PONG\r\n");
+}
+
+fn info_max_payload(raw: &Raw) -> u64 {
+    let body = raw.info.trim().trim_start_matches("INFO ");
+    let info: serde_json::Value = serde_json::from_str(body).unwrap();
+    info["max_payload"].as_u64().unwrap()
+}
