@@ -28,6 +28,33 @@ use crate::disk::{join, Disk, DiskError};
 
 const CHECKPOINT: &str = "index.ckp";
 
+/// A sealed block compressed with snappy: `"FJSZ" | plain_len u64 | crc32c u32 of the
+/// compressed bytes | snappy raw bytes`. A plain block starts with its `Base` record, whose
+/// first four bytes (a body length of 16) can never read as this magic.
+const SZ_MAGIC: &[u8; 4] = b"FJSZ";
+const SZ_HEADER: usize = 16;
+
+/// The plain bytes of a block file's contents: itself if plain, decompressed if compressed,
+/// `None` if compressed and damaged (its checksum or its snappy stream fails).
+pub fn plain_block(file: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if file.get(..4) != Some(&SZ_MAGIC[..]) {
+        return Some(std::borrow::Cow::Borrowed(file));
+    }
+    let header = file.get(..SZ_HEADER)?;
+    let plain_len = u64::from_le_bytes(header[4..12].try_into().ok()?);
+    let crc = u32::from_le_bytes(header[12..16].try_into().ok()?);
+    let packed = &file[SZ_HEADER..];
+    if crc32c::crc32c(packed) != crc {
+        return None;
+    }
+    // The length is checked against snappy's own before anything is allocated for it.
+    let declared = snap::raw::decompress_len(packed).ok()?;
+    if declared as u64 != plain_len || plain_len > u64::from(u32::MAX) {
+        return None;
+    }
+    snap::raw::Decoder::new().decompress_vec(packed).ok().map(std::borrow::Cow::Owned)
+}
+
 /// Test-only mutations that break durability on purpose, so the tests can prove they notice.
 #[cfg(any(test, feature = "canaries"))]
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,6 +77,9 @@ pub struct FileStoreConfig {
     /// index holds only metadata, so this bounds what a store keeps of its payloads however
     /// large the stream grows; 0 reads every load from the disk.
     pub cache_bytes: u64,
+    /// Compress each block with snappy when it is sealed (replacing it atomically). Loads from
+    /// a compressed block decompress it whole, through the cache.
+    pub compress: bool,
     #[cfg(any(test, feature = "canaries"))]
     pub canaries: Canaries,
 }
@@ -61,6 +91,7 @@ impl FileStoreConfig {
             block_size: 8 << 20,
             checkpoint_every: 1024,
             cache_bytes: 32 << 20,
+            compress: false,
             #[cfg(any(test, feature = "canaries"))]
             canaries: Canaries::default(),
         }
@@ -121,6 +152,8 @@ pub struct FileLog<D> {
     damaged: bool,
     buf: Vec<u8>,
     cache: BlockCache,
+    /// Blocks whose file is compressed (`blocks` keeps their plain length).
+    compressed: BTreeSet<u32>,
 }
 
 /// Sealed blocks' bytes, least recently used evicted once over budget. Only sealed blocks are
@@ -236,6 +269,9 @@ impl<D: Disk> FileLog<D> {
                 self.disk.sync(&self.path(tail))?;
             }
             self.dirty.remove(&tail);
+            if self.config.compress {
+                self.compress_block(tail);
+            }
         }
         let id = self.tail().map_or(1, |(t, _)| t + 1);
         let path = self.path(id);
@@ -260,6 +296,41 @@ impl<D: Disk> FileLog<D> {
         }
         self.roll_next = false;
         Ok(())
+    }
+
+    /// Replaces a sealed (synced) block with its compressed form, atomically: after a crash
+    /// the file holds the plain or the compressed bytes, both whole. Best effort: on any
+    /// failure (a full disk, say) the block simply stays plain.
+    fn compress_block(&mut self, id: u32) {
+        if self.compressed.contains(&id) {
+            return;
+        }
+        let path = self.path(id);
+        let Ok(plain) = self.disk.read_all(&path) else { return };
+        let Ok(packed) = snap::raw::Encoder::new().compress_vec(&plain) else { return };
+        if packed.len() + SZ_HEADER >= plain.len() {
+            return;
+        }
+        let mut file = Vec::with_capacity(SZ_HEADER + packed.len());
+        file.extend_from_slice(SZ_MAGIC);
+        file.extend_from_slice(&(plain.len() as u64).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&packed).to_le_bytes());
+        file.extend_from_slice(&packed);
+        if self.disk.replace_atomically(&path, &file).is_err() {
+            let _ = self.disk.remove(&format!("{path}.tmp"));
+            return;
+        }
+        self.compressed.insert(id);
+        self.cache.forget(id);
+    }
+
+    /// A block's plain bytes; `None` if it is compressed and damaged.
+    fn block_bytes(&mut self, id: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let file = self.disk.read_all(&self.path(id))?;
+        if !self.compressed.contains(&id) {
+            return Ok(Some(file));
+        }
+        Ok(plain_block(&file).map(|b| b.into_owned()))
     }
 
     fn write_record(&mut self, id: u32, rec: &[u8]) -> Result<u64, StoreError> {
@@ -356,26 +427,34 @@ impl<D: Disk> Log for FileLog<D> {
         let corrupt = StoreError::Corrupt { from: seq, to: Some(seq) };
         let id = e.loc.block;
         let sealed = self.tail().is_some_and(|(tail, _)| id != tail);
-        if sealed && self.config.cache_bytes > 0 && !self.cache.blocks.contains_key(&id) {
+        let compressed = self.compressed.contains(&id);
+        let mut own = Vec::new();
+        if (compressed || (sealed && self.config.cache_bytes > 0))
+            && !self.cache.blocks.contains_key(&id)
+        {
+            // Whole blocks: a compressed one can only be read whole, and a sealed one is worth
+            // caching. One too large for the cache is used once and dropped.
             self.cache.budget = self.config.cache_bytes;
             self.cache.misses += 1;
-            let bytes = self.disk.read_all(&self.path(id))?;
-            self.cache.insert(id, bytes);
+            let Some(bytes) = self.block_bytes(id)? else { return Err(corrupt) };
+            if bytes.len() as u64 <= self.config.cache_bytes {
+                self.cache.insert(id, bytes);
+            } else {
+                own = bytes;
+            }
         }
-        let mut own = Vec::new();
-        let buf: &[u8] = match self.cache.get(id) {
-            Some(block) => {
-                let start = e.loc.offset as usize;
-                block.get(start..start + e.loc.len as usize).ok_or(corrupt.clone())?
+        let range = e.loc.offset as usize..e.loc.offset as usize + e.loc.len as usize;
+        let buf: &[u8] = if !own.is_empty() {
+            own.get(range).ok_or(corrupt.clone())?
+        } else if let Some(block) = self.cache.get(id) {
+            block.get(range).ok_or(corrupt.clone())?
+        } else {
+            own.resize(e.loc.len as usize, 0);
+            let n = self.disk.read_at(&self.path(id), e.loc.offset, &mut own)?;
+            if n < own.len() {
+                return Err(corrupt);
             }
-            None => {
-                own.resize(e.loc.len as usize, 0);
-                let n = self.disk.read_at(&self.path(id), e.loc.offset, &mut own)?;
-                if n < own.len() {
-                    return Err(corrupt);
-                }
-                &own
-            }
+            &own
         };
         match record::decode(buf, self.config.verify()) {
             Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => {
@@ -400,6 +479,17 @@ impl<D: Disk> Log for FileLog<D> {
         let mut buf = Vec::new();
         record::encode(seq, &Body::Erased { ts, len: loc.len - HEADER_LEN as u32 }, &mut buf);
         self.cache.forget(loc.block);
+        if self.compressed.contains(&loc.block) {
+            // A compressed block cannot be patched in place: rewrite it whole, plain, atomically.
+            // A damaged one holds nothing readable to erase.
+            let Some(mut plain) = self.block_bytes(loc.block)? else { return Ok(()) };
+            let at = loc.offset as usize;
+            let Some(slot) = plain.get_mut(at..at + buf.len()) else { return Ok(()) };
+            slot.copy_from_slice(&buf);
+            self.disk.replace_atomically(&self.path(loc.block), &plain)?;
+            self.compressed.remove(&loc.block);
+            return Ok(());
+        }
         self.disk.write_at(&self.path(loc.block), loc.offset, &buf)?;
         self.dirty.insert(loc.block);
         Ok(())
@@ -418,6 +508,7 @@ impl<D: Disk> Log for FileLog<D> {
         if !dead.is_empty() {
             for id in dead {
                 self.cache.forget(id);
+                self.compressed.remove(&id);
                 self.disk.remove(&self.path(id))?;
                 self.blocks.remove(&id);
             }
@@ -459,13 +550,25 @@ impl<D: Disk> Engine<FileLog<D>> {
     ) -> Result<(Self, RecoveryReport), StoreError> {
         disk.create_dir_all(&config.dir)?;
         let mut blocks = BTreeMap::new();
+        let mut compressed = BTreeSet::new();
         for name in disk.list(&config.dir)? {
             let path = join(&config.dir, &name);
             if name.ends_with(".tmp") {
                 // A checkpoint that never got renamed in.
                 disk.remove(&path)?;
             } else if let Some(id) = parse_block_name(&name) {
-                blocks.insert(id, disk.len(&path)?);
+                let mut head = [0u8; SZ_HEADER];
+                let n = disk.read_at(&path, 0, &mut head)?;
+                if n == SZ_HEADER && head[..4] == SZ_MAGIC[..] {
+                    // Compressed: the index and checkpoint speak of plain offsets and lengths.
+                    compressed.insert(id);
+                    let plain_len = u64::from_le_bytes([
+                        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+                    ]);
+                    blocks.insert(id, plain_len);
+                } else {
+                    blocks.insert(id, disk.len(&path)?);
+                }
             }
         }
         let log = FileLog {
@@ -481,6 +584,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             damaged: false,
             buf: Vec::new(),
             cache: BlockCache::default(),
+            compressed,
         };
         let mut engine = Engine::with_log(log, limits);
         let mut scan = Scan { report: RecoveryReport::default(), open_gap: None };
@@ -513,6 +617,10 @@ impl<D: Disk> Engine<FileLog<D>> {
             engine.corrupt.push((from, None));
         }
         engine.log.damaged = !engine.corrupt.is_empty();
+        if engine.log.tail().is_some_and(|(tail, _)| engine.log.compressed.contains(&tail)) {
+            // The newer tail's name was lost: never append plain records to a compressed file.
+            engine.log.roll_next = true;
+        }
         scan.report.corrupt = engine.corrupt.clone();
         Ok((engine, scan.report))
     }
@@ -542,11 +650,19 @@ impl<D: Disk> Engine<FileLog<D>> {
         }
         let (block, offset, hcrc) = cp.last_record;
         let mut h = [0; HEADER_LEN];
-        let n = self
-            .log
-            .disk
-            .read_at(&self.log.path(block), offset, &mut h)
-            .map_err(|e| e.to_string())?;
+        let n = if self.log.compressed.contains(&block) {
+            let plain = self.log.block_bytes(block).map_err(|e| e.to_string())?;
+            let plain = plain.ok_or("checkpoint's last block is damaged")?;
+            let rest = plain.get(offset as usize..).unwrap_or(&[]);
+            let n = rest.len().min(HEADER_LEN);
+            h[..n].copy_from_slice(&rest[..n]);
+            n
+        } else {
+            self.log
+                .disk
+                .read_at(&self.log.path(block), offset, &mut h)
+                .map_err(|e| e.to_string())?
+        };
         match record::decode_header(&h[..n]) {
             Ok(header) if header.header_crc == hcrc => {}
             _ => return Err("checkpoint's last record does not match the block".into()),
@@ -566,7 +682,18 @@ impl<D: Disk> Engine<FileLog<D>> {
         scan: &mut Scan,
     ) -> Result<(), StoreError> {
         let path = self.log.path(id);
-        let data = self.log.disk.read_all(&path)?;
+        let compressed = self.log.compressed.contains(&id);
+        let Some(data) = self.log.block_bytes(id)? else {
+            // A compressed block that fails its checksum: every sequence in it is unknown
+            // until the next block's `Base` bounds the damage.
+            if scan.open_gap.is_none() {
+                scan.open_gap = Some(self.last_seq + 1);
+            }
+            if is_last {
+                self.log.roll_next = true;
+            }
+            return Ok(());
+        };
         let verify = self.log.config.verify();
         let mut off = from as usize;
         while off < data.len() {
@@ -582,6 +709,7 @@ impl<D: Disk> Engine<FileLog<D>> {
                 }
                 Err(RecordError::Incomplete) | Err(RecordError::BadHeader)
                     if is_last
+                        && !compressed
                         && (data.len() - off < HEADER_LEN
                             || data[off..].iter().all(|b| *b == 0)
                             || incomplete(&data[off..])) =>

@@ -31,7 +31,7 @@ use bytes::Bytes;
 pub use engine::{Engine, Log};
 #[cfg(any(test, feature = "canaries"))]
 pub use file::Canaries;
-pub use file::{FileLoc, FileLog, FileStoreConfig, RecoveryReport};
+pub use file::{plain_block, FileLoc, FileLog, FileStoreConfig, RecoveryReport};
 pub use mem::MemLog;
 
 use crate::disk::DiskError;

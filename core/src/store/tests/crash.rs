@@ -137,6 +137,8 @@ fn run_seed(seed: u64, fault: Fault, canaries: Canaries) -> Result<u64, String> 
     };
     let mut cfg = file_config(rng.random_range(512..8192), rng.random_range(0..4));
     cfg.canaries = canaries;
+    // Half the seeds compress sealed blocks (decided without a draw, so seeds keep their runs).
+    cfg.compress = seed % 2 == 1;
     let disk = MemDisk::new(rng.random(), faults);
     let (mut store, _) =
         FileStore::open(disk, cfg.clone(), Limits::default()).map_err(|e| format!("open: {e}"))?;

@@ -1,6 +1,7 @@
 //! Store tests: the model check, crash and corruption tests, mutation canaries.
 
 mod cache;
+mod compress;
 mod crash;
 mod model;
 mod snapshot;
