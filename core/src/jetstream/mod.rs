@@ -17,7 +17,13 @@
 //! ack confirmation is never ahead of the disk. Consumers only hand out messages at or below the
 //! stream's durable sequence, so a client never processes a message a crash could take back.
 //! Stream and consumer configs are written with `Disk::replace_atomically` (temp, sync, rename,
-//! sync_dir) before the API answers.
+//! sync_dir) before the API answers. A durable consumer's state (delivered, ack floor, pending)
+//! is written the same way before any ack confirmation ("double ack") that depends on it goes
+//! out, and otherwise at most once a second: a plain ack promises nothing, and losing one to a
+//! crash only means a redelivery, which at-least-once delivery allows.
+//!
+//! Push consumers deliver only while their deliver subject has a subscriber (the driver answers
+//! `interest` at each flush): clients create the consumer first and subscribe after.
 //!
 //! Time is an input (`Now`): monotonic for ack waits and request expiry, wall clock for message
 //! timestamps and the duplicate window.
