@@ -402,8 +402,12 @@ impl<D: Disk> Log for FileLog<D> {
         let result = (|| {
             let roll = match self.tail() {
                 None => true,
+                // An empty tail (its `Base` torn away by a crash and truncated by recovery)
+                // must not take records: a tail without a `Base` lets the next flush delete
+                // the blocks that carry the stream's state. Seal it and start a proper one.
                 Some((_, tail_len)) => {
                     self.roll_next
+                        || tail_len == 0
                         || (tail_len > HEADER_LEN as u64 + 16
                             && tail_len + len as u64 > self.config.block_size)
                 }
@@ -502,7 +506,12 @@ impl<D: Disk> Log for FileLog<D> {
         self.sync_written()?;
         // Reclaim blocks wholly before the oldest live message: the records that killed their
         // messages are durable now. The tail stays, it carries the state in its `Base`.
-        let Some((tail, _)) = self.tail() else { return Ok(()) };
+        let Some((tail, tail_len)) = self.tail() else { return Ok(()) };
+        if tail_len == 0 {
+            // An empty tail has no `Base` (a crash took it): the state is still carried by the
+            // blocks before it, which must stay until a tail with a `Base` exists.
+            return Ok(());
+        }
         let keep_from = first_live.map_or(tail, |l| l.block.min(tail));
         let dead: Vec<u32> = self.blocks.range(..keep_from).map(|(id, _)| *id).collect();
         if !dead.is_empty() {
