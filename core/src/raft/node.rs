@@ -149,6 +149,11 @@ pub struct RaftNode {
     broadcast_due: bool,
     /// A node with a lost suffix lifts its fence once durable through this entry.
     unfence_at: Option<(u64, u64)>,
+    /// The term this life started in. A lost suffix holds entries acknowledged in this term or
+    /// earlier; only a leader of a later term was elected without this node's vote and so
+    /// provably holds every entry committed with the lost acknowledgements (a stale append
+    /// from an older leader may predate them).
+    fence_term: u64,
     next_ready: u64,
     persisted: u64,
     pub alarms: Alarms,
@@ -190,6 +195,7 @@ impl RaftNode {
             self_vote_after: None,
             broadcast_due: false,
             unfence_at: None,
+            fence_term: hs.term,
             next_ready: 1,
             persisted: 0,
             alarms: Alarms::default(),
@@ -604,7 +610,11 @@ impl RaftNode {
                 self.log.commit_to(commit.min(last_new));
                 let verified = self.log.first_faulty().map_or(last_new, |f| last_new.min(f - 1));
                 let faulty = self.log.first_faulty().is_some_and(|f| f <= last_new);
-                if self.fence & LOST_SUFFIX != 0 && last_new >= leader_last && !faulty {
+                if self.fence & LOST_SUFFIX != 0
+                    && self.term > self.fence_term
+                    && last_new >= leader_last
+                    && !faulty
+                {
                     if let Some(t) = self.log.term(last_new) {
                         self.unfence_at = Some((last_new, t));
                     }
