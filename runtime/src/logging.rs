@@ -44,22 +44,13 @@ where
     }
 }
 
-/// Wall-clock time as `YYYY/MM/DD hh:mm:ss.micros`, local or UTC (civil-from-days, no date
-/// crate needed).
+/// Wall-clock time as `YYYY/MM/DD hh:mm:ss.micros`, local or UTC.
 fn timestamp(utc: bool) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64 + if utc { 0 } else { local_offset_seconds(now.as_secs()) };
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::monitor::format::civil_from_days(days);
     format!(
         "{year:04}/{month:02}/{day:02} {:02}:{:02}:{:02}.{:06}",
         rem / 3600,

@@ -25,7 +25,7 @@ pub fn rfc3339_nanos(t: SystemTime) -> String {
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm (no date crate
 /// needed for one conversion).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
