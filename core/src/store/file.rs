@@ -548,6 +548,9 @@ struct Scan {
     report: RecoveryReport,
     /// A damaged region whose end is not known yet: its first possibly-lost sequence.
     open_gap: Option<u64>,
+    /// The oldest live sequence when that region began: a truncate lost in it can have
+    /// removed nothing older.
+    gap_floor: u64,
 }
 
 impl<D: Disk> Engine<FileLog<D>> {
@@ -596,7 +599,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             compressed,
         };
         let mut engine = Engine::with_log(log, limits);
-        let mut scan = Scan { report: RecoveryReport::default(), open_gap: None };
+        let mut scan = Scan { report: RecoveryReport::default(), open_gap: None, gap_floor: 0 };
 
         let start = match engine.load_checkpoint() {
             Ok(Some(cp)) => {
@@ -695,9 +698,7 @@ impl<D: Disk> Engine<FileLog<D>> {
         let Some(data) = self.log.block_bytes(id)? else {
             // A compressed block that fails its checksum: every sequence in it is unknown
             // until the next block's `Base` bounds the damage.
-            if scan.open_gap.is_none() {
-                scan.open_gap = Some(self.last_seq + 1);
-            }
+            self.open_gap(scan);
             if is_last {
                 self.log.roll_next = true;
             }
@@ -746,8 +747,8 @@ impl<D: Disk> Engine<FileLog<D>> {
                         // One message record whose header failed, framing intact: name exactly
                         // that sequence (a tombstone replayed later withdraws it).
                         self.damaged_record(seq, Kind::Msg);
-                    } else if scan.open_gap.is_none() {
-                        scan.open_gap = Some(self.last_seq + 1);
+                    } else {
+                        self.open_gap(scan);
                     }
                     match next {
                         Some(next) => off = next,
@@ -775,7 +776,23 @@ impl<D: Disk> Engine<FileLog<D>> {
             }
             // The other kinds' header carries what matters, but their loss is still reported.
             Kind::Tombstone | Kind::Compact => self.apply(seq, &bodiless(kind), None),
-            Kind::Truncate | Kind::Base => self.corrupt.push((seq, Some(seq))),
+            // A truncate's header names its sequence, and its body only the time of the
+            // message there, which the index still holds as it did when it was written: replay
+            // it, or the messages it removed would come back.
+            Kind::Truncate => {
+                let last_ts = self.index.get(seq).map_or(0, |e| e.ts);
+                self.apply(seq, &Body::Truncate { last_ts }, None);
+                self.corrupt.push((seq, Some(seq)));
+            }
+            Kind::Base => self.corrupt.push((seq, Some(seq))),
+        }
+    }
+
+    /// Records lost from here on, contents unknown, until a good record bounds them.
+    fn open_gap(&self, scan: &mut Scan) {
+        if scan.open_gap.is_none() {
+            scan.open_gap = Some(self.last_seq + 1);
+            scan.gap_floor = self.index.first().map_or(self.last_seq + 1, |(s, _)| s);
         }
     }
 
@@ -788,9 +805,27 @@ impl<D: Disk> Engine<FileLog<D>> {
             _ => return,
         };
         scan.open_gap = None;
-        if let Some(to) = to.filter(|t| *t >= from) {
-            self.corrupt.push((from, Some(to)));
-            self.last_seq = self.last_seq.max(to);
+        match to {
+            Some(to) if to >= from => {
+                self.corrupt.push((from, Some(to)));
+                self.last_seq = self.last_seq.max(to);
+            }
+            // The sequence went backwards across the lost records: they held a truncate, to
+            // an unknown point at or above the oldest live sequence (a `Base` says which that
+            // was when its block began). Messages replayed before the gap above that point may
+            // be ones the truncate removed, and the gap may have held newer messages at their
+            // sequences: all of them are suspect (seed 1049 of the store workload with
+            // compression served the pre-truncate message at an acknowledged sequence).
+            _ if to.is_none_or(|t| t + 1 < from) => {
+                let floor = match body {
+                    Body::Base { .. } => seq.max(scan.gap_floor),
+                    _ => scan.gap_floor,
+                };
+                if floor < from {
+                    self.corrupt.push((floor, Some(from - 1)));
+                }
+            }
+            _ => {}
         }
     }
 }
