@@ -161,14 +161,29 @@ struct Reader {
 impl Reader {
     async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> CloseReason {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let kicked = self.handle.cancel.clone();
+        // Made once and kept registered, not re-made (and re-registered) on every read.
+        let token = self.handle.cancel.clone();
+        let kicked = token.cancelled();
         let timer = tokio::time::sleep_until(self.shared.deadline(self.conn.poll_timeout()));
-        tokio::pin!(timer);
+        tokio::pin!(kicked, timer);
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
+            // Biased, rarest first: a kick or a due timer is seen even while the client keeps
+            // the socket readable, and no random branch order is drawn per read (a simulated
+            // run replays exactly).
             tokio::select! {
+                biased;
+                _ = &mut kicked => return CloseReason::ServerShutdown,
+                _ = &mut timer => {
+                    let now = self.shared.now();
+                    let closed = self.conn.on_timeout(now, &mut self.out);
+                    self.flush_own();
+                    if let Some(reason) = closed {
+                        return reason;
+                    }
+                }
                 read = reader.read_buf(&mut buf) => match read {
                     Ok(0) => return CloseReason::ClientClosed,
                     Ok(_) => {
@@ -178,15 +193,6 @@ impl Reader {
                     }
                     Err(_) => return CloseReason::ReadError,
                 },
-                _ = &mut timer => {
-                    let now = self.shared.now();
-                    let closed = self.conn.on_timeout(now, &mut self.out);
-                    self.flush_own();
-                    if let Some(reason) = closed {
-                        return reason;
-                    }
-                }
-                _ = kicked.cancelled() => return CloseReason::ServerShutdown,
             }
             if self.handle.outbound.is_closing() {
                 return CloseReason::SlowConsumer;
