@@ -180,6 +180,10 @@ impl Reader {
                     let now = self.shared.now();
                     let closed = self.conn.on_timeout(now, &mut self.out);
                     self.flush_own();
+                    // A PING to a silent client must wake its writer here: no read will come
+                    // to do it (the PONG waits on this PING), and later deliveries do not wake
+                    // a writer whose buffer is not empty.
+                    self.wake_touched();
                     if let Some(reason) = closed {
                         return reason;
                     }
@@ -243,10 +247,15 @@ impl Reader {
         }
         buf.drain(..pos);
         self.flush_own();
+        self.wake_touched();
+        closing
+    }
+
+    /// Wakes, once each, the writers whose buffers this task filled since the last wake.
+    fn wake_touched(&mut self) {
         for handle in self.woken.drain(..) {
             handle.outbound.wake();
         }
-        closing
     }
 
     fn act(&mut self, now: fjord_core::time::Instant, action: Action<'_>) -> Option<CloseReason> {
@@ -377,9 +386,7 @@ impl Reader {
         for (_, sub) in subs {
             self.shared.index.remove(&sub.subject, sub.queue.as_deref(), &sub);
         }
-        for handle in self.woken.drain(..) {
-            handle.outbound.wake();
-        }
+        self.wake_touched();
     }
 }
 
