@@ -161,14 +161,33 @@ struct Reader {
 impl Reader {
     async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> CloseReason {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let kicked = self.handle.cancel.clone();
+        // Made once and kept registered, not re-made (and re-registered) on every read.
+        let token = self.handle.cancel.clone();
+        let kicked = token.cancelled();
         let timer = tokio::time::sleep_until(self.shared.deadline(self.conn.poll_timeout()));
-        tokio::pin!(timer);
+        tokio::pin!(kicked, timer);
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
+            // Biased, rarest first: a kick or a due timer is seen even while the client keeps
+            // the socket readable, and no random branch order is drawn per read (a simulated
+            // run replays exactly).
             tokio::select! {
+                biased;
+                _ = &mut kicked => return CloseReason::ServerShutdown,
+                _ = &mut timer => {
+                    let now = self.shared.now();
+                    let closed = self.conn.on_timeout(now, &mut self.out);
+                    self.flush_own();
+                    // A PING to a silent client must wake its writer here: no read will come
+                    // to do it (the PONG waits on this PING), and later deliveries do not wake
+                    // a writer whose buffer is not empty.
+                    self.wake_touched();
+                    if let Some(reason) = closed {
+                        return reason;
+                    }
+                }
                 read = reader.read_buf(&mut buf) => match read {
                     Ok(0) => return CloseReason::ClientClosed,
                     Ok(_) => {
@@ -178,15 +197,6 @@ impl Reader {
                     }
                     Err(_) => return CloseReason::ReadError,
                 },
-                _ = &mut timer => {
-                    let now = self.shared.now();
-                    let closed = self.conn.on_timeout(now, &mut self.out);
-                    self.flush_own();
-                    if let Some(reason) = closed {
-                        return reason;
-                    }
-                }
-                _ = kicked.cancelled() => return CloseReason::ServerShutdown,
             }
             if self.handle.outbound.is_closing() {
                 return CloseReason::SlowConsumer;
@@ -237,10 +247,15 @@ impl Reader {
         }
         buf.drain(..pos);
         self.flush_own();
+        self.wake_touched();
+        closing
+    }
+
+    /// Wakes, once each, the writers whose buffers this task filled since the last wake.
+    fn wake_touched(&mut self) {
         for handle in self.woken.drain(..) {
             handle.outbound.wake();
         }
-        closing
     }
 
     fn act(&mut self, now: fjord_core::time::Instant, action: Action<'_>) -> Option<CloseReason> {
@@ -371,9 +386,7 @@ impl Reader {
         for (_, sub) in subs {
             self.shared.index.remove(&sub.subject, sub.queue.as_deref(), &sub);
         }
-        for handle in self.woken.drain(..) {
-            handle.outbound.wake();
-        }
+        self.wake_touched();
     }
 }
 

@@ -9,6 +9,7 @@ pub mod jetstream;
 pub mod lameduck;
 pub mod logging;
 pub mod monitor;
+pub mod net;
 pub mod options;
 pub mod outbound;
 pub mod reload;

@@ -23,6 +23,7 @@ use crate::connection;
 use crate::index::{ClientHandle, ClientStats, Index};
 use crate::monitor::closed::ClosedRing;
 use crate::monitor::connz::ConnRecord;
+use crate::net::Listener;
 use crate::options::Options;
 use crate::tls::TlsServer;
 
@@ -60,13 +61,14 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     pub write_deadline: Duration,
     pub trace: bool,
-    /// Seeds each connection's queue-group choices.
+    /// Seeds each connection's queue-group choices (random in production, fixed in a
+    /// simulation so a run replays).
     pub seed: u64,
     start: tokio::time::Instant,
 }
 
 impl Shared {
-    pub fn new(config: CoreConfig, trace: bool) -> Self {
+    pub fn new(config: CoreConfig, trace: bool, seed: u64) -> Self {
         Shared {
             auth: ArcSwap::from_pointee(config.auth.clone()),
             options: ArcSwap::from_pointee(Options::default()),
@@ -87,7 +89,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             write_deadline: Duration::from_secs(10),
             trace,
-            seed: rand::random(),
+            seed,
             start: tokio::time::Instant::now(),
         }
     }
@@ -173,13 +175,14 @@ impl Shared {
     }
 }
 
-/// A bound server, ready to accept.
-pub struct Server {
+/// A bound server, ready to accept. Generic over the network so a simulation can run the
+/// real accept loop and connection tasks on its own sockets; production uses tokio's.
+pub struct Server<L: Listener = TcpListener> {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listener: L,
 }
 
-impl Server {
+impl Server<TcpListener> {
     pub async fn bind(
         mut config: CoreConfig,
         host: &str,
@@ -188,10 +191,21 @@ impl Server {
     ) -> std::io::Result<Server> {
         let port = if port < 0 { 0 } else { port as u16 };
         let listener = listen(host, port).await?;
-        let local = listener.local_addr()?;
         config.host = host.to_string();
-        config.port = local.port();
-        Ok(Server { shared: Arc::new(Shared::new(config, trace)), listener })
+        Server::on(config, listener, trace, rand::random())
+    }
+}
+
+impl<L: Listener> Server<L> {
+    /// A server on an already bound listener; `seed` drives its queue-group choices.
+    pub fn on(
+        mut config: CoreConfig,
+        listener: L,
+        trace: bool,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        config.port = listener.local_addr()?.port();
+        Ok(Server { shared: Arc::new(Shared::new(config, trace, seed)), listener })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -207,10 +221,16 @@ impl Server {
         let (shared, listener) = (self.shared, self.listener);
         let next_id = AtomicU64::new(1);
         loop {
+            // Biased: shutdown and lame duck win over a ready accept (no random branch
+            // order, which also keeps a simulated run replayable).
             tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => break,
+                // Lame duck mode: stop accepting; the lame-duck task closes the clients and
+                // then shuts the server down.
+                _ = shared.lame_duck.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
                         match shared.tls.load_full() {
                             Some(tls) => {
@@ -227,10 +247,6 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
-                _ = shared.shutdown.cancelled() => break,
-                // Lame duck mode: stop accepting; the lame-duck task closes the clients and
-                // then shuts the server down.
-                _ = shared.lame_duck.cancelled() => break,
             }
         }
         // Closing the listener refuses new clients at once, so they reconnect elsewhere.

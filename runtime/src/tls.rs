@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
@@ -138,13 +137,15 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// Serves one accepted connection on a TLS-only port.
-pub async fn serve(
+pub async fn serve<S>(
     shared: Arc<Shared>,
     tls: Arc<TlsServer>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     id: u64,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     debug!("{peer} - cid:{id} - Client connection created");
     if !tls.handshake_first {
         // INFO in the clear tells the client to upgrade (`tls_required`).
