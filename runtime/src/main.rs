@@ -71,9 +71,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let log_file = opts.log_file.as_deref();
-    if let Err(e) = logging::init(opts.debug, opts.trace, opts.logtime, opts.logtime_utc, log_file)
-    {
+    if let Err(e) = logging::init(&opts.log_settings()) {
         logging::early_error(&format!("cannot open log file: {e}"));
         return ExitCode::from(1);
     }

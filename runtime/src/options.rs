@@ -45,6 +45,19 @@ pub struct Options {
     pub unsupported_keys: Vec<String>,
 }
 
+impl Options {
+    /// The logging part, which a reload hands to `logging::apply`.
+    pub fn log_settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            debug: self.debug,
+            trace: self.trace,
+            logtime: self.logtime,
+            logtime_utc: self.logtime_utc,
+            file: self.log_file.clone(),
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -60,7 +60,8 @@ pub struct Shared {
     pub slow_consumers: AtomicU64,
     pub shutdown: CancellationToken,
     pub write_deadline: Duration,
-    pub trace: bool,
+    /// Protocol tracing (`-V`, `trace`); a reload flips it, and connections read it per op.
+    pub trace: AtomicBool,
     /// Seeds each connection's queue-group choices (random in production, fixed in a
     /// simulation so a run replays).
     pub seed: u64,
@@ -88,7 +89,7 @@ impl Shared {
             slow_consumers: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             write_deadline: Duration::from_secs(10),
-            trace,
+            trace: AtomicBool::new(trace),
             seed,
             start: tokio::time::Instant::now(),
         }
