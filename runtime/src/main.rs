@@ -183,9 +183,7 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         None => None,
     };
     if opts.jetstream {
-        // Like nats-server, the default store directory is under the system temp directory.
-        let dir = opts.store_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nats"));
-        if let Err(e) = fjord::jetstream::start(shared.clone(), dir) {
+        if let Err(e) = fjord::jetstream::start(shared.clone(), opts.jetstream_store_dir()) {
             error!("Can't start JetStream: {e}");
             return ExitCode::from(1);
         }

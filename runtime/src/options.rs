@@ -46,6 +46,12 @@ pub struct Options {
 }
 
 impl Options {
+    /// Where JetStream keeps its data: `store_dir`, or, as in nats-server, `nats` under the
+    /// system temp directory.
+    pub fn jetstream_store_dir(&self) -> PathBuf {
+        self.store_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nats"))
+    }
+
     /// The logging part, which a reload hands to `logging::apply`.
     pub fn log_settings(&self) -> crate::logging::LogSettings {
         crate::logging::LogSettings {

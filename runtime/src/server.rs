@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -65,6 +65,9 @@ pub struct Shared {
     /// Seeds each connection's queue-group choices (random in production, fixed in a
     /// simulation so a run replays).
     pub seed: u64,
+    /// Set when JetStream runs: where `/jsz` asks the JetStream actor for its view.
+    pub jetstream_views:
+        OnceLock<tokio::sync::mpsc::UnboundedSender<crate::jetstream::ViewRequest>>,
     start: tokio::time::Instant,
 }
 
@@ -91,6 +94,7 @@ impl Shared {
             write_deadline: Duration::from_secs(10),
             trace: AtomicBool::new(trace),
             seed,
+            jetstream_views: OnceLock::new(),
             start: tokio::time::Instant::now(),
         }
     }

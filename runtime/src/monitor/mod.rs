@@ -5,6 +5,7 @@ pub mod closed;
 pub mod connz;
 pub mod format;
 pub mod healthz;
+pub mod jsz;
 pub mod process;
 pub mod query;
 pub mod routez;

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info};
 
 use super::query::{BadRequest, Query};
-use super::{connz, healthz, process, routez, subsz, varz, Monitor};
+use super::{connz, healthz, jsz, process, routez, subsz, varz, Monitor};
 use crate::server::Shared;
 
 /// Binds the monitoring port (`-1` picks a free one) and logs nats-server's line for it.
@@ -58,7 +58,7 @@ pub async fn run(listener: TcpListener, host: String, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let monitor = monitor.clone();
-                async move { Ok::<_, Infallible>(route(&monitor, &req)) }
+                async move { Ok::<_, Infallible>(route(&monitor, &req).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -72,7 +72,7 @@ pub async fn run(listener: TcpListener, host: String, shared: Arc<Shared>) {
 }
 
 /// Paths nats-server serves, so `/varz`'s `http_req_stats` counts only real endpoints.
-fn route(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let query = Query::parse(req.uri().query());
     let shared = &monitor.shared;
@@ -82,6 +82,7 @@ fn route(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/connz" => connz::connz(shared, &query).map(|c| json(&c)),
         "/subsz" | "/subscriptionsz" => subsz::subsz(shared, &query).map(|s| json(&s)),
         "/routez" => Ok(json(&routez::routez(shared))),
+        "/jsz" => jsz::jsz(shared, &query).await.map(|j| json(&j)),
         "/healthz" => {
             let health = healthz::healthz(shared);
             let status = if health.error.is_none() {
@@ -135,4 +136,4 @@ fn html(body: &'static str) -> Response<Full<Bytes>> {
 const INDEX: &str = "<html><body><h1>fjord (nats-server compatible) monitoring</h1><ul>\
 <li><a href=\"varz\">General</a></li><li><a href=\"connz\">Connections</a></li>\
 <li><a href=\"routez\">Routes</a></li><li><a href=\"subsz\">Subscriptions</a></li>\
-<li><a href=\"healthz\">Health</a></li></ul></body></html>\n";
+<li><a href=\"jsz\">JetStream</a></li><li><a href=\"healthz\">Health</a></li></ul></body></html>\n";
