@@ -17,6 +17,11 @@ pub struct Options {
     /// Monitoring port (`-m`, `http_port`, `http`); None = off.
     pub http_port: Option<i32>,
     pub http_host: Option<String>,
+    /// Monitoring over TLS, with the `tls {}` certificate (`-ms`, `https_port`, `https`);
+    /// exclusive with `http_port`, as in nats-server.
+    pub https_port: Option<i32>,
+    /// Prefix of every monitoring path (`http_base_path`), as configured.
+    pub http_base_path: String,
     pub debug: bool,
     pub trace: bool,
     pub logtime: bool,
@@ -72,6 +77,8 @@ impl Default for Options {
             port: 4222,
             http_port: None,
             http_host: None,
+            https_port: None,
+            http_base_path: String::new(),
             debug: false,
             trace: false,
             logtime: true,

@@ -127,11 +127,13 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
 
 /// Settings that cannot change while the server runs (nats-server refuses them too).
 fn refuse_fixed(old: &Options, new: &Options) -> Result<(), String> {
-    let fixed: [(&str, String, String); 6] = [
+    let fixed: [(&str, String, String); 8] = [
         ("port", old.port.to_string(), new.port.to_string()),
         ("host", old.listen_host.clone(), new.listen_host.clone()),
         ("http_port", format!("{:?}", old.http_port), format!("{:?}", new.http_port)),
         ("http_host", format!("{:?}", old.http_host), format!("{:?}", new.http_host)),
+        ("https_port", format!("{:?}", old.https_port), format!("{:?}", new.https_port)),
+        ("http_base_path", old.http_base_path.clone(), new.http_base_path.clone()),
         ("jetstream", old.jetstream.to_string(), new.jetstream.to_string()),
         ("store_dir", format!("{:?}", old.store_dir), format!("{:?}", new.store_dir)),
     ];

@@ -32,9 +32,6 @@ const UNSUPPORTED_TOP: &[&str] = &[
     "log_max_num",
     "syslog",
     "remote_syslog",
-    "https",
-    "https_port",
-    "http_base_path",
     "max_sub_tokens",
     "max_subscription_tokens",
     "write_deadline",
@@ -404,6 +401,14 @@ impl Applier {
                     }
                     self.opts.http_port = Some(port);
                 }
+                "https" | "https_port" => {
+                    let (host, port) = host_port(entry)?;
+                    if host.is_some() {
+                        self.opts.http_host = host;
+                    }
+                    self.opts.https_port = Some(port);
+                }
+                "http_base_path" => self.opts.http_base_path = string(entry)?.to_string(),
                 "max_control_line" => {
                     let default = CoreConfig::default().max_control_line;
                     self.core().max_control_line = size(entry, default, MAX_CONTROL_LINE_LIMIT)?;
@@ -891,6 +896,10 @@ mod tests {
         let o = ok("http: \"127.0.0.1:8224\"");
         assert_eq!((o.http_host.as_deref(), o.http_port), (Some("127.0.0.1"), Some(8224)));
         assert_eq!(ok("http: 8225").http_port, Some(8225));
+        let o = ok("https: \"127.0.0.1:8226\"\nhttp_base_path: /nats");
+        assert_eq!((o.http_host.as_deref(), o.https_port), (Some("127.0.0.1"), Some(8226)));
+        assert_eq!((o.http_port, o.http_base_path.as_str()), (None, "/nats"));
+        assert_eq!(ok("https_port: 8227").https_port, Some(8227));
         fails("http: \"1.2.3.4\"", 1, 1, "could not parse address");
     }
 
