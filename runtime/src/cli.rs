@@ -33,6 +33,7 @@ pub struct Flags {
     pub name: Option<String>,
     pub pid_file: Option<PathBuf>,
     pub http_port: Option<i32>,
+    pub https_port: Option<i32>,
     pub ports_file_dir: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub logtime: Option<bool>,
@@ -115,6 +116,8 @@ const VALUE_FLAGS: &[&str] = &[
     "pid",
     "m",
     "http_port",
+    "ms",
+    "https_port",
     "ports_file_dir",
     "l",
     "log",
@@ -133,8 +136,6 @@ const VALUE_FLAGS: &[&str] = &[
 /// Flags nats-server has whose features Fjord does not have yet: accepted with a warning so
 /// that scripts keep working, never silently.
 const IGNORED_VALUE_FLAGS: &[&str] = &[
-    "ms",
-    "https_port",
     "client_advertise",
     "r",
     "remote_syslog",
@@ -219,6 +220,7 @@ impl Flags {
             "n" | "name" | "server_name" => self.name = Some(value),
             "P" | "pid" => self.pid_file = Some(value.into()),
             "m" | "http_port" => self.http_port = Some(value.parse().map_err(|_| bad())?),
+            "ms" | "https_port" => self.https_port = Some(value.parse().map_err(|_| bad())?),
             "ports_file_dir" => self.ports_file_dir = Some(value.into()),
             "l" | "log" => self.log_file = Some(value.into()),
             "sd" | "store_dir" => self.store_dir = Some(value.into()),
@@ -270,6 +272,9 @@ impl Flags {
         }
         if let Some(port) = self.http_port {
             opts.http_port = Some(port);
+        }
+        if let Some(port) = self.https_port {
+            opts.https_port = Some(port);
         }
         if let Some(dir) = &self.ports_file_dir {
             opts.ports_file_dir = Some(dir.clone());
@@ -364,6 +369,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring (the tls {} certificate)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
         --ports_file_dir <dir>       Creates a ports file in the specified directory

@@ -214,8 +214,9 @@ impl Reader {
         while pos < buf.len() {
             match self.parser.parse(&buf[pos..]) {
                 Ok(Some((op, used))) => {
-                    if self.shared.trace {
-                        trace!("{} - cid:{} - <<- {:?}", self.peer, self.conn.id(), op);
+                    if self.shared.trace.load(Ordering::Relaxed) {
+                        let op = crate::logging::TracedOp(&op);
+                        trace!("{} - cid:{} - <<- {op}", self.peer, self.conn.id());
                     }
                     pos += used;
                     if self.handle.has_expired_sids.load(Ordering::Acquire) {

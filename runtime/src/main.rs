@@ -71,9 +71,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let log_file = opts.log_file.as_deref();
-    if let Err(e) = logging::init(opts.debug, opts.trace, opts.logtime, opts.logtime_utc, log_file)
-    {
+    if let Err(e) = logging::init(&opts.log_settings()) {
         logging::early_error(&format!("cannot open log file: {e}"));
         return ExitCode::from(1);
     }
@@ -146,21 +144,13 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
     shared.closed.lock().set_capacity(opts.max_closed_clients);
     // The options as configured (a random port stays -1), so a reload compares like with like.
     shared.options.store(Arc::new(opts.clone()));
-    let mut monitor_port = None;
-    if let Some(port) = opts.http_port {
-        // nats-server monitors on the client host unless `http: host:port` names one.
-        let host = opts.http_host.clone().unwrap_or_else(|| opts.listen_host.clone());
-        match monitor::server::bind(&host, port).await {
-            Ok(listener) => {
-                monitor_port = listener.local_addr().ok().map(|a| (host.clone(), a.port()));
-                tokio::spawn(monitor::server::run(listener, host, shared.clone()));
-            }
-            Err(e) => {
-                error!("Can't start monitoring: can't listen to the monitor port: {e}");
-                return ExitCode::from(1);
-            }
+    let monitor_port = match start_monitoring(&opts, &shared).await {
+        Ok(port) => port,
+        Err(e) => {
+            error!("Can't start monitoring: {e}");
+            return ExitCode::from(1);
         }
-    }
+    };
     info!("Listening for client connections on {}:{}", opts.listen_host, addr.port());
     if tls_on {
         info!("TLS required for client connections");
@@ -185,9 +175,7 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         None => None,
     };
     if opts.jetstream {
-        // Like nats-server, the default store directory is under the system temp directory.
-        let dir = opts.store_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nats"));
-        if let Err(e) = fjord::jetstream::start(shared.clone(), dir) {
+        if let Err(e) = fjord::jetstream::start(shared.clone(), opts.jetstream_store_dir()) {
             error!("Can't start JetStream: {e}");
             return ExitCode::from(1);
         }
@@ -209,6 +197,40 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         let _ = std::fs::remove_file(path);
     }
     ExitCode::SUCCESS
+}
+
+/// Starts the monitoring port, plain (`http_port`) or over TLS (`https_port`, with the
+/// `tls {}` certificate); returns its host, bound port and scheme for the ports file.
+async fn start_monitoring(
+    opts: &Options,
+    shared: &Arc<Shared>,
+) -> Result<Option<(String, u16, &'static str)>, String> {
+    let (port, https) = match (opts.http_port, opts.https_port) {
+        (Some(http), Some(https)) => {
+            return Err(format!("can't specify both HTTP ({http}) and HTTPs ({https}) ports"))
+        }
+        (Some(port), None) => (port, None),
+        (None, Some(port)) => {
+            let tls = opts.tls.as_ref().ok_or("TLS cert and key required for HTTPS")?;
+            let acceptor = fjord::tls::monitoring_acceptor(tls).map_err(|e| e.to_string())?;
+            (port, Some(monitor::server::Https { acceptor, timeout: tls.timeout }))
+        }
+        (None, None) => return Ok(None),
+    };
+    // nats-server monitors on the client host unless `http: host:port` names one.
+    let host = opts.http_host.clone().unwrap_or_else(|| opts.listen_host.clone());
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let listener = monitor::server::bind(&host, port, https.is_some())
+        .await
+        .map_err(|e| format!("can't listen to the monitor port: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let base_path = opts.http_base_path.clone();
+    let shared = shared.clone();
+    let task_host = host.clone();
+    tokio::spawn(async move {
+        monitor::server::run(listener, task_host, shared, https, &base_path).await
+    });
+    Ok(Some((host, bound, scheme)))
 }
 
 /// What SIGHUP and SIGUSR2 do.
@@ -241,7 +263,7 @@ fn write_ports_file(
     dir: &Path,
     client: (String, u16),
     tls: bool,
-    monitor: Option<(String, u16)>,
+    monitor: Option<(String, u16, &str)>,
 ) -> std::io::Result<PathBuf> {
     // A wildcard host is reached through loopback.
     let reachable = |host: &str| match host {
@@ -255,10 +277,10 @@ fn write_ports_file(
         "nats".into(),
         serde_json::json!([format!("{scheme}://{}:{}", reachable(&client.0), client.1)]),
     );
-    if let Some((host, port)) = monitor {
+    if let Some((host, port, scheme)) = monitor {
         ports.insert(
             "monitoring".into(),
-            serde_json::json!([format!("http://{}:{port}", reachable(&host))]),
+            serde_json::json!([format!("{scheme}://{}:{port}", reachable(&host))]),
         );
     }
     let path = dir.join(format!("{}_{}.ports", exe_name(), std::process::id()));

@@ -17,6 +17,11 @@ pub struct Options {
     /// Monitoring port (`-m`, `http_port`, `http`); None = off.
     pub http_port: Option<i32>,
     pub http_host: Option<String>,
+    /// Monitoring over TLS, with the `tls {}` certificate (`-ms`, `https_port`, `https`);
+    /// exclusive with `http_port`, as in nats-server.
+    pub https_port: Option<i32>,
+    /// Prefix of every monitoring path (`http_base_path`), as configured.
+    pub http_base_path: String,
     pub debug: bool,
     pub trace: bool,
     pub logtime: bool,
@@ -45,6 +50,25 @@ pub struct Options {
     pub unsupported_keys: Vec<String>,
 }
 
+impl Options {
+    /// Where JetStream keeps its data: `store_dir`, or, as in nats-server, `nats` under the
+    /// system temp directory.
+    pub fn jetstream_store_dir(&self) -> PathBuf {
+        self.store_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nats"))
+    }
+
+    /// The logging part, which a reload hands to `logging::apply`.
+    pub fn log_settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            debug: self.debug,
+            trace: self.trace,
+            logtime: self.logtime,
+            logtime_utc: self.logtime_utc,
+            file: self.log_file.clone(),
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -53,6 +77,8 @@ impl Default for Options {
             port: 4222,
             http_port: None,
             http_host: None,
+            https_port: None,
+            http_base_path: String::new(),
             debug: false,
             trace: false,
             logtime: true,

@@ -3,7 +3,8 @@
 //! cannot change (ports, hosts, names, JetStream) fails the whole reload with a log line, and
 //! the server keeps its old configuration, as nats-server does.
 //!
-//! What changes: authorization (users, passwords, tokens, permissions) for new connections,
+//! What changes: logging (`debug`, `trace`, `logtime`, `logtime_utc`, `log_file`) at once, for
+//! every connection; authorization (users, passwords, tokens, permissions) for new connections,
 //! and open connections whose credentials no longer pass are closed with
 //! `Authorization Violation`; TLS certificates for new connections; lame duck timings;
 //! `max_closed_clients`; the client limits (`max_payload`, `max_control_line`, `max_pending`,
@@ -13,6 +14,7 @@
 //! configuration); `max_connections` counts open connections at each new accept, so lowering
 //! it refuses new clients until enough have left, without closing any.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -44,6 +46,15 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
         Some(t) => Some(Arc::new(TlsServer::new(t).map_err(|e| e.to_string())?)),
         None => None,
     };
+    // A new log file that cannot be opened fails the reload before anything has changed.
+    let logging = crate::logging::prepare(&new.log_settings())?;
+    // Announced in the old log, then switched, as nats-server does: an operator watching the
+    // old file sees where logging went.
+    for what in &logging.changed {
+        info!("Reloaded: {what}");
+    }
+    logging.commit();
+    shared.trace.store(new.trace, Ordering::Relaxed);
     let mut changed = Vec::new();
     if new.core.auth != old.core.auth {
         shared.auth.store(Arc::new(new.core.auth.clone()));
@@ -92,11 +103,6 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
     }
     limits.auth = new.core.auth.clone();
     shared.config.store(Arc::new(limits));
-    for (name, differs) in not_yet_reloadable(&old, &new) {
-        if differs {
-            warn!("Reload: {name} changed but Fjord applies it only at restart; keeping the old value");
-        }
-    }
     for name in &changed {
         info!("Reloaded: {name}");
     }
@@ -121,11 +127,13 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
 
 /// Settings that cannot change while the server runs (nats-server refuses them too).
 fn refuse_fixed(old: &Options, new: &Options) -> Result<(), String> {
-    let fixed: [(&str, String, String); 6] = [
+    let fixed: [(&str, String, String); 8] = [
         ("port", old.port.to_string(), new.port.to_string()),
         ("host", old.listen_host.clone(), new.listen_host.clone()),
         ("http_port", format!("{:?}", old.http_port), format!("{:?}", new.http_port)),
         ("http_host", format!("{:?}", old.http_host), format!("{:?}", new.http_host)),
+        ("https_port", format!("{:?}", old.https_port), format!("{:?}", new.https_port)),
+        ("http_base_path", old.http_base_path.clone(), new.http_base_path.clone()),
         ("jetstream", old.jetstream.to_string(), new.jetstream.to_string()),
         ("store_dir", format!("{:?}", old.store_dir), format!("{:?}", new.store_dir)),
     ];
@@ -155,16 +163,6 @@ fn client_limits(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
         ("max_subscriptions", o.max_subscriptions != n.max_subscriptions),
         ("ping_interval", o.ping_interval != n.ping_interval),
         ("ping_max", o.ping_max != n.ping_max),
-    ]
-}
-
-/// Settings nats-server reloads that Fjord applies only at restart today.
-fn not_yet_reloadable(old: &Options, new: &Options) -> Vec<(&'static str, bool)> {
-    vec![
-        ("debug", old.debug != new.debug),
-        ("trace", old.trace != new.trace),
-        ("logtime", old.logtime != new.logtime),
-        ("log_file", old.log_file != new.log_file),
     ]
 }
 

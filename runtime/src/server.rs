@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -60,10 +60,14 @@ pub struct Shared {
     pub slow_consumers: AtomicU64,
     pub shutdown: CancellationToken,
     pub write_deadline: Duration,
-    pub trace: bool,
+    /// Protocol tracing (`-V`, `trace`); a reload flips it, and connections read it per op.
+    pub trace: AtomicBool,
     /// Seeds each connection's queue-group choices (random in production, fixed in a
     /// simulation so a run replays).
     pub seed: u64,
+    /// Set when JetStream runs: where `/jsz` asks the JetStream actor for its view.
+    pub jetstream_views:
+        OnceLock<tokio::sync::mpsc::UnboundedSender<crate::jetstream::ViewRequest>>,
     start: tokio::time::Instant,
 }
 
@@ -88,8 +92,9 @@ impl Shared {
             slow_consumers: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             write_deadline: Duration::from_secs(10),
-            trace,
+            trace: AtomicBool::new(trace),
             seed,
+            jetstream_views: OnceLock::new(),
             start: tokio::time::Instant::now(),
         }
     }

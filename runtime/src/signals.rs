@@ -70,9 +70,13 @@ impl Signals {
                     handlers.lame_duck();
                 }
                 Some(()) = recv(&mut self.usr1) => {
-                    // nats-server reopens its log file here; Fjord appends to the file it
-                    // opened at start.
+                    // Log rotation: the file is reopened under its name, as nats-server does.
                     info!("Trapped \"user defined signal 1\" signal");
+                    match crate::logging::reopen() {
+                        Ok(true) => info!("File log re-opened"),
+                        Ok(false) => info!("File log re-open ignored, not a file logger"),
+                        Err(e) => tracing::error!("Could not re-open the log file: {e}"),
+                    }
                 }
                 _ = shared.shutdown.cancelled() => return Exit::ShutDown,
             }

@@ -88,34 +88,45 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub fn new(opts: &TlsOptions) -> Result<TlsServer, TlsError> {
-        let certs = load_certs(&opts.cert_file)?;
-        let key = load_key(&opts.key_file)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        let builder = if opts.verify {
-            let ca = opts.ca_file.as_ref().ok_or(TlsError::VerifyWithoutCa)?;
-            let mut roots = RootCertStore::empty();
-            for cert in load_certs(ca)? {
-                roots.add(cert).map_err(|e| TlsError::Rustls(e.to_string()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        let config =
-            builder.with_single_cert(certs, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
         Ok(TlsServer {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: TlsAcceptor::from(Arc::new(server_config(opts, opts.verify)?)),
             verify: opts.verify,
             timeout: opts.timeout,
             handshake_first: opts.handshake_first,
         })
     }
+}
+
+/// The HTTPS monitoring port's acceptor: the `tls {}` certificate, but no client certificate
+/// asked for even with `verify` (nats-server's monitoring does not ask either, so browsers and
+/// scrapers can read it).
+pub fn monitoring_acceptor(opts: &TlsOptions) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(opts, false)?)))
+}
+
+/// rustls' server configuration for the certificate in `opts`; with `verify_clients`, clients
+/// must present a certificate signed by `ca_file`.
+fn server_config(opts: &TlsOptions, verify_clients: bool) -> Result<ServerConfig, TlsError> {
+    let certs = load_certs(&opts.cert_file)?;
+    let key = load_key(&opts.key_file)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = if verify_clients {
+        let ca = opts.ca_file.as_ref().ok_or(TlsError::VerifyWithoutCa)?;
+        let mut roots = RootCertStore::empty();
+        for cert in load_certs(ca)? {
+            roots.add(cert).map_err(|e| TlsError::Rustls(e.to_string()))?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    builder.with_single_cert(certs, key).map_err(|e| TlsError::Rustls(e.to_string()))
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -1,6 +1,7 @@
 //! Differential monitoring test: the same traffic on fjord and on the reference nats-server, then
 //! `/varz`, `/connz?subs=1`, `/connz?state=closed`, `/subsz?subs=1&test=foo.bar`, `/healthz` and
-//! `/routez` from both, compared field by field.
+//! `/routez` from both, compared field by field; and the same JetStream traffic (two streams, a
+//! consumer, a failed API call), then four views of `/jsz` compared the same way.
 //!
 //! Two things are compared:
 //! * the set of JSON keys (recursively, array elements merged), except the differences listed in
@@ -34,6 +35,35 @@ const MISSING_IN_FJORD: &[(&str, &str)] = &[
     ("/varz:disk_io_wait_stats", "fjord does not sample disk I/O waits"),
     ("/connz:connections[].rtt", "fjord does not measure client RTT (no RTT PING) yet"),
     ("/connz?state=closed:connections[].rtt", "as above, for closed connections"),
+    // /jsz (every view is labelled `/jsz`).
+    ("/jsz:config.sync_interval", "fjord syncs every write before acknowledging it (see sync_always) and has no background sync interval"),
+    ("/jsz:config.strict", "fjord's JetStream API ignores unknown JSON fields instead of refusing them"),
+    ("/jsz:config.compress_ok", "fjord's stores do not compress (stream compression is not implemented)"),
+    ("/jsz:limits.default_max_consumers", "fjord applies no server-wide default consumer limit"),
+    (
+        "/jsz:account_details[].stream_detail[].config.allow_msg_ttl",
+        "the stream config fjord's JetStream API reports lacks per-message TTL (not implemented)",
+    ),
+    (
+        "/jsz:account_details[].stream_detail[].config.consumer_limits",
+        "the stream config fjord's JetStream API reports lacks consumer limits (not implemented)",
+    ),
+    (
+        "/jsz:account_details[].stream_detail[].config.metadata",
+        "nats-server stamps `_nats.req.level` (the API level that created the asset); fjord's API does not",
+    ),
+    (
+        "/jsz:account_details[].stream_detail[].consumer_detail[].config.metadata",
+        "as the stream's metadata",
+    ),
+    (
+        "/jsz:account_details[].stream_detail[].consumer_detail[].delivered.last_active",
+        "fjord's consumer info does not track when a sequence was last delivered or acked",
+    ),
+    (
+        "/jsz:account_details[].stream_detail[].consumer_detail[].ack_floor.last_active",
+        "as delivered.last_active",
+    ),
 ];
 
 /// Key paths fjord reports and nats-server does not, with the reason.
@@ -41,6 +71,10 @@ const EXTRA_IN_FJORD: &[(&str, &str)] = &[
     ("/varz:fjord_version", "fjord's own version, next to `version` (the release it matches)"),
     ("/varz:lame_duck_duration", "fjord shows its lame duck settings; extra keys break no reader"),
     ("/varz:lame_duck_grace_period", "as lame_duck_duration"),
+    (
+        "/jsz:config.sync_always",
+        "fjord always syncs before acknowledging; nats-server prints this field itself when run with `sync_interval: always`",
+    ),
 ];
 
 /// Subscriptions the scenario makes on client connections (alpha 3, beta 1).
@@ -54,8 +88,15 @@ struct Monitored {
 
 impl Monitored {
     fn start(binary: &ServerBinary) -> Monitored {
+        Monitored::start_with(binary, &[])
+    }
+
+    fn start_with(binary: &ServerBinary, extra_args: &[&str]) -> Monitored {
         let http_port = free_port();
-        let server = TestServer::start(binary, &["-m", &http_port.to_string()]);
+        let port = http_port.to_string();
+        let mut args = vec!["-m", port.as_str()];
+        args.extend_from_slice(extra_args);
+        let server = TestServer::start(binary, &args);
         Monitored { server, http_port }
     }
 
@@ -380,4 +421,206 @@ fn monitoring_json_matches_the_reference_for_the_same_traffic() {
     let rb: Value = serde_json::from_str(&rf_health.1).unwrap_or(Value::Null);
     assert_eq!(fb, rb, "/healthz body");
     assert_eq!(fb["status"], "ok");
+}
+
+/// The `/jsz` views compared, each labelled by its path and query in the allowed-difference
+/// lists.
+const JSZ_VIEWS: [&str; 4] =
+    ["/jsz", "/jsz?accounts=true", "/jsz?streams=true", "/jsz?consumers=true&config=true"];
+/// The JetStream scenario's messages: three on the file stream, one on the memory stream.
+const ORDERS: [&str; 3] = ["orders.1", "orders.2", "orders.3"];
+const MEM_PAYLOAD: &str = "0123456789";
+
+/// A JetStream server with fixed store limits (so `config.max_memory`/`max_storage` do not
+/// depend on the machine) and its own store directory, removed on drop.
+struct JetStreamServer {
+    monitored: Monitored,
+    store_dir: std::path::PathBuf,
+    _config: fjord_tests::ConfigFile,
+}
+
+impl JetStreamServer {
+    fn start(binary: &ServerBinary) -> JetStreamServer {
+        let store_dir = std::env::temp_dir().join(format!(
+            "fjord-jsz-{}-{}-{}",
+            binary.name,
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&store_dir);
+        std::fs::create_dir_all(&store_dir).expect("store dir");
+        let config = fjord_tests::ConfigFile::new(&format!(
+            "jetstream {{ store_dir: \"{}\", max_memory_store: 1GB, max_file_store: 10GB }}\n",
+            store_dir.display()
+        ));
+        let monitored = Monitored::start_with(binary, &["-c", config.arg()]);
+        JetStreamServer { monitored, store_dir, _config: config }
+    }
+}
+
+impl Drop for JetStreamServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}
+
+/// Two streams (file and memory), four messages, a durable consumer that has delivered and
+/// acknowledged one message, and one failed API request.
+async fn drive_jetstream(server: &TestServer) {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    use futures::StreamExt;
+    let wait = Duration::from_secs(15);
+    let client = tokio::time::timeout(wait, async_nats::connect(server.url()))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let js = jetstream::new(client);
+    let create = |name: &str, subject: &str, storage| stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        storage,
+        ..Default::default()
+    };
+    js.create_stream(create("ORDERS", "orders.>", stream::StorageType::File))
+        .await
+        .expect("create ORDERS");
+    js.create_stream(create("MEM", "mem.>", stream::StorageType::Memory)).await.expect("MEM");
+    for subject in ORDERS {
+        js.publish(subject, "hello".into()).await.expect("publish").await.expect("puback");
+    }
+    js.publish("mem.1", MEM_PAYLOAD.into()).await.expect("publish").await.expect("puback");
+    let orders = js.get_stream("ORDERS").await.expect("ORDERS info");
+    let consumer = orders
+        .create_consumer(pull::Config { durable_name: Some("C1".into()), ..Default::default() })
+        .await
+        .expect("create C1");
+    let mut batch = consumer.fetch().max_messages(1).messages().await.expect("fetch");
+    let msg = tokio::time::timeout(wait, batch.next())
+        .await
+        .expect("a message in time")
+        .expect("one message")
+        .expect("message");
+    // Waits for the server's confirmation, so the ack floor has moved before /jsz is read.
+    msg.double_ack().await.expect("ack confirmed");
+    assert!(js.get_stream("NOPE").await.is_err(), "no stream NOPE");
+}
+
+/// The value at a `/`-separated path (`account_details/0/stream_detail`).
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v.pointer(&format!("/{path}")).unwrap_or(&Value::Null)
+}
+
+fn stream_named<'a>(jsz: &'a Value, name: &str) -> &'a Value {
+    at(jsz, "account_details/0/stream_detail")
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no stream {name} in {jsz}"))
+}
+
+#[tokio::test]
+async fn jsz_matches_the_reference_for_the_same_jetstream_traffic() {
+    let fjord = JetStreamServer::start(&ServerBinary::fjord());
+    let reference = JetStreamServer::start(&ServerBinary::reference());
+    let mut views = Vec::new();
+    for s in [&fjord, &reference] {
+        drive_jetstream(&s.monitored.server).await;
+        let jsons: Vec<Value> = JSZ_VIEWS.iter().map(|v| s.monitored.json(v)).collect();
+        views.push(jsons);
+    }
+    let (fj, rf) = (&views[0], &views[1]);
+
+    let mut problems = Vec::new();
+    for (i, view) in JSZ_VIEWS.iter().enumerate() {
+        // Every view shares the `/jsz` entries of the allowed-difference lists.
+        let _ = view;
+        problems.extend(key_differences("/jsz", &fj[i], &rf[i]));
+    }
+    assert!(problems.is_empty(), "unexplained key differences:\n{}", problems.join("\n"));
+
+    for (i, view) in JSZ_VIEWS.iter().enumerate() {
+        for key in ["streams", "consumers", "messages", "accounts", "total", "ha_assets"] {
+            assert_eq!(fj[i][key], rf[i][key], "{view} {key}");
+        }
+        for key in ["api/total", "api/errors", "config/max_memory", "config/max_storage"] {
+            assert_eq!(at(&fj[i], key), at(&rf[i], key), "{view} {key}");
+        }
+        for (name, s, json) in [("fjord", &fjord, &fj[i]), ("reference", &reference, &rf[i])] {
+            // Each reports its own store directory (the two servers must not share one).
+            let dir = s.store_dir.join("jetstream");
+            assert_eq!(json["config"]["store_dir"], dir.display().to_string(), "{name} {view}");
+            assert_eq!(json["server_id"].as_str().map(str::len), Some(56), "{name} server_id");
+        }
+    }
+    // Sizes: fjord counts a message's subject, headers and payload; nats-server adds its own
+    // per-record storage overhead (16 bytes in memory, 30 or so on disk, from its record
+    // layout), so its figures are larger by a layout-dependent amount. Fjord's are checked
+    // exactly, the reference's as "at least the same content".
+    let orders_bytes = ORDERS.iter().map(|s| s.len() + "hello".len()).sum::<usize>() as u64;
+    let mem_bytes = ("mem.1".len() + MEM_PAYLOAD.len()) as u64;
+    for (i, view) in JSZ_VIEWS.iter().enumerate() {
+        let got = ["memory", "storage", "bytes"].map(|k| fj[i][k].as_u64());
+        let want = [mem_bytes, orders_bytes, mem_bytes + orders_bytes].map(Some);
+        assert_eq!(got, want, "fjord {view} sizes");
+        for key in ["memory", "storage", "bytes"] {
+            assert!(rf[i][key].as_u64() >= fj[i][key].as_u64(), "{view} reference {key}");
+        }
+    }
+    assert_eq!(fj[0]["streams"], 2);
+    assert_eq!(fj[0]["consumers"], 1);
+    assert_eq!(fj[0]["messages"], 4);
+    assert_eq!(at(&fj[0], "api/errors"), 1);
+
+    // The account detail: one global account with the same API counters.
+    for i in 1..JSZ_VIEWS.len() {
+        let (f, r) = (at(&fj[i], "account_details/0"), at(&rf[i], "account_details/0"));
+        for key in ["name", "id", "reserved_memory", "reserved_storage", "api"] {
+            assert_eq!(f[key], r[key], "{} account_details[0].{key}", JSZ_VIEWS[i]);
+        }
+    }
+    assert_eq!(at(&fj[1], "account_details/0/name"), "$G");
+
+    // Per stream and per consumer, with and without config.
+    for i in [2, 3] {
+        for name in ["ORDERS", "MEM"] {
+            let (f, r) = (stream_named(&fj[i], name), stream_named(&rf[i], name));
+            for key in ["messages", "first_seq", "last_seq", "num_subjects", "consumer_count"] {
+                assert_eq!(f["state"][key], r["state"][key], "{} {name}.state.{key}", JSZ_VIEWS[i]);
+            }
+            // As the totals above: the reference adds its record overhead.
+            assert!(r["state"]["bytes"].as_u64() > f["state"]["bytes"].as_u64(), "{name} bytes");
+            let want = if name == "MEM" { mem_bytes } else { orders_bytes };
+            assert_eq!(f["state"]["bytes"].as_u64(), Some(want), "fjord {name} bytes");
+            assert_eq!(f.get("config").is_some(), i == 3, "config only on request");
+            if i == 3 {
+                for key in ["name", "subjects", "retention", "storage", "max_msgs", "discard"] {
+                    assert_eq!(f["config"][key], r["config"][key], "{name}.config.{key}");
+                }
+            }
+        }
+    }
+    assert!(stream_named(&fj[2], "ORDERS").get("consumer_detail").is_none());
+    let (f, r) = (
+        &stream_named(&fj[3], "ORDERS")["consumer_detail"][0],
+        &stream_named(&rf[3], "ORDERS")["consumer_detail"][0],
+    );
+    for key in [
+        "stream_name",
+        "name",
+        "delivered/consumer_seq",
+        "delivered/stream_seq",
+        "ack_floor/consumer_seq",
+        "ack_floor/stream_seq",
+        "num_ack_pending",
+        "num_redelivered",
+        "num_waiting",
+        "num_pending",
+    ] {
+        assert_eq!(at(f, key), at(r, key), "consumer C1.{key}");
+    }
+    for key in ["durable_name", "ack_policy", "deliver_policy", "ack_wait", "max_deliver"] {
+        assert_eq!(f["config"][key], r["config"][key], "consumer C1.config.{key}");
+    }
+    assert_eq!(f["delivered"]["stream_seq"], 1);
+    assert_eq!(f["ack_floor"]["stream_seq"], 1);
+    assert_eq!(f["num_pending"], 2);
 }

@@ -479,6 +479,22 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
     }
 
+    /// What the monitoring port's `/jsz` shows, read in one go: `account` is the account
+    /// totals as `$JS.API.INFO` reports them; `streams` each stream's info (name order) with
+    /// its consumers' infos (name order) under `consumers`. Reading it counts no API request.
+    pub fn monitor_view(&self) -> Value {
+        let streams: Vec<Value> = self
+            .streams
+            .values()
+            .map(|s| {
+                let consumers: Vec<Value> =
+                    s.consumers.values().map(|c| Self::consumer_info_value(s, c)).collect();
+                json!({"info": self.stream_info(s, None), "consumers": consumers})
+            })
+            .collect();
+        json!({"account": self.account_info(), "streams": streams})
+    }
+
     fn account_info(&self) -> Value {
         let storage: u64 = self
             .streams

@@ -28,13 +28,16 @@ const LARGE_PAYLOAD: usize = 8 * 1024 * 1024;
 const UNSUPPORTED_TOP: &[&str] = &[
     "client_advertise",
     "trace_verbose",
+    "trace_headers",
     "log_size_limit",
+    "logfile_size_limit",
     "log_max_num",
+    "logfile_max_num",
+    "default_sentinel",
+    "resolver_pinned_accounts",
+    "no_fast_producer_stall",
     "syslog",
     "remote_syslog",
-    "https",
-    "https_port",
-    "http_base_path",
     "max_sub_tokens",
     "max_subscription_tokens",
     "write_deadline",
@@ -90,7 +93,11 @@ const UNSUPPORTED_JETSTREAM: &[&str] = &[
     "sync",
     "domain",
     "key",
+    "ek",
+    "encryption_key",
     "prev_key",
+    "prev_ek",
+    "prev_encryption_key",
     "cipher",
     "limits",
     "unique_tag",
@@ -113,6 +120,7 @@ const UNSUPPORTED_TLS: &[&str] = &[
     "verify_and_map",
     "verify_cert_and_check_known_urls",
     "insecure",
+    "allow_insecure_cipher_suites",
     "cipher_suites",
     "curve_preferences",
     "pinned_certs",
@@ -124,6 +132,7 @@ const UNSUPPORTED_TLS: &[&str] = &[
     "ca_certs_match",
     "ocsp_peer",
     "certs",
+    "certificates",
     "connection_rate_limit",
 ];
 
@@ -404,6 +413,14 @@ impl Applier {
                     }
                     self.opts.http_port = Some(port);
                 }
+                "https" | "https_port" => {
+                    let (host, port) = host_port(entry)?;
+                    if host.is_some() {
+                        self.opts.http_host = host;
+                    }
+                    self.opts.https_port = Some(port);
+                }
+                "http_base_path" => self.opts.http_base_path = string(entry)?.to_string(),
                 "max_control_line" => {
                     let default = CoreConfig::default().max_control_line;
                     self.core().max_control_line = size(entry, default, MAX_CONTROL_LINE_LIMIT)?;
@@ -604,9 +621,13 @@ impl Applier {
                     auth.users = self.users(e)?;
                     users_at = Some(e);
                 }
-                "default_permissions" => auth.default_permissions = Some(permissions(e)?),
+                "default_permissions" | "default_permission" => {
+                    auth.default_permissions = Some(permissions(e)?)
+                }
                 "permissions" => single_user_permissions = Some((permissions(e)?, e)),
-                "auth_callout" => self.unsupported(e, "authorization"),
+                "auth_callout" | "auth_hook" | "proxy_required" => {
+                    self.unsupported(e, "authorization")
+                }
                 _ if e.used_as_variable => {}
                 _ => return Err(unknown(e, " in authorization")),
             }
@@ -891,6 +912,10 @@ mod tests {
         let o = ok("http: \"127.0.0.1:8224\"");
         assert_eq!((o.http_host.as_deref(), o.http_port), (Some("127.0.0.1"), Some(8224)));
         assert_eq!(ok("http: 8225").http_port, Some(8225));
+        let o = ok("https: \"127.0.0.1:8226\"\nhttp_base_path: /nats");
+        assert_eq!((o.http_host.as_deref(), o.https_port), (Some("127.0.0.1"), Some(8226)));
+        assert_eq!((o.http_port, o.http_base_path.as_str()), (None, "/nats"));
+        assert_eq!(ok("https_port: 8227").https_port, Some(8227));
         fails("http: \"1.2.3.4\"", 1, 1, "could not parse address");
     }
 
@@ -1002,6 +1027,22 @@ mod tests {
         assert_eq!(o.unsupported_keys, vec!["jetstream.domain", "jetstream.sync_interval"]);
         assert_eq!(warnings.len(), 2);
         fails("jetstream: foo", 1, 1, "'enabled' or 'disabled'");
+        // Keys (and aliases) nats-server 2.15.1 accepts (checked with its `-t`): warnings.
+        let (o, _) = run("trace_headers: true\nno_fast_producer_stall: true\n\
+                          jetstream { ek: \"k\", prev_encryption_key: \"p\" }\n\
+                          authorization { proxy_required: true, default_permission: {} }")
+        .unwrap();
+        assert_eq!(
+            o.unsupported_keys,
+            vec![
+                "trace_headers",
+                "no_fast_producer_stall",
+                "jetstream.ek",
+                "jetstream.prev_encryption_key",
+                "authorization.proxy_required"
+            ]
+        );
+        assert!(o.core.auth.default_permissions.is_some(), "default_permission is an alias");
         fails("jetstream {\n  foo: 1\n}", 2, 3, "unknown field \"foo\"");
         fails("jetstream { max_memory_store: \"lots\" }", 1, 13, "not a size");
     }

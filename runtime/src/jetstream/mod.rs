@@ -68,7 +68,11 @@ pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
         shared.shutdown.child_token(),
     ));
     handle.takes_headers.store(true, Ordering::Relaxed);
+    let (view_tx, views) = tokio::sync::mpsc::unbounded_channel();
+    // Set once: JetStream starts once per process.
+    let _ = shared.jetstream_views.set(view_tx);
     let mut actor = Actor {
+        views,
         shared: shared.clone(),
         handle,
         manager,
@@ -101,7 +105,13 @@ fn now(shared: &Shared) -> Now {
     Now { mono: shared.now(), wall }
 }
 
+/// A monitoring request for the manager's view (`Manager::monitor_view`), answered by the
+/// actor between batches: the manager lives on the actor's thread only.
+pub type ViewRequest = tokio::sync::oneshot::Sender<serde_json::Value>;
+
 struct Actor {
+    /// `/jsz` requests.
+    views: tokio::sync::mpsc::UnboundedReceiver<ViewRequest>,
     shared: Arc<Shared>,
     handle: Arc<ClientHandle>,
     manager: Manager<FsDisk>,
@@ -126,6 +136,10 @@ impl Actor {
                     bytes.clear();
                     spare = bytes;
                     self.commit(now);
+                    // Under constant load the loop never idles; answer monitoring here too.
+                    while let Ok(reply) = self.views.try_recv() {
+                        let _ = reply.send(self.manager.monitor_view());
+                    }
                 }
                 Drain::Idle => {
                     let wake = self
@@ -137,6 +151,9 @@ impl Actor {
                         + if awaiting { INTEREST_POLL } else { IDLE_TICK };
                     tokio::select! {
                         _ = self.handle.outbound.wait() => {}
+                        Some(reply) = self.views.recv() => {
+                            let _ = reply.send(self.manager.monitor_view());
+                        }
                         _ = tokio::time::sleep_until(wake.min(idle)) => {
                             let due = tokio::time::Instant::now() >= wake
                                 || !awaiting

@@ -5,6 +5,7 @@ pub mod closed;
 pub mod connz;
 pub mod format;
 pub mod healthz;
+pub mod jsz;
 pub mod process;
 pub mod query;
 pub mod routez;
@@ -25,6 +26,10 @@ pub struct Monitor {
     /// The address actually bound (after `-m -1` picked a port), as `/varz` reports it.
     pub http_host: String,
     pub http_port: u16,
+    /// The bound port when monitoring is served over TLS (`https_port`); then `http_port` is 0.
+    pub https_port: u16,
+    /// `http_base_path`, normalized: every endpoint lives under it.
+    pub base_path: String,
     pub cpu: process::CpuSampler,
     /// Requests served per path (`/varz`'s `http_req_stats`).
     pub requests: Mutex<BTreeMap<String, u64>>,

@@ -58,8 +58,8 @@ async fn counters_and_connections_after_known_traffic() {
     assert!(varz["uptime"].as_str().unwrap().ends_with('s'));
     assert!(is_rfc3339(varz["start"].as_str().unwrap()), "{}", varz["start"]);
     assert!(is_rfc3339(varz["now"].as_str().unwrap()));
-    // The /varz request itself is counted once it has been served.
-    assert_eq!(srv.json("/varz")["http_req_stats"]["/varz"], 1);
+    // Each /varz request counts itself, as in nats-server 2.15.1 (its first /varz shows 1).
+    assert_eq!(srv.json("/varz")["http_req_stats"]["/varz"], 2);
 
     let connz = srv.json("/connz");
     assert_eq!(connz["num_connections"], 2);
@@ -179,4 +179,77 @@ fn connz_auth_shows_the_authorized_user() {
     let conn = &auth["connections"][0];
     assert_eq!(conn["authorized_user"], "u");
     assert_eq!(conn["subscriptions_list_detail"][0]["account"], "$G");
+}
+
+#[test]
+fn jsz_without_jetstream_says_disabled_and_refuses_bad_flags() {
+    let srv = Fjord::start(&["-p", "-1", "-a", "127.0.0.1", "-m", "-1"]);
+    let jsz = srv.json("/jsz");
+    assert_eq!(jsz["disabled"], true, "{jsz}");
+    assert_eq!(jsz["config"], serde_json::json!({"max_memory": 0, "max_storage": 0}));
+    assert_eq!((jsz["streams"].as_u64(), jsz["total"].as_u64()), (Some(0), Some(0)));
+    assert!(jsz.get("account_details").is_none());
+    let (status, body) = srv.http_get("/jsz?streams=nope");
+    assert_eq!(status, 400);
+    assert!(body.contains("Error decoding boolean for 'streams'"), "{body}");
+    let (status, _) = srv.http_get("/jsz?leader-only=true");
+    assert_eq!(status, 400, "a server without JetStream leads nothing");
+}
+
+#[test]
+fn jsz_with_jetstream_reports_streams_on_request() {
+    let dir = crate::harness::temp_dir("jsz");
+    let srv = Fjord::start(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "-m",
+        "-1",
+        "-js",
+        "-sd",
+        dir.to_str().unwrap(),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(srv.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "S".into(),
+            subjects: vec!["s.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("s.1", Bytes::from_static(b"abc")).await.unwrap().await.unwrap();
+    });
+    let jsz = srv.json("/jsz");
+    assert_eq!((jsz["streams"].as_u64(), jsz["messages"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(jsz["api"]["total"], 1, "the stream create; /jsz itself is no API call");
+    assert_eq!(jsz["config"]["store_dir"], dir.join("jetstream").display().to_string());
+    assert!(jsz.get("account_details").is_none());
+    let detail = srv.json("/jsz?streams=true");
+    let stream = &detail["account_details"][0]["stream_detail"][0];
+    assert_eq!(stream["name"], "S");
+    assert_eq!(stream["state"]["last_seq"], 1);
+    assert_eq!(srv.json("/varz")["http_req_stats"]["/jsz"], 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn http_base_path_moves_every_endpoint() {
+    let dir = crate::harness::temp_dir("base-path");
+    let conf = dir.join("fjord.conf");
+    crate::harness::write(
+        &conf,
+        "port: -1\nhost: 127.0.0.1\nhttp_port: -1\nhttp_base_path: /ops/nats\n",
+    );
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    for endpoint in ["varz", "connz", "subsz", "routez", "jsz", "healthz"] {
+        let (status, body) = srv.http_get(&format!("/ops/nats/{endpoint}"));
+        assert_eq!(status, 200, "/ops/nats/{endpoint}: {body}");
+        assert_eq!(srv.http_get(&format!("/{endpoint}")).0, 404, "/{endpoint} is not served");
+    }
+    let varz = srv.json("/ops/nats/varz");
+    assert_eq!(varz["http_base_path"], "/ops/nats");
 }

@@ -209,3 +209,119 @@ async fn reload_swaps_certificates_without_dropping_connections() {
     round_trip(&before).await;
     assert!(connect(old.ca.clone()).await.is_err(), "the old certificate is no longer served");
 }
+
+/// GET over HTTPS with hyper's HTTP/1 client, trusting `ca` and presenting no client
+/// certificate: (status, body).
+async fn https_get(port: u16, ca: &Path, path: &str) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+    let pem = std::fs::read(ca).map_err(|e| e.to_string())?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp =
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test]
+async fn https_monitoring_under_a_base_path_with_the_tls_certificate() {
+    let dir = temp_dir("https-monitor");
+    let certs = make_certs(&dir);
+    let conf = dir.join("fjord.conf");
+    // `verify` asks clients of the NATS port for certificates; the monitoring port does not.
+    write(
+        &conf,
+        &format!(
+            "port: -1\nhost: 127.0.0.1\nhttps_port: -1\nhttp_base_path: \"nats/\"\n\
+             tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+            certs.server_cert.display(),
+            certs.server_key.display(),
+            certs.ca.display()
+        ),
+    );
+    let srv = Fjord::start(&["-c", conf.to_str().unwrap()]);
+    let line = srv.wait_for_log("Starting https monitor on 127.0.0.1:");
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+
+    let (status, body) = https_get(port, &certs.ca, "/nats/varz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let varz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(varz["https_port"], port, "{varz}");
+    assert_eq!(varz["http_port"], 0);
+    assert_eq!(varz["http_base_path"], "nats/", "as configured, like nats-server");
+    assert_eq!(https_get(port, &certs.ca, "/nats/healthz").await.unwrap().0, 200);
+    let (status, index) = https_get(port, &certs.ca, "/nats").await.unwrap();
+    assert!(status == 200 && index.contains("varz"), "{status} {index}");
+    // Outside the base path there is nothing.
+    assert_eq!(https_get(port, &certs.ca, "/varz").await.unwrap().0, 404);
+    assert_eq!(https_get(port, &certs.ca, "/nats/").await.unwrap().0, 404);
+    // Only the base path's endpoints count in http_req_stats, under their own names.
+    let (_, body) = https_get(port, &certs.ca, "/nats/varz").await.unwrap();
+    let varz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(varz["http_req_stats"]["/varz"], 2, "counts itself: {}", varz["http_req_stats"]);
+    assert_eq!(varz["http_req_stats"]["/"], 1, "{}", varz["http_req_stats"]);
+
+    // Plain HTTP on the HTTPS port gets no monitoring answer.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain.write_all(b"GET /nats/varz HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("server_id"), "plain text answered");
+}
+
+#[test]
+fn https_monitoring_needs_a_certificate_and_excludes_http() {
+    let dir = temp_dir("https-refused");
+    let run = |args: &[&str]| {
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_fjord")).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = run(&["-p", "-1", "-a", "127.0.0.1", "-ms", "-1"]);
+    assert!(!ok && stderr.contains("TLS cert and key required for HTTPS"), "{stderr}");
+    let certs = make_certs(&dir);
+    let (ok, stderr) = run(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "--tls",
+        "--tlscert",
+        certs.server_cert.to_str().unwrap(),
+        "--tlskey",
+        certs.server_key.to_str().unwrap(),
+        "-m",
+        "-1",
+        "--https_port=-1",
+    ]);
+    assert!(
+        !ok && stderr.contains("can't specify both HTTP (-1) and HTTPs (-1) ports"),
+        "{stderr}"
+    );
+}
