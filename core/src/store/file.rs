@@ -742,9 +742,10 @@ impl<D: Disk> Engine<FileLog<D>> {
                     // Framing lost: find the next record whose both checksums hold.
                     let next =
                         (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok());
-                    if let Some(seq) =
-                        next.and_then(|n| torn_message_header(&data[off..n], self.last_seq))
-                    {
+                    // The region runs to the next good record, or to the block's end: an
+                    // erase of a block's last message can tear there too (seed 73).
+                    let region = &data[off..next.unwrap_or(data.len())];
+                    if let Some(seq) = torn_message_header(region, self.last_seq) {
                         // One message record whose header failed, framing intact: name exactly
                         // that sequence (a tombstone replayed later withdraws it).
                         self.damaged_record(seq, Kind::Msg);
