@@ -32,6 +32,15 @@ pub struct Entry {
     pub data: Vec<u8>,
 }
 
+/// The state machine's state through `index` (the entry at `index` has `term`), standing in
+/// for the log up to there. `data` is the state machine's own encoding; Raft never looks in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub index: u64,
+    pub term: u64,
+    pub data: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// "Would you vote for me in `term`?" Asked before a real election so that a node cut off
@@ -74,6 +83,13 @@ pub enum Body {
         index: u64,
         faulty: bool,
     },
+    /// InstallSnapshot (§7): the follower needs entries the leader has compacted away. Sent
+    /// whole (the simulator's and the stream layer's states are small; chunking can come with
+    /// a wire encoding). Answered with an `AppendResp` through `snapshot.index`, sent only once
+    /// the snapshot is durable.
+    Snapshot {
+        snapshot: Snapshot,
+    },
     /// Leadership transfer: the leader tells an up-to-date follower to start an election now.
     TimeoutNow,
 }
@@ -96,6 +112,7 @@ impl Message {
             Body::VoteResp { .. } => "VoteResp",
             Body::Append { .. } => "Append",
             Body::AppendResp { .. } => "AppendResp",
+            Body::Snapshot { .. } => "Snapshot",
             Body::TimeoutNow => "TimeoutNow",
         }
     }

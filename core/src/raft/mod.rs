@@ -6,7 +6,12 @@
 //! metadata through `Disk`, recovery), [`ready`] (the batch the driver works through, and the
 //! state machine interface), [`node`] (the protocol).
 //!
-//! Not yet here (issue 6): snapshots and log compaction, membership changes, a leader
+//! Snapshots: the driver takes one from its state machine at an applied index, makes it durable
+//! with `Storage::install_snapshot` (which then drops the WAL in front of it) and hands it to
+//! `RaftNode::compact`; a follower whose next entry the leader has compacted away gets the
+//! snapshot in a message and the driver installs it from `Ready::snapshot`.
+//!
+//! Not yet here (issue 6): membership changes, a leader
 //! repairing its own faulty entry from peers (a node with a faulty entry does not campaign
 //! instead), and a wire encoding of messages.
 
@@ -20,7 +25,7 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use message::{Body, Entry, EntryKind, Message, NodeId};
-pub use node::{Config, Mutations, ProposeError, RaftNode, Role};
+pub use message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+pub use node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 pub use ready::{Ready, StateMachine};
 pub use storage::{HardState, Recovered, Storage, StorageMutations};

@@ -5,7 +5,8 @@
 //! - `tick(now)`: time passed; call it at (or after) `poll_timeout()`;
 //! - `propose(now, data)`: a client's command, accepted only by the leader;
 //! - `transfer_leadership(now, to)`, `step_down(now)`;
-//! - `on_persisted(now, number)`: the driver's sync covered `Ready` number `number`.
+//! - `on_persisted(now, number)`: the driver's sync covered `Ready` number `number`;
+//! - `compact(snapshot)`: the driver made a snapshot of its state machine durable.
 //!
 //! Outputs: `has_ready()` / `ready()` (see [`Ready`] for the order the driver works through
 //! it) and `poll_timeout()`. Drain `ready()` after every input until `has_ready()` is false.
@@ -28,7 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::log::{AppendError, RaftLog};
-use super::message::{Body, Entry, EntryKind, Message, NodeId};
+use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
 use super::progress::Progress;
 use super::ready::Ready;
 use super::storage::{HardState, Recovered, LOST_SUFFIX};
@@ -89,6 +90,15 @@ pub enum Role {
     Leader,
 }
 
+/// Why `compact` did not take a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompactError {
+    /// The snapshot's index is not above the current one or not yet applied here.
+    OutOfRange { index: u64, offset: u64, applied: u64 },
+    /// The log's entry at the snapshot's index has another term: it is not this log's state.
+    WrongTerm { index: u64, term: u64, log_term: Option<u64> },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposeError {
     /// Only the leader takes proposals; `leader` is who this node believes leads, if anyone.
@@ -116,6 +126,14 @@ pub struct Alarms {
     pub malformed: u64,
 }
 
+/// Counters of ordinary events worth seeing in statistics.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
+    pub compactions: u64,
+}
+
 pub struct RaftNode {
     cfg: Config,
     quorum: usize,
@@ -125,6 +143,11 @@ pub struct RaftNode {
     fence: u8,
     leader: Option<NodeId>,
     log: RaftLog,
+    /// The newest snapshot (its index is the log's offset): what a follower behind the
+    /// offset is sent.
+    snapshot: Option<Snapshot>,
+    /// A snapshot from the leader for the next `Ready`, and whether the log after it stayed.
+    snapshot_out: Option<(Snapshot, bool)>,
     rng: ChaCha8Rng,
     election_deadline: Instant,
     heartbeat_deadline: Instant,
@@ -157,6 +180,7 @@ pub struct RaftNode {
     next_ready: u64,
     persisted: u64,
     pub alarms: Alarms,
+    pub counters: Counters,
 }
 
 impl RaftNode {
@@ -170,6 +194,8 @@ impl RaftNode {
         peers.dedup();
         let cfg = Config { peers, ..cfg };
         let hs = recovered.hard_state;
+        let (offset, offset_term) =
+            recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let mut node = RaftNode {
             quorum: cfg.peers.len() / 2 + 1,
             cfg,
@@ -178,7 +204,9 @@ impl RaftNode {
             vote: hs.vote,
             fence: hs.fence,
             leader: None,
-            log: RaftLog::restored(recovered.entries, recovered.report.faulty),
+            log: RaftLog::restored(offset, offset_term, recovered.entries, recovered.report.faulty),
+            snapshot: recovered.snapshot,
+            snapshot_out: None,
             rng,
             election_deadline: now,
             heartbeat_deadline: now,
@@ -199,6 +227,7 @@ impl RaftNode {
             next_ready: 1,
             persisted: 0,
             alarms: Alarms::default(),
+            counters: Counters::default(),
         };
         node.reset_election_timer(now);
         node
@@ -232,6 +261,10 @@ impl RaftNode {
     }
     pub fn is_fenced(&self) -> bool {
         self.fence != 0
+    }
+    /// The newest snapshot this node holds (recovered, taken or installed).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
     /// Leader only: the index each peer is known to hold durably.
     pub fn matched(&self, peer: NodeId) -> Option<u64> {
@@ -331,6 +364,28 @@ impl RaftNode {
         Ok((index, self.term))
     }
 
+    /// The driver's state machine snapshot through `snapshot.index` (applied here) is durable
+    /// (`Storage::install_snapshot`): the log in front of it may go (§7). The snapshot is kept
+    /// to send to followers that need entries compacted away.
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        let (offset, applied) = (self.log.offset(), self.log.applied());
+        if snapshot.index <= offset || snapshot.index > applied {
+            return Err(CompactError::OutOfRange { index: snapshot.index, offset, applied });
+        }
+        let log_term = self.log.term(snapshot.index);
+        if log_term != Some(snapshot.term) {
+            return Err(CompactError::WrongTerm {
+                index: snapshot.index,
+                term: snapshot.term,
+                log_term,
+            });
+        }
+        self.log.compact(snapshot.index);
+        self.snapshot = Some(snapshot);
+        self.counters.compactions += 1;
+        Ok(())
+    }
+
     /// Leader: hand leadership to `to` once it is up to date (Raft thesis §3.10).
     pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) {
         if self.role != Role::Leader || to == self.cfg.id || !self.progress.contains_key(&to) {
@@ -361,7 +416,7 @@ impl RaftNode {
                 // A node that hears from its leader ignores elections (the leader lease),
                 // unless the leader itself asked for one.
                 Body::Vote { transfer: false, .. } if lease => return,
-                Body::Append { .. } | Body::TimeoutNow => {
+                Body::Append { .. } | Body::Snapshot { .. } | Body::TimeoutNow => {
                     self.become_follower(now, m.term, Some(m.from))
                 }
                 _ => self.become_follower(now, m.term, None),
@@ -370,6 +425,9 @@ impl RaftNode {
             // Tell a stale sender the current term so it steps down; nothing else.
             let reply = match m.body {
                 Body::Append { .. } => {
+                    Some(Body::AppendResp { success: false, index: 0, faulty: false })
+                }
+                Body::Snapshot { .. } => {
                     Some(Body::AppendResp { success: false, index: 0, faulty: false })
                 }
                 Body::PreVote { .. } => Some(Body::PreVoteResp { granted: false }),
@@ -396,6 +454,7 @@ impl RaftNode {
             Body::AppendResp { success, index, faulty } => {
                 self.on_append_resp(now, m.from, success, index, faulty)
             }
+            Body::Snapshot { snapshot } => self.on_snapshot(now, m.from, snapshot),
             Body::TimeoutNow => {
                 if self.leader == Some(m.from) && self.role == Role::Follower && self.may_campaign()
                 {
@@ -634,6 +693,48 @@ impl RaftNode {
         }
     }
 
+    /// InstallSnapshot receiver (§7). A snapshot at or below what we applied tells us nothing
+    /// new: answer with what we hold durably and verified (applied entries are all three).
+    /// Otherwise install it, even below our commit point (a faulty or unsynced entry may be
+    /// holding the apply point back, and the snapshot repairs it); the acknowledgement
+    /// leaves once it is durable.
+    fn on_snapshot(&mut self, now: Instant, from: NodeId, snapshot: Snapshot) {
+        if self.role == Role::Leader {
+            self.alarms.malformed += 1;
+            return;
+        }
+        if snapshot.index == 0 || snapshot.term > self.term {
+            self.alarms.malformed += 1;
+            return;
+        }
+        self.role = Role::Follower;
+        self.leader = Some(from);
+        self.leader_seen = Some(now);
+        self.reset_election_timer(now);
+        if snapshot.index <= self.log.applied() {
+            let index = self.log.applied();
+            self.send(from, Body::AppendResp { success: true, index, faulty: false });
+            return;
+        }
+        if snapshot.index <= self.log.commit()
+            && self.log.term(snapshot.index) != Some(snapshot.term)
+        {
+            // A committed entry with another identity: never from a correct leader.
+            self.alarms.conflicts_with_committed += 1;
+            return;
+        }
+        let (index, term) = (snapshot.index, snapshot.term);
+        let keep = self.log.install_snapshot(index, term);
+        self.counters.snapshots_installed += 1;
+        self.snapshot = Some(snapshot.clone());
+        self.snapshot_out = Some((snapshot, keep));
+        let body = Body::AppendResp { success: true, index, faulty: false };
+        self.hold(
+            Message { from: self.cfg.id, to: from, term: self.term, body },
+            Some((index, term)),
+        );
+    }
+
     fn on_append_resp(
         &mut self,
         now: Instant,
@@ -648,6 +749,7 @@ impl RaftNode {
         let last = self.log.last_index();
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.last_heard = now;
+        p.snapshot_sent = false;
         if index > last {
             // Acknowledging entries this leader never had: forged or from another life.
             self.alarms.malformed += 1;
@@ -689,7 +791,20 @@ impl RaftNode {
         let Some(p) = self.progress.get_mut(&peer) else { return };
         p.next = p.next.clamp(1, last + 1);
         let prev_index = p.next - 1;
-        let Some(prev_term) = self.log.term(prev_index) else { return };
+        let Some(prev_term) = self.log.term(prev_index) else {
+            // The entries it needs are compacted away: send the snapshot instead (§7). Once
+            // per heartbeat at most (the heartbeat resets `next` to resend a lost one).
+            if p.snapshot_sent && !heartbeat {
+                return;
+            }
+            let Some(snapshot) = self.snapshot.clone() else { return };
+            p.snapshot_sent = true;
+            p.next = snapshot.index + 1;
+            self.counters.snapshots_sent += 1;
+            let body = Body::Snapshot { snapshot };
+            self.outbox.push(Message { from: self.cfg.id, to: peer, term: self.term, body });
+            return;
+        };
         let mut upto = last.min(prev_index + max_batch);
         if p.in_flight() >= window {
             if !heartbeat {
@@ -738,6 +853,7 @@ impl RaftNode {
     pub fn has_ready(&self) -> bool {
         !self.outbox.is_empty()
             || self.hs_dirty
+            || self.snapshot_out.is_some()
             || self.log.has_unstable()
             || self.broadcast_due
             || !self.unnumbered.is_empty()
@@ -755,6 +871,8 @@ impl RaftNode {
         self.next_ready += 1;
         let hard_state =
             if std::mem::take(&mut self.hs_dirty) { Some(self.hard_state()) } else { None };
+        let (snapshot, snapshot_keeps_log) =
+            self.snapshot_out.take().map_or((None, false), |(s, k)| (Some(s), k));
         let entries = self.log.take_unstable();
         self.persisting.push_back((number, self.log.last_index(), self.log.last_term()));
         for (msg, guard) in self.unnumbered.drain(..) {
@@ -763,6 +881,8 @@ impl RaftNode {
         Ready {
             number,
             hard_state,
+            snapshot,
+            snapshot_keeps_log,
             entries,
             messages: std::mem::take(&mut self.outbox),
             committed: self.log.take_committed(),
@@ -818,6 +938,14 @@ impl RaftNode {
     /// Checks the node's invariants; used by tests, the fuzzer and the simulator.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.log.check()?;
+        let snap = self.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        if snap != (self.log.offset(), self.log.offset_term()) {
+            return Err(format!(
+                "snapshot {snap:?} but the log starts after ({}, {})",
+                self.log.offset(),
+                self.log.offset_term()
+            ));
+        }
         if self.log.last_term() > self.term {
             return Err(format!(
                 "log term {} above current term {}",

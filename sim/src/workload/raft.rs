@@ -9,7 +9,8 @@
 //! Faults: message delay (and so reordering), loss, duplication, partitions (a random split,
 //! one node isolated, or a one-way cut); crashes with power loss on `MemDisk` (unsynced
 //! writes lost, torn writes), crashes aimed at the moments elections are decided; whole-cluster
-//! power loss; bit flips at rest on a fixed minority of nodes. The disk is synced in groups:
+//! power loss; bit flips at rest on a fixed minority of nodes (WAL, metadata copies and the
+//! snapshot file). The disk is synced in groups:
 //! writes land at once, a sync follows after a drawn delay and covers every batch written
 //! before it (group commit).
 //!
@@ -18,6 +19,11 @@
 //! entry at the index and term `propose` returned. After the safety phase the faults stop,
 //! every node restarts, and a barrier proposal must commit and every node must apply the same
 //! log within the liveness bound.
+//!
+//! Snapshots: every node compacts its log once it has applied `compact_every` entries past its
+//! last snapshot (drawn per world, often small), so followers that were partitioned or down
+//! fall behind the leader's first index and must be sent a snapshot. The state machine is the
+//! checker's hash chain, and a snapshot is the chain hash at its index.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -26,7 +32,8 @@ use std::time::Duration;
 
 use fjord_core::disk::{FaultConfig, MemDisk};
 use fjord_core::raft::{
-    Body, Config, Message, Mutations, ProposeError, RaftNode, Role, Storage, StorageMutations,
+    Body, Config, Message, Mutations, ProposeError, RaftNode, Role, Snapshot, Storage,
+    StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::Rng;
@@ -79,6 +86,8 @@ pub struct RaftWorld {
     pub heartbeat: Duration,
     pub max_batch: usize,
     pub pre_vote: bool,
+    /// Compact after this many applied entries past the last snapshot (0: never).
+    pub compact_every: u64,
     pub op_gap: Duration,
     pub drift_ppm: Vec<i64>,
     pub canary: Canary,
@@ -124,6 +133,8 @@ impl RaftWorld {
         let drift_ppm = (0..nodes).map(|_| r.random_range(-200..=200)).collect();
         let churn_rate = rate(r, 0.4, 3.0);
         let isolate_new_leader = rate(r, 0.5, 0.5);
+        // Drawn last so that the earlier draws of every seed are unchanged.
+        let compact_every = [0, 1, 3, 8, 8, 32, 128][r.random_range(0..7usize)];
         RaftWorld {
             seed: world.seed,
             nodes,
@@ -150,6 +161,7 @@ impl RaftWorld {
             heartbeat,
             max_batch,
             pre_vote,
+            compact_every,
             op_gap,
             drift_ppm,
             canary: world.canary,
@@ -167,13 +179,14 @@ impl fmt::Display for RaftWorld {
         )?;
         writeln!(
             f,
-            "  raft: election={:?}..{:?} heartbeat={:?} max_batch={} pre_vote={} sync_delay<={:?}",
+            "  raft: election={:?}..{:?} heartbeat={:?} max_batch={} pre_vote={} sync_delay<={:?} compact_every={}",
             self.election_min,
             self.election_max,
             self.heartbeat,
             self.max_batch,
             self.pre_vote,
-            self.sync_delay_max
+            self.sync_delay_max,
+            self.compact_every
         )?;
         writeln!(
             f,
@@ -450,6 +463,11 @@ impl RaftSim {
         if self.failure.is_none() && self.phase != Phase::Done {
             self.failure = Some("the event queue ran dry before the run ended".into());
         }
+        for n in &self.nodes {
+            if let Some(up) = &n.up {
+                Self::harvest(&mut self.checker.stats, &up.raft);
+            }
+        }
         let outcome = Outcome {
             seed: self.w.seed,
             digest: self.digest.finish(),
@@ -465,8 +483,8 @@ impl RaftSim {
         if self.trace {
             let st = &self.checker.stats;
             println!(
-                "raft: proposed {} acked {} committed {} applied {} elections {}",
-                st.proposed, st.acked, st.committed, st.applied, st.elections
+                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {}",
+                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed
             );
         }
         (outcome, self.checker.stats)
@@ -485,6 +503,9 @@ impl RaftSim {
                         }
                         Body::VoteResp { granted } | Body::PreVoteResp { granted } => {
                             format!(" granted={granted}")
+                        }
+                        Body::Snapshot { snapshot } => {
+                            format!(" index={} term={}", snapshot.index, snapshot.term)
                         }
                         _ => String::new(),
                     };
@@ -549,15 +570,24 @@ impl RaftSim {
             );
         }
         let rng = rng::stream(self.w.seed, "raft-node", ((node as u64) << 32) | n.life);
+        let mut applied = Applied::default();
+        if let Some(snap) = &rec.snapshot {
+            if let Err(v) = self.checker.restore(node, &mut applied, snap) {
+                self.fail(v);
+                return;
+            }
+        }
         let raft = RaftNode::new(cfg, rec, rng, now);
-        n.up = Some(Up {
-            raft,
-            storage,
-            unsynced: None,
-            sync_scheduled: false,
-            applied: Applied::default(),
-        });
+        let n = &mut self.nodes[node];
+        n.up = Some(Up { raft, storage, unsynced: None, sync_scheduled: false, applied });
         self.drive(node);
+    }
+
+    /// Adds a node life's counters to the run's statistics.
+    fn harvest(stats: &mut RaftStats, raft: &RaftNode) {
+        stats.compactions += raft.counters.compactions;
+        stats.snapshots_sent += raft.counters.snapshots_sent;
+        stats.snapshots_installed += raft.counters.snapshots_installed;
     }
 
     /// Power loss on one node; it restarts within `restart_max` (`None`: the world's).
@@ -567,12 +597,15 @@ impl RaftSim {
             return;
         }
         self.crashes += 1;
-        n.up = None;
+        if let Some(up) = n.up.take() {
+            Self::harvest(&mut self.checker.stats, &up.raft);
+        }
         n.life += 1;
         n.armed = None;
         n.disk.crash();
         if n.flippable && self.w.bit_flip > 0.0 && self.faults.random_bool(self.w.bit_flip) {
-            let files = ["raft/wal", "raft/wal", "raft/wal", "raft/meta.a", "raft/meta.b"];
+            let files =
+                ["raft/wal", "raft/wal", "raft/wal", "raft/meta.a", "raft/meta.b", "raft/snap"];
             let file = files[self.faults.random_range(0..files.len())];
             // A missing file (never created) has nothing to flip.
             let _ = n.disk.flip_random_bit(file);
@@ -588,6 +621,7 @@ impl RaftSim {
         let now_local = self.local(node);
         let mut outgoing = Vec::new();
         let mut applied_entries = Vec::new();
+        let mut restores = Vec::new();
         let mut schedule_sync = false;
         let mut failed_io = false;
         {
@@ -601,6 +635,18 @@ impl RaftSim {
                         failed_io = true;
                         break;
                     }
+                }
+                if let Some(snap) = &rd.snapshot {
+                    if up
+                        .storage
+                        .install_snapshot(&mut n.disk, snap, rd.snapshot_keeps_log)
+                        .is_err()
+                    {
+                        failed_io = true;
+                        break;
+                    }
+                    // Restored in order with the entries applied in the same pass.
+                    restores.push((applied_entries.len(), snap.clone()));
                 }
                 if up.storage.append(&mut n.disk, &rd.entries).is_err() {
                     failed_io = true;
@@ -642,9 +688,17 @@ impl RaftSim {
         for m in outgoing {
             self.send(m);
         }
-        for e in applied_entries {
-            self.on_apply(node, &e);
+        let mut restores = restores.into_iter().peekable();
+        for (k, e) in applied_entries.iter().enumerate() {
+            while let Some((_, snap)) = restores.next_if(|(at, _)| *at == k) {
+                self.on_restore(node, &snap);
+            }
+            self.on_apply(node, e);
         }
+        for (_, snap) in restores {
+            self.on_restore(node, &snap);
+        }
+        self.maybe_compact(node);
         // Re-arm the timer.
         let n = &mut self.nodes[node];
         let Some(up) = n.up.as_ref() else { return };
@@ -655,6 +709,34 @@ impl RaftSim {
                 let life = n.life;
                 self.push(at, Ev::Timer { node, life });
             }
+        }
+    }
+
+    fn on_restore(&mut self, node: usize, snap: &Snapshot) {
+        let Some(up) = self.nodes[node].up.as_mut() else { return };
+        if let Err(v) = self.checker.restore(node, &mut up.applied, snap) {
+            self.fail(v);
+        }
+    }
+
+    /// Snapshot the state machine and compact once enough was applied past the last one.
+    fn maybe_compact(&mut self, node: usize) {
+        let every = self.w.compact_every;
+        let n = &mut self.nodes[node];
+        let Some(up) = n.up.as_mut() else { return };
+        let index = up.applied.index;
+        if every == 0 || index < up.raft.log().offset() + every || index != up.raft.log().applied()
+        {
+            return;
+        }
+        let Some(term) = up.raft.log().term(index) else { return };
+        let snap = Snapshot { index, term, data: up.applied.snapshot_data() };
+        if up.storage.install_snapshot(&mut n.disk, &snap, true).is_err() {
+            self.fail(Violation(format!("node{node}: snapshot write failed")));
+            return;
+        }
+        if let Err(e) = up.raft.compact(snap) {
+            self.fail(Violation(format!("node{node}: compaction refused: {e:?}")));
         }
     }
 
@@ -1012,7 +1094,9 @@ impl RaftSim {
                 return;
             }
             let commit = up.raft.commit();
-            for index in up.applied.commit + 1..=commit {
+            // Below the snapshot the log names no entries; the snapshot's own is named.
+            let from = (up.applied.commit + 1).max(up.raft.log().offset()).max(1);
+            for index in from..=commit {
                 let term = up.raft.log().term(index);
                 if let Err(v) = self.checker.committed(i, index, term) {
                     self.fail(v);
@@ -1021,7 +1105,8 @@ impl RaftSim {
             }
             if up.raft.role() == Role::Leader {
                 let log = up.raft.log();
-                if let Err(v) = self.checker.leader(i, up.raft.term(), |index| log.term(index)) {
+                let term_at = |index| log.term(index);
+                if let Err(v) = self.checker.leader(i, up.raft.term(), log.offset(), term_at) {
                     self.fail(v);
                     return;
                 }
