@@ -694,7 +694,7 @@ impl RaftNode {
     }
 
     /// InstallSnapshot receiver (§7). A snapshot at or below what we applied tells us nothing
-    /// new: answer with what we hold durably and verified (applied entries are all three).
+    /// new: answer with what we applied (matching the leader, as it is committed; verified).
     /// Otherwise install it, even below our commit point (a faulty or unsynced entry may be
     /// holding the apply point back, and the snapshot repairs it); the acknowledgement
     /// leaves once it is durable.
@@ -712,8 +712,12 @@ impl RaftNode {
         self.leader_seen = Some(now);
         self.reset_election_timer(now);
         if snapshot.index <= self.log.applied() {
+            // Held like any acknowledgement: the apply point may be a snapshot installed a
+            // moment ago and not yet durable.
             let index = self.log.applied();
-            self.send(from, Body::AppendResp { success: true, index, faulty: false });
+            let guard = self.log.term(index).map(|t| (index, t));
+            let body = Body::AppendResp { success: true, index, faulty: false };
+            self.hold(Message { from: self.cfg.id, to: from, term: self.term, body }, guard);
             return;
         }
         if snapshot.index <= self.log.commit()

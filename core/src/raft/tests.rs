@@ -943,15 +943,21 @@ fn install_snapshot_acknowledgement_leaves_only_after_the_snapshot_is_durable() 
     let now = c.now;
     c.node_mut(1).step(now, msg(2, 1, 2, Body::Snapshot { snapshot: snapshot.clone() }));
     let rd = c.node_mut(1).ready();
-    assert_eq!(rd.snapshot, Some(snapshot));
+    assert_eq!(rd.snapshot, Some(snapshot.clone()));
     assert!(!rd.snapshot_keeps_log);
     assert!(rd.must_persist());
     assert!(rd.messages.is_empty(), "acknowledged before the snapshot was written");
-    c.node_mut(1).on_persisted(now, rd.number);
+    // The same snapshot again, before the first is durable: it is "nothing new", and the
+    // answer (through the apply point, now the snapshot's index) waits for durability too.
+    c.node_mut(1).step(now, msg(2, 1, 2, Body::Snapshot { snapshot: snapshot.clone() }));
+    let again = c.node_mut(1).ready();
+    assert!(again.snapshot.is_none());
+    assert!(again.messages.is_empty(), "acknowledged a snapshot that is not yet durable");
+    c.node_mut(1).on_persisted(now, again.number);
     let rd = c.node_mut(1).ready();
     assert_eq!(
         rd.messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
-        vec![Body::AppendResp { success: true, index: 5, faulty: false }]
+        vec![Body::AppendResp { success: true, index: 5, faulty: false }; 2]
     );
 }
 
