@@ -85,7 +85,8 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
                 Some(t) if rng.random_bool(0.6) => t,
                 _ => rng.random_range(0..=term),
             };
-            Body::Snapshot { snapshot: Snapshot { index, term: snap_term, data: vec![1, 2] } }
+            let voters = (1..=rng.random_range(0..4)).collect();
+            Body::Snapshot { snapshot: Snapshot { index, term: snap_term, voters, data: vec![1] } }
         }
         _ => Body::TimeoutNow,
     };
@@ -240,7 +241,7 @@ pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
                         rng.random_range(0..=applied + 2)
                     };
                     let term = node.log().term(index).unwrap_or(0);
-                    let snap = Snapshot { index, term, data: Vec::new() };
+                    let snap = Snapshot { index, term, voters: vec![ME], data: Vec::new() };
                     let ok_point = index > node.log().offset() && index <= applied;
                     match node.compact(snap) {
                         Ok(()) if !ok_point => {

@@ -16,6 +16,9 @@ pub enum EntryKind {
     Noop,
     /// Data for the state machine.
     Normal,
+    /// A new configuration: the voters (`membership::encode_voters`). Takes effect as soon as
+    /// it is in a node's log; the state machine sees it applied like any entry.
+    Config,
     /// This node's copy is corrupt: only the identity `(index, term)` survived recovery. Never
     /// sent, never applied; written back to the WAL as an identity-only record so it stays
     /// faulty across restarts until the leader repairs it.
@@ -38,6 +41,8 @@ pub struct Entry {
 pub struct Snapshot {
     pub index: u64,
     pub term: u64,
+    /// The configuration in effect at `index`.
+    pub voters: Vec<NodeId>,
     pub data: Vec<u8>,
 }
 

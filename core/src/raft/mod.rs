@@ -11,11 +11,14 @@
 //! `RaftNode::compact`; a follower whose next entry the leader has compacted away gets the
 //! snapshot in a message and the driver installs it from `Ready::snapshot`.
 //!
-//! Not yet here (issue 6): membership changes, a leader
+//! Membership: single-server changes through `RaftNode::propose_change` (see [`membership`]).
+//!
+//! Not yet here (issue 6): learners (new voters count at once), a leader
 //! repairing its own faulty entry from peers (a node with a faulty entry does not campaign
 //! instead), and a wire encoding of messages.
 
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod progress;
@@ -25,6 +28,7 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
+pub use membership::ConfChange;
 pub use message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
 pub use node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 pub use ready::{Ready, StateMachine};

@@ -29,6 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::log::{AppendError, RaftLog};
+use super::membership::{encode_voters, ConfChange, Membership};
 use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
 use super::progress::Progress;
 use super::ready::Ready;
@@ -49,7 +50,9 @@ pub struct Mutations {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
-    /// Every voter, this node included.
+    /// The initial voters (this node among them if it is one), used until a snapshot or a
+    /// configuration entry in the log names others. A node joining a running group starts
+    /// with the group's current voters, or none: it never campaigns while not a voter.
     pub peers: Vec<NodeId>,
     /// The election timeout is drawn uniformly from `[election_min, election_max)` each time
     /// it is reset, so that split votes do not repeat (§5.2).
@@ -105,6 +108,14 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     /// A leadership transfer is in progress.
     Transferring,
+    /// Membership: a previous change is not committed yet (one at a time).
+    ChangePending,
+    /// Membership: no entry of this leader's term is committed yet.
+    NotReady,
+    /// Membership: the change would leave no voter.
+    LastVoter,
+    /// Membership: the node already is (add) or is not (remove) a voter.
+    NoChange,
 }
 
 /// A message that may leave only after `Ready` number `after` is durable. `guard`, for an
@@ -136,7 +147,7 @@ pub struct Counters {
 
 pub struct RaftNode {
     cfg: Config,
-    quorum: usize,
+    members: Membership,
     role: Role,
     term: u64,
     vote: Option<NodeId>,
@@ -186,18 +197,11 @@ pub struct RaftNode {
 impl RaftNode {
     /// A node starting from what its storage recovered. `rng` draws election timeouts only.
     pub fn new(cfg: Config, recovered: Recovered, rng: ChaCha8Rng, now: Instant) -> Self {
-        let mut peers = cfg.peers.clone();
-        if !peers.contains(&cfg.id) {
-            peers.push(cfg.id);
-        }
-        peers.sort_unstable();
-        peers.dedup();
-        let cfg = Config { peers, ..cfg };
         let hs = recovered.hard_state;
         let (offset, offset_term) =
             recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let mut node = RaftNode {
-            quorum: cfg.peers.len() / 2 + 1,
+            members: Membership::default(),
             cfg,
             role: Role::Follower,
             term: hs.term,
@@ -205,7 +209,7 @@ impl RaftNode {
             fence: hs.fence,
             leader: None,
             log: RaftLog::restored(offset, offset_term, recovered.entries, recovered.report.faulty),
-            snapshot: recovered.snapshot,
+            snapshot: recovered.snapshot.clone(),
             snapshot_out: None,
             rng,
             election_deadline: now,
@@ -229,6 +233,8 @@ impl RaftNode {
             alarms: Alarms::default(),
             counters: Counters::default(),
         };
+        let base = recovered.snapshot.map_or_else(|| node.cfg.peers.clone(), |s| s.voters);
+        node.members = Membership::new(base, &node.log);
         node.reset_election_timer(now);
         node
     }
@@ -266,6 +272,16 @@ impl RaftNode {
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
     }
+    /// The voters this node acts on: the newest configuration in its log.
+    pub fn voters(&self) -> &[NodeId] {
+        self.members.voters()
+    }
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.members.voters().contains(&id)
+    }
+    fn quorum(&self) -> usize {
+        self.members.voters().len() / 2 + 1
+    }
     /// Leader only: the index each peer is known to hold durably.
     pub fn matched(&self, peer: NodeId) -> Option<u64> {
         self.progress.get(&peer).map(|p| p.matched)
@@ -301,9 +317,10 @@ impl RaftNode {
                     let heard = self
                         .progress
                         .iter()
+                        .filter(|(id, _)| self.is_voter(**id))
                         .filter(|(&id, p)| id == self.cfg.id || now - p.last_heard < window)
                         .count();
-                    if heard < self.quorum {
+                    if heard < self.quorum() {
                         self.become_follower(now, self.term, None);
                         return;
                     }
@@ -367,6 +384,17 @@ impl RaftNode {
     /// The driver's state machine snapshot through `snapshot.index` (applied here) is durable
     /// (`Storage::install_snapshot`): the log in front of it may go (§7). The snapshot is kept
     /// to send to followers that need entries compacted away.
+    /// The snapshot to write for the state machine's `data` at applied index `index`: its
+    /// term and the configuration there come from the log.
+    pub fn prepare_snapshot(&self, index: u64, data: Vec<u8>) -> Result<Snapshot, CompactError> {
+        let (offset, applied) = (self.log.offset(), self.log.applied());
+        if index <= offset || index > applied {
+            return Err(CompactError::OutOfRange { index, offset, applied });
+        }
+        let term = self.log.term(index).unwrap_or(0);
+        Ok(Snapshot { index, term, voters: self.members.at(index), data })
+    }
+
     pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
         let (offset, applied) = (self.log.offset(), self.log.applied());
         if snapshot.index <= offset || snapshot.index > applied {
@@ -381,14 +409,72 @@ impl RaftNode {
             });
         }
         self.log.compact(snapshot.index);
+        self.members.compact(snapshot.index);
         self.snapshot = Some(snapshot);
         self.counters.compactions += 1;
         Ok(())
     }
 
+    /// Leader: propose adding or removing one voter (see [`membership`](super::membership)
+    /// for the rules). Returns the configuration entry's `(index, term)`; the change takes
+    /// effect at once, and is done when that entry commits.
+    pub fn propose_change(
+        &mut self,
+        now: Instant,
+        change: ConfChange,
+    ) -> Result<(u64, u64), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::Transferring);
+        }
+        if self.members.latest_index() > self.log.commit() {
+            return Err(ProposeError::ChangePending);
+        }
+        if self.log.term(self.log.commit()) != Some(self.term) {
+            return Err(ProposeError::NotReady);
+        }
+        let mut voters = self.members.voters().to_vec();
+        match change {
+            ConfChange::AddVoter(id) if !voters.contains(&id) && id != 0 => voters.push(id),
+            ConfChange::RemoveVoter(id) if voters.contains(&id) => {
+                if voters.len() == 1 {
+                    return Err(ProposeError::LastVoter);
+                }
+                voters.retain(|&v| v != id);
+            }
+            _ => return Err(ProposeError::NoChange),
+        }
+        let index = self.log.append_new(self.term, EntryKind::Config, encode_voters(&voters));
+        self.members.rescan(&self.log, index);
+        self.on_config_change(now);
+        self.broadcast_due = true;
+        Ok((index, self.term))
+    }
+
+    /// Leader: track exactly the voters of the newest configuration (and itself).
+    fn on_config_change(&mut self, now: Instant) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let voters = self.members.voters().to_vec();
+        let (me, last) = (self.cfg.id, self.log.last_index());
+        self.progress.retain(|id, _| *id == me || voters.contains(id));
+        for v in voters {
+            self.progress.entry(v).or_insert_with(|| Progress::new(last, now));
+        }
+        // The quorum may have shrunk: what is replicated may now be committed.
+        self.maybe_commit();
+    }
+
     /// Leader: hand leadership to `to` once it is up to date (Raft thesis §3.10).
     pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) {
-        if self.role != Role::Leader || to == self.cfg.id || !self.progress.contains_key(&to) {
+        if self.role != Role::Leader
+            || to == self.cfg.id
+            || !self.progress.contains_key(&to)
+            || !self.is_voter(to)
+        {
             return;
         }
         self.transfer = Some((to, now + self.cfg.election_max));
@@ -403,7 +489,10 @@ impl RaftNode {
     }
 
     pub fn step(&mut self, now: Instant, m: Message) {
-        if m.to != self.cfg.id || m.from == self.cfg.id || !self.cfg.peers.contains(&m.from) {
+        // Senders are not checked against the configuration: a new node hears from a leader
+        // before it knows the configuration that names it, and a node with a stale one
+        // from voters it has not heard of. Only voters' votes are counted.
+        if m.to != self.cfg.id || m.from == self.cfg.id || m.from == 0 {
             self.alarms.malformed += 1;
             return;
         }
@@ -469,7 +558,8 @@ impl RaftNode {
     fn may_campaign(&self) -> bool {
         // A node that cannot vouch for its whole log must not lead: it could not serve the
         // entries it lost, and (lost suffix) its log may look shorter than what it acked.
-        self.fence == 0 && self.log.first_faulty().is_none()
+        // A node outside the configuration is not a voter and never leads.
+        self.fence == 0 && self.log.first_faulty().is_none() && self.is_voter(self.cfg.id)
     }
 
     fn pre_campaign(&mut self, now: Instant) {
@@ -492,7 +582,7 @@ impl RaftNode {
     }
 
     fn try_win_pre_vote(&mut self, now: Instant) -> bool {
-        if self.role == Role::PreCandidate && self.granted() >= self.quorum {
+        if self.role == Role::PreCandidate && self.granted() >= self.quorum() {
             self.campaign(now, false);
             return true;
         }
@@ -517,8 +607,13 @@ impl RaftNode {
         }
     }
 
+    /// Votes granted by voters of the newest configuration.
     fn granted(&self) -> usize {
-        self.votes.values().filter(|&&g| g).count()
+        self.votes.iter().filter(|(id, g)| **g && self.is_voter(**id)).count()
+    }
+
+    fn rejected(&self) -> usize {
+        self.votes.iter().filter(|(id, g)| !**g && self.is_voter(**id)).count()
     }
 
     fn on_pre_vote(&mut self, now: Instant, from: NodeId, term: u64, li: u64, lt: u64) {
@@ -540,11 +635,8 @@ impl RaftNode {
             return;
         }
         self.votes.insert(from, granted);
-        if !self.try_win_pre_vote(now) {
-            let rejected = self.votes.values().filter(|&&g| !g).count();
-            if rejected >= self.quorum {
-                self.role = Role::Follower;
-            }
+        if !self.try_win_pre_vote(now) && self.rejected() >= self.quorum() {
+            self.role = Role::Follower;
         }
     }
 
@@ -577,8 +669,7 @@ impl RaftNode {
         }
         self.votes.insert(from, granted);
         self.try_win(now);
-        let rejected = self.votes.values().filter(|&&g| !g).count();
-        if self.role == Role::Candidate && rejected >= self.quorum {
+        if self.role == Role::Candidate && self.rejected() >= self.quorum() {
             self.become_follower(now, self.term, None);
         }
     }
@@ -586,7 +677,7 @@ impl RaftNode {
     fn try_win(&mut self, now: Instant) {
         if self.role == Role::Candidate
             && self.self_vote_after.is_none()
-            && self.granted() >= self.quorum
+            && self.granted() >= self.quorum()
         {
             self.become_leader(now);
         }
@@ -612,7 +703,9 @@ impl RaftNode {
         self.leader = Some(self.cfg.id);
         self.transfer = None;
         let last = self.log.last_index();
-        self.progress = self.cfg.peers.iter().map(|&p| (p, Progress::new(last, now))).collect();
+        self.progress =
+            self.members.voters().iter().map(|&p| (p, Progress::new(last, now))).collect();
+        self.progress.insert(self.cfg.id, Progress::new(last, now));
         if let Some(me) = self.progress.get_mut(&self.cfg.id) {
             me.matched = self.log.stable();
         }
@@ -665,6 +758,9 @@ impl RaftNode {
         self.reset_election_timer(now);
         match self.log.try_append(prev_index, prev_term, &entries) {
             Ok(last_new) => {
+                if !entries.is_empty() {
+                    self.members.rescan(&self.log, prev_index + 1);
+                }
                 // Figure 2 rule 5, bounded by what this message proved we share.
                 self.log.commit_to(commit.min(last_new));
                 let verified = self.log.first_faulty().map_or(last_new, |f| last_new.min(f - 1));
@@ -729,6 +825,7 @@ impl RaftNode {
         }
         let (index, term) = (snapshot.index, snapshot.term);
         let keep = self.log.install_snapshot(index, term);
+        self.members.install(&snapshot.voters, &self.log);
         self.counters.snapshots_installed += 1;
         self.snapshot = Some(snapshot.clone());
         self.snapshot_out = Some((snapshot, keep));
@@ -827,9 +924,11 @@ impl RaftNode {
     /// Figure 2, rules for leaders: commit N if a majority holds it durably and it is of this
     /// term (§5.4.2). The leader's own copy counts once its sync is done.
     fn maybe_commit(&mut self) {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        let voters = self.members.voters();
+        let mut matched: Vec<u64> =
+            voters.iter().map(|v| self.progress.get(v).map_or(0, |p| p.matched)).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&n) = matched.get(self.quorum - 1) else { return };
+        let Some(&n) = matched.get(self.quorum() - 1) else { return };
         if n > self.log.commit()
             && (self.cfg.mutations.commit_any_term || self.log.term(n) == Some(self.term))
         {
@@ -837,10 +936,24 @@ impl RaftNode {
             // Followers learn the new commit index with the next append.
             self.broadcast_due = true;
         }
+        // A leader whose removal is committed steps down (after telling the others of the
+        // commit: the broadcast above goes out with the next `Ready` only if it still leads,
+        // so send it now).
+        if !self.is_voter(self.cfg.id) && self.log.commit() >= self.members.latest_index() {
+            for peer in self.others() {
+                self.send_append(peer, true);
+            }
+            self.role = Role::Follower;
+            self.leader = None;
+            self.transfer = None;
+            self.progress.clear();
+            self.broadcast_due = false;
+        }
     }
 
+    /// The voters other than this node: whom elections and appends go to.
     fn others(&self) -> Vec<NodeId> {
-        self.cfg.peers.iter().copied().filter(|&p| p != self.cfg.id).collect()
+        self.members.voters().iter().copied().filter(|&p| p != self.cfg.id).collect()
     }
 
     fn send(&mut self, to: NodeId, body: Body) {

@@ -22,7 +22,8 @@
 //!
 //! Snapshot (`snap`), replaced whole (temp file, sync, rename, sync_dir):
 //! ```text
-//! index u64 | term u64 | data_len u32 | data | crc u32 (over everything before it)
+//! index u64 | term u64 | voter_count u32 | voters u64 * count | data_len u32 | data
+//! | crc u32 (over everything before it)
 //! ```
 //! Compaction is crash-safe by order: the snapshot file is durable before the WAL in front of
 //! it is rewritten without the entries it covers. A crash between the two leaves a WAL that
@@ -54,6 +55,7 @@ const KIND_NOOP: u8 = 1;
 const KIND_NORMAL: u8 = 2;
 /// An entry whose body was lost to corruption: identity only, no data.
 const KIND_FAULTY: u8 = 3;
+const KIND_CONFIG: u8 = 4;
 
 /// The node lost part of its log's tail to corruption (see the module doc).
 pub const LOST_SUFFIX: u8 = 1;
@@ -151,6 +153,7 @@ pub fn encode_entry(e: &Entry, faulty: bool, out: &mut Vec<u8>) {
         match e.kind {
             EntryKind::Noop => (KIND_NOOP, &[]),
             EntryKind::Normal => (KIND_NORMAL, &e.data),
+            EntryKind::Config => (KIND_CONFIG, &e.data),
             EntryKind::Faulty => (KIND_FAULTY, &[]),
         }
     };
@@ -185,7 +188,7 @@ pub fn decode_entry(buf: &[u8]) -> Decoded {
     }
     let body_len = u32_at(buf, 0);
     let kind = buf[4];
-    if body_len > MAX_BODY || !(KIND_NOOP..=KIND_FAULTY).contains(&kind) {
+    if body_len > MAX_BODY || !(KIND_NOOP..=KIND_CONFIG).contains(&kind) {
         return Decoded::BadHeader;
     }
     let (index, term) = (u64_at(buf, 5), u64_at(buf, 13));
@@ -199,6 +202,7 @@ pub fn decode_entry(buf: &[u8]) -> Decoded {
         kind: match kind {
             _ if faulty => EntryKind::Faulty,
             KIND_NOOP => EntryKind::Noop,
+            KIND_CONFIG => EntryKind::Config,
             _ => EntryKind::Normal,
         },
         data: if faulty { Vec::new() } else { body.to_vec() },
@@ -207,9 +211,13 @@ pub fn decode_entry(buf: &[u8]) -> Decoded {
 }
 
 fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24 + s.data.len());
+    let mut b = Vec::with_capacity(28 + 8 * s.voters.len() + s.data.len());
     b.extend_from_slice(&s.index.to_le_bytes());
     b.extend_from_slice(&s.term.to_le_bytes());
+    b.extend_from_slice(&(s.voters.len() as u32).to_le_bytes());
+    for v in &s.voters {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
     b.extend_from_slice(&(s.data.len() as u32).to_le_bytes());
     b.extend_from_slice(&s.data);
     let crc = crc32c::crc32c(&b);
@@ -218,18 +226,22 @@ fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
 }
 
 fn decode_snapshot(b: &[u8]) -> Option<Snapshot> {
-    if b.len() < 24 {
+    if b.len() < 28 {
         return None;
     }
     let body = &b[..b.len() - 4];
     if crc32c::crc32c(body) != u32_at(b, b.len() - 4) {
         return None;
     }
-    let len = u32_at(b, 16) as usize;
-    if 20 + len != body.len() {
+    let count = u32_at(b, 16) as usize;
+    let data_at = 20usize.checked_add(count.checked_mul(8)?)?;
+    let len = u32_at(body.get(..data_at + 4)?, data_at) as usize;
+    if data_at + 4 + len != body.len() {
         return None;
     }
-    Some(Snapshot { index: u64_at(b, 0), term: u64_at(b, 8), data: body[20..].to_vec() })
+    let voters = (0..count).map(|k| u64_at(b, 20 + 8 * k)).collect();
+    let data = body[data_at + 4..].to_vec();
+    Some(Snapshot { index: u64_at(b, 0), term: u64_at(b, 8), voters, data })
 }
 
 /// The WAL replayed with "a record at index i replaces i and everything after".

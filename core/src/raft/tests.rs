@@ -8,8 +8,9 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::membership::{encode_voters, ConfChange};
 use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
-use super::node::{CompactError, Config, Mutations, RaftNode, Role};
+use super::node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 use super::ready::StateMachine;
 use super::storage::{
     decode_entry, encode_entry, Decoded, Recovered, Storage, StorageMutations, LOST_META,
@@ -80,7 +81,10 @@ fn machine_from(rec: &Recovered) -> Machine {
 }
 
 struct Cluster {
+    /// The initial voters.
     ids: Vec<NodeId>,
+    /// Every node, spares included: whom `heartbeat` and `run_for` tick.
+    all: Vec<NodeId>,
     members: BTreeMap<NodeId, Member>,
     net: VecDeque<Message>,
     now: Instant,
@@ -104,6 +108,7 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=n).collect();
         let mut c = Cluster {
             ids: ids.clone(),
+            all: ids.clone(),
             members: BTreeMap::new(),
             net: VecDeque::new(),
             now: Instant(1_000_000_000),
@@ -118,6 +123,21 @@ impl Cluster {
             let node = c.make_node(id, rec);
             c.members.insert(id, Member { node, disk, storage, applied: Machine::default() });
         }
+        c
+    }
+
+    /// `n` voters and `spares` more nodes (ids after them) that start outside the
+    /// configuration, knowing its voters.
+    fn with_spares(n: u64, spares: u64) -> Self {
+        let mut c = Self::new(n);
+        for id in n + 1..=n + spares {
+            let mut disk = MemDisk::new(id, FaultConfig::default());
+            let (storage, rec) =
+                Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+            let node = c.make_node(id, rec);
+            c.members.insert(id, Member { node, disk, storage, applied: Machine::default() });
+        }
+        c.all = (1..=n + spares).collect();
         c
     }
 
@@ -212,7 +232,7 @@ impl Cluster {
     /// Advances time by a heartbeat and lets every node tick.
     fn heartbeat(&mut self) {
         self.now = self.now + Duration::from_millis(50);
-        for id in self.ids.clone() {
+        for id in self.all.clone() {
             let now = self.now;
             if self.node(id).role() == Role::Leader {
                 self.node_mut(id).tick(now);
@@ -227,7 +247,7 @@ impl Cluster {
         let end = self.now + d;
         while self.now < end {
             self.now = self.now + Duration::from_millis(10);
-            for id in self.ids.clone() {
+            for id in self.all.clone() {
                 let now = self.now;
                 if self.node(id).poll_timeout().is_some_and(|t| t <= now) {
                     self.node_mut(id).tick(now);
@@ -239,7 +259,7 @@ impl Cluster {
     }
 
     fn leader(&self) -> Option<NodeId> {
-        self.ids.iter().copied().find(|&id| self.node(id).role() == Role::Leader)
+        self.all.iter().copied().find(|&id| self.node(id).role() == Role::Leader)
     }
 
     /// Power loss and restart of `id` from what its disk holds.
@@ -259,7 +279,8 @@ impl Cluster {
     fn compact(&mut self, id: NodeId) -> Snapshot {
         let m = self.members.get_mut(&id).unwrap();
         let last = m.applied.last().expect("something applied");
-        let snap = Snapshot { index: last.index, term: last.term, data: m.applied.snapshot() };
+        let snap = m.node.prepare_snapshot(last.index, m.applied.snapshot()).unwrap();
+        assert_eq!(snap.term, last.term);
         m.storage.install_snapshot(&mut m.disk, &snap, true).unwrap();
         m.node.compact(snap.clone()).unwrap();
         m.node.check_invariants().unwrap();
@@ -893,7 +914,7 @@ fn compaction_drops_the_log_in_front_of_a_durable_snapshot_and_restarts_from_it(
     assert!(c.node(2).log().entries().is_empty());
     assert!(wal_indexes(&mut c, 2).is_empty(), "the WAL no longer holds compacted entries");
     // Compaction never reaches past what was applied, nor goes backwards.
-    let early = Snapshot { index: 7, term: 1, data: Vec::new() };
+    let early = Snapshot { index: 7, term: 1, voters: vec![1, 2, 3], data: Vec::new() };
     assert!(matches!(c.node_mut(2).compact(early), Err(CompactError::OutOfRange { .. })));
     commit_some(&mut c, 1, 2);
     assert_eq!(wal_indexes(&mut c, 2), vec![7, 8]);
@@ -939,7 +960,7 @@ fn lagging_follower_behind_the_leaders_log_gets_the_snapshot_then_the_log() {
 #[test]
 fn install_snapshot_acknowledgement_leaves_only_after_the_snapshot_is_durable() {
     let mut c = follower_with_log(2, &[(1, 1), (2, 1)]);
-    let snapshot = Snapshot { index: 5, term: 2, data: vec![9] };
+    let snapshot = Snapshot { index: 5, term: 2, voters: vec![1, 2, 3], data: vec![9] };
     let now = c.now;
     c.node_mut(1).step(now, msg(2, 1, 2, Body::Snapshot { snapshot: snapshot.clone() }));
     let rd = c.node_mut(1).ready();
@@ -965,7 +986,7 @@ fn install_snapshot_acknowledgement_leaves_only_after_the_snapshot_is_durable() 
 fn snapshot_of(log: &[(u64, u64)]) -> Snapshot {
     let m = Machine(log.iter().map(|&(i, t)| entry(i, t)).collect());
     let &(index, term) = log.last().unwrap();
-    Snapshot { index, term, data: m.snapshot() }
+    Snapshot { index, term, voters: vec![1, 2, 3], data: m.snapshot() }
 }
 
 #[test]
@@ -991,7 +1012,7 @@ fn install_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log() {
     let mut c = Cluster::new(3);
     c.elect(1);
     commit_some(&mut c, 1, 3);
-    let stale = Snapshot { index: 2, term: 1, data: vec![] };
+    let stale = snapshot_of(&[(1, 1), (2, 1)]);
     c.deliver(msg(1, 2, 1, Body::Snapshot { snapshot: stale }));
     assert_eq!(c.node(2).log().offset(), 0);
     assert_eq!(c.node(2).log().last_index(), 4);
@@ -1074,4 +1095,153 @@ fn snapshot_past_the_apply_point_repairs_a_faulty_follower_even_below_its_commit
     assert_eq!(c.node(3).log().offset(), 6, "installed although below its commit point");
     assert!(c.node(3).log().first_faulty().is_none());
     assert_eq!(c.members[&3].applied.0, c.members[&1].applied.0);
+}
+
+// ---- membership changes (Raft thesis §4.1, single-server) ----
+
+fn change(c: &mut Cluster, leader: NodeId, ch: ConfChange) -> Result<(u64, u64), ProposeError> {
+    let now = c.now;
+    let r = c.node_mut(leader).propose_change(now, ch);
+    c.drain(leader);
+    c.deliver_all();
+    c.heartbeat();
+    r
+}
+
+#[test]
+fn added_voter_catches_up_and_counts_toward_the_quorum() {
+    let mut c = Cluster::with_spares(3, 1);
+    c.elect(1);
+    commit_some(&mut c, 1, 3);
+    assert!(!c.node(4).is_voter(4));
+    let (index, _) = change(&mut c, 1, ConfChange::AddVoter(4)).unwrap();
+    assert_eq!(c.node(1).voters(), &[1, 2, 3, 4]);
+    assert!(c.node(1).commit() >= index);
+    assert_eq!(c.node(4).voters(), &[1, 2, 3, 4], "it learned its membership from the log");
+    assert_eq!(c.members[&4].applied.0, c.members[&1].applied.0, "caught up");
+    // Four voters: a quorum is three. With two of them cut off nothing commits.
+    c.cut.extend([3, 4]);
+    let (i, _) = c.propose(1, b"x");
+    c.deliver_all();
+    c.heartbeat();
+    assert!(c.node(1).commit() < i, "committed with 2 of 4");
+    c.cut.remove(&4);
+    c.heartbeat();
+    assert!(c.node(1).commit() >= i, "node 4 counts");
+}
+
+#[test]
+fn one_membership_change_at_a_time() {
+    let mut c = Cluster::with_spares(3, 2);
+    c.elect(1);
+    c.cut.extend([2, 3]);
+    let now = c.now;
+    c.node_mut(1).propose_change(now, ConfChange::AddVoter(4)).unwrap();
+    assert_eq!(
+        c.node_mut(1).propose_change(now, ConfChange::AddVoter(5)),
+        Err(ProposeError::ChangePending)
+    );
+    c.cut.clear();
+    c.drain(1);
+    c.heartbeat();
+    c.heartbeat();
+    assert!(change(&mut c, 1, ConfChange::AddVoter(5)).is_ok(), "once the first is committed");
+    assert_eq!(c.node(1).voters(), &[1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_new_leader_changes_membership_only_after_committing_in_its_term() {
+    let mut c = Cluster::with_spares(3, 1);
+    let at = c.node(1).poll_timeout().unwrap();
+    c.now = c.now.max(at);
+    let now = c.now;
+    c.node_mut(1).tick(now);
+    c.drain(1);
+    while c.node(1).role() != Role::Leader {
+        let m = c.net.pop_front().expect("wins");
+        c.deliver(m);
+    }
+    c.net.clear();
+    assert_eq!(
+        c.node_mut(1).propose_change(now, ConfChange::AddVoter(4)),
+        Err(ProposeError::NotReady)
+    );
+}
+
+#[test]
+fn the_last_voter_cannot_be_removed_and_no_op_changes_are_refused() {
+    let mut c = Cluster::new(1);
+    c.elect(1);
+    commit_some(&mut c, 1, 1);
+    assert_eq!(change(&mut c, 1, ConfChange::RemoveVoter(1)), Err(ProposeError::LastVoter));
+    assert_eq!(change(&mut c, 1, ConfChange::RemoveVoter(7)), Err(ProposeError::NoChange));
+    assert_eq!(change(&mut c, 1, ConfChange::AddVoter(1)), Err(ProposeError::NoChange));
+    assert_eq!(c.node(1).voters(), &[1]);
+}
+
+#[test]
+fn removed_leader_steps_down_after_committing_its_removal_and_never_campaigns() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 2);
+    let now = c.now;
+    let (index, _) = c.node_mut(1).propose_change(now, ConfChange::RemoveVoter(1)).unwrap();
+    assert_eq!(c.node(1).role(), Role::Leader, "leads until the removal commits");
+    assert_eq!(c.node(1).voters(), &[2, 3]);
+    c.drain(1);
+    c.deliver_all();
+    assert_eq!(c.node(1).role(), Role::Follower, "stepped down once it committed");
+    assert!(c.node(1).commit() >= index);
+    c.deliver_all();
+    assert!(c.node(2).commit() >= index, "told the others of the commit");
+    c.run_for(Duration::from_secs(2));
+    let l = c.leader().expect("the two remaining elect a leader");
+    assert_ne!(l, 1);
+    assert!(!c.node(1).is_voter(1));
+    let (i, _) = c.propose(l, b"after");
+    c.deliver_all();
+    c.heartbeat();
+    assert!(c.node(l).commit() >= i, "two voters commit with both");
+    assert_eq!(c.leaders.keys().filter(|&&t| c.leaders[&t].contains(&1)).count(), 1);
+}
+
+#[test]
+fn a_configuration_takes_effect_in_the_log_and_reverts_when_truncated() {
+    let config = Entry { index: 2, term: 1, kind: EntryKind::Config, data: encode_voters(&[1, 2]) };
+    let mut c = Cluster::new(3);
+    let entries = vec![entry(1, 1), config];
+    let body = Body::Append { prev_index: 0, prev_term: 0, entries, commit: 0, leader_last: 2 };
+    c.deliver(msg(2, 1, 1, body));
+    assert_eq!(c.node(1).voters(), &[1, 2], "in effect uncommitted, as soon as appended");
+    c.restart(1);
+    assert_eq!(c.node(1).voters(), &[1, 2], "durable with the log");
+    // A leader of a later term replaces the uncommitted entry.
+    let body = Body::Append {
+        prev_index: 1,
+        prev_term: 1,
+        entries: vec![entry(2, 2)],
+        commit: 0,
+        leader_last: 2,
+    };
+    c.deliver(msg(3, 1, 2, body));
+    assert_eq!(c.node(1).voters(), &[1, 2, 3], "the truncated configuration is gone");
+}
+
+#[test]
+fn snapshots_carry_the_configuration() {
+    let mut c = Cluster::with_spares(3, 1);
+    c.elect(1);
+    change(&mut c, 1, ConfChange::RemoveVoter(3)).unwrap();
+    commit_some(&mut c, 1, 2);
+    let snap = c.compact(2);
+    assert_eq!(snap.voters, vec![1, 2]);
+    c.restart(2);
+    assert_eq!(c.node(2).voters(), &[1, 2]);
+    // A new voter gets the configuration with the snapshot.
+    c.compact(1);
+    change(&mut c, 1, ConfChange::AddVoter(4)).unwrap();
+    c.heartbeat();
+    assert_eq!(c.node(4).log().offset(), c.node(1).log().offset());
+    assert_eq!(c.node(4).voters(), &[1, 2, 4]);
+    assert_eq!(c.members[&4].applied.0, c.members[&1].applied.0);
 }

@@ -134,7 +134,13 @@ impl RaftWorld {
         let churn_rate = rate(r, 0.4, 3.0);
         let isolate_new_leader = rate(r, 0.5, 0.5);
         // Drawn last so that the earlier draws of every seed are unchanged.
-        let compact_every = [0, 1, 3, 8, 8, 32, 128][r.random_range(0..7usize)];
+        let mut compact_every = [0, 1, 3, 8, 8, 32, 128][r.random_range(0..7usize)];
+        if world.canary == Canary::RaftCommitPrevTerm {
+            // The Figure 8 interleaving is rare (about 1 seed in 1500 without compaction) and
+            // compacting worlds find it far more rarely still (first at seed 3048 of 5000):
+            // this canary keeps the worlds its test bound was stated for.
+            compact_every = 0;
+        }
         RaftWorld {
             seed: world.seed,
             nodes,
@@ -729,8 +735,13 @@ impl RaftSim {
         {
             return;
         }
-        let Some(term) = up.raft.log().term(index) else { return };
-        let snap = Snapshot { index, term, data: up.applied.snapshot_data() };
+        let snap = match up.raft.prepare_snapshot(index, up.applied.snapshot_data()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(Violation(format!("node{node}: snapshot refused: {e:?}")));
+                return;
+            }
+        };
         if up.storage.install_snapshot(&mut n.disk, &snap, true).is_err() {
             self.fail(Violation(format!("node{node}: snapshot write failed")));
             return;
