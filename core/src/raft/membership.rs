@@ -16,7 +16,9 @@
 //! - the last voter cannot be removed.
 //!
 //! A removed leader keeps leading, without counting itself, until the entry that removes it
-//! is committed, then steps down. New voters count toward the quorum as soon as the entry
+//! is committed, then steps down; if it loses leadership first it may campaign again (without
+//! counting its own vote) until it knows the entry committed, since it may be the only node
+//! holding it. New voters count toward the quorum as soon as the entry
 //! that adds them is in the leader's log; they are not caught up first as learners (so adding
 //! a voter to a cluster whose quorum is tight can stall commits until it has caught up).
 

@@ -497,7 +497,11 @@ impl RaftNode {
             return;
         }
         if m.term > self.term {
-            let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min);
+            // A leader is in its own lease: check-quorum deposes it when a majority stops
+            // answering. Without this a removed voter, which never hears of its removal (the
+            // leader stops sending to it), would depose the leader at every timeout.
+            let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min)
+                || self.role == Role::Leader;
             match &m.body {
                 // Pre-votes do not change terms: that is their point.
                 Body::PreVote { .. } => {}
@@ -558,8 +562,12 @@ impl RaftNode {
     fn may_campaign(&self) -> bool {
         // A node that cannot vouch for its whole log must not lead: it could not serve the
         // entries it lost, and (lost suffix) its log may look shorter than what it acked.
-        // A node outside the configuration is not a voter and never leads.
-        self.fence == 0 && self.log.first_faulty().is_none() && self.is_voter(self.cfg.id)
+        // A node outside its newest configuration campaigns only while that configuration is
+        // not known committed (Raft thesis §4.2.2): a leader that proposed its own removal
+        // and lost leadership may be the only node holding the entry, and the others cannot
+        // elect anyone without it. Its own vote does not count (`granted`).
+        let member = self.is_voter(self.cfg.id) || self.members.latest_index() > self.log.commit();
+        self.fence == 0 && self.log.first_faulty().is_none() && member
     }
 
     fn pre_campaign(&mut self, now: Instant) {

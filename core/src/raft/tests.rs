@@ -1245,3 +1245,38 @@ fn snapshots_carry_the_configuration() {
     assert_eq!(c.node(4).voters(), &[1, 2, 4]);
     assert_eq!(c.members[&4].applied.0, c.members[&1].applied.0);
 }
+
+#[test]
+fn a_removed_leader_that_lost_leadership_before_the_commit_campaigns_to_finish_it() {
+    // Two voters; the leader proposes its own removal, but only it holds the entry when it
+    // loses leadership. The other cannot be elected without its vote (its log is longer), so
+    // it must campaign, not counting itself, until the entry is committed (thesis §4.2.2).
+    let mut c = Cluster::new(2);
+    c.elect(1);
+    commit_some(&mut c, 1, 1);
+    c.cut.insert(2);
+    let now = c.now;
+    let (index, _) = c.node_mut(1).propose_change(now, ConfChange::RemoveVoter(1)).unwrap();
+    c.drain(1);
+    c.run_for(Duration::from_secs(1));
+    assert_ne!(c.node(1).role(), Role::Leader, "check-quorum deposed it");
+    c.cut.clear();
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leader(), Some(2), "the remaining voter leads in the end");
+    assert_eq!(c.node(2).voters(), &[2]);
+    assert!(c.node(2).commit() >= index);
+    assert!(!c.node(1).is_voter(1));
+}
+
+#[test]
+fn a_leader_ignores_vote_requests_of_a_later_term_within_its_lease() {
+    // A removed voter never hears of its removal and keeps campaigning: it must not depose
+    // the leader. A transfer the leader asked for is not ignored (see the transfer test).
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let term = c.node(1).term();
+    let body = Body::Vote { last_index: 99, last_term: term, transfer: false };
+    c.deliver(msg(3, 1, term + 5, body));
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(1).term(), term);
+}

@@ -47,6 +47,7 @@ pub struct RaftStats {
     pub applied: u64,
     pub committed: u64,
     pub compactions: u64,
+    pub conf_changes: u64,
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
 }

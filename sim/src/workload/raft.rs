@@ -24,6 +24,11 @@
 //! last snapshot (drawn per world, often small), so followers that were partitioned or down
 //! fall behind the leader's first index and must be sent a snapshot. The state machine is the
 //! checker's hash chain, and a snapshot is the chain hash at its index.
+//!
+//! Membership: in worlds with a membership rate the leader is told, during the faults, to
+//! remove a random voter (never the last) or to add back a node outside the configuration,
+//! one change at a time as the node allows. Every node starts as a voter. At the end the
+//! voters of the final configuration must have converged; nodes outside it may be stale.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -32,7 +37,7 @@ use std::time::Duration;
 
 use fjord_core::disk::{FaultConfig, MemDisk};
 use fjord_core::raft::{
-    Body, Config, Message, Mutations, ProposeError, RaftNode, Role, Snapshot, Storage,
+    Body, ConfChange, Config, Message, Mutations, ProposeError, RaftNode, Role, Snapshot, Storage,
     StorageMutations,
 };
 use fjord_core::time::Instant;
@@ -88,6 +93,8 @@ pub struct RaftWorld {
     pub pre_vote: bool,
     /// Compact after this many applied entries past the last snapshot (0: never).
     pub compact_every: u64,
+    /// Membership changes the leader is asked for per simulated second.
+    pub membership_rate: f64,
     pub op_gap: Duration,
     pub drift_ppm: Vec<i64>,
     pub canary: Canary,
@@ -141,6 +148,7 @@ impl RaftWorld {
             // this canary keeps the worlds its test bound was stated for.
             compact_every = 0;
         }
+        let membership_rate = if nodes > 1 { rate(r, 0.4, 6.0) } else { 0.0 };
         RaftWorld {
             seed: world.seed,
             nodes,
@@ -168,6 +176,7 @@ impl RaftWorld {
             max_batch,
             pre_vote,
             compact_every,
+            membership_rate,
             op_gap,
             drift_ppm,
             canary: world.canary,
@@ -206,12 +215,13 @@ impl fmt::Display for RaftWorld {
         )?;
         writeln!(
             f,
-            "  faults: crashes={:.3}/s power_loss={:.3}/s crash_at_vote={:.2} restart<={:?} churn={:.2}/s isolate_new_leader={:.2} torn={} bit_flip={:.2} drift_ppm={:?}",
+            "  faults: crashes={:.3}/s power_loss={:.3}/s crash_at_vote={:.2} restart<={:?} churn={:.2}/s membership={:.2}/s isolate_new_leader={:.2} torn={} bit_flip={:.2} drift_ppm={:?}",
             self.crash_rate,
             self.power_loss_rate,
             self.crash_at_vote,
             self.restart_max,
             self.churn_rate,
+            self.membership_rate,
             self.isolate_new_leader,
             self.torn_writes,
             self.bit_flip,
@@ -253,6 +263,7 @@ enum Ev {
     },
     Partition,
     Churn,
+    Membership,
     Heal {
         generation: u64,
     },
@@ -276,6 +287,7 @@ impl Ev {
             Ev::Quiesce => 11,
             Ev::Deadline => 12,
             Ev::Churn => 13,
+            Ev::Membership => 14,
         }
     }
 }
@@ -449,6 +461,10 @@ impl RaftSim {
             let gap = Self::exp_gap(&mut self.faults, self.w.churn_rate);
             self.push(gap, Ev::Churn);
         }
+        if self.w.membership_rate > 0.0 {
+            let gap = Self::exp_gap(&mut self.faults, self.w.membership_rate);
+            self.push(gap, Ev::Membership);
+        }
         let safety = self.w.safety.as_nanos() as u64;
         self.push(safety, Ev::Quiesce);
         self.push(safety + self.w.liveness_bound.as_nanos() as u64, Ev::Deadline);
@@ -489,8 +505,8 @@ impl RaftSim {
         if self.trace {
             let st = &self.checker.stats;
             println!(
-                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {}",
-                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed
+                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} membership changes {}",
+                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.conf_changes
             );
         }
         (outcome, self.checker.stats)
@@ -938,6 +954,14 @@ impl RaftSim {
                 let gap = Self::exp_gap(&mut self.faults, self.w.churn_rate);
                 self.push(self.now + gap, Ev::Churn);
             }
+            Ev::Membership => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                self.membership_change();
+                let gap = Self::exp_gap(&mut self.faults, self.w.membership_rate);
+                self.push(self.now + gap, Ev::Membership);
+            }
             Ev::Heal { generation } => {
                 if generation == self.partition_generation {
                     self.cut.clear();
@@ -967,6 +991,54 @@ impl RaftSim {
                     self.checker.committed_len()
                 )));
             }
+        }
+    }
+
+    /// Asks whoever leads to remove a random voter or add a node outside the configuration.
+    fn membership_change(&mut self) {
+        let n = self.nodes.len();
+        let remove = self.faults.random_bool(0.5);
+        let pick = self.faults.random_range(0..n as u64) + 1;
+        for node in 0..n {
+            let now = self.local(node);
+            let Some(up) = self.nodes[node].up.as_mut() else { continue };
+            if up.raft.role() != Role::Leader {
+                continue;
+            }
+            let voters = up.raft.voters().to_vec();
+            // Bit flips hit a fixed set of nodes that the fault model promises is a minority:
+            // only configurations where it still is one are proposed.
+            let flippable = (n as u64 - 1) / 2;
+            let keeps_minority =
+                |v: &[u64]| 2 * v.iter().filter(|&&id| id <= flippable).count() < v.len();
+            let removes = voters
+                .iter()
+                .filter(|&&id| {
+                    let rest: Vec<u64> = voters.iter().copied().filter(|&v| v != id).collect();
+                    !rest.is_empty() && keeps_minority(&rest)
+                })
+                .map(|&id| ConfChange::RemoveVoter(id));
+            let adds = (1..=n as u64)
+                .filter(|id| !voters.contains(id))
+                .filter(|&id| {
+                    let mut more = voters.clone();
+                    more.push(id);
+                    keeps_minority(&more)
+                })
+                .map(ConfChange::AddVoter);
+            let (removes, adds): (Vec<_>, Vec<_>) = (removes.collect(), adds.collect());
+            let choices =
+                if (remove && !removes.is_empty()) || adds.is_empty() { removes } else { adds };
+            let Some(&change) = choices.get((pick as usize - 1) % choices.len().max(1)) else {
+                continue;
+            };
+            if up.raft.propose_change(now, change).is_ok() {
+                self.checker.stats.conf_changes += 1;
+                if self.trace {
+                    println!("               node{node} proposes {change:?}");
+                }
+            }
+            self.drive(node);
         }
     }
 
@@ -1096,6 +1168,16 @@ impl RaftSim {
         self.push(self.now + 10_000_000, Ev::ClientTick { client: usize::MAX });
     }
 
+    /// The voters of whichever node leads now (the liveness phase has no faults, so this is
+    /// the final configuration once the barrier committed).
+    fn barrier_voters(&self) -> Option<Vec<u64>> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.up.as_ref())
+            .find(|u| u.raft.role() == Role::Leader)
+            .map(|u| u.raft.voters().to_vec())
+    }
+
     /// After every event: the per-event checks, and the liveness phase's end.
     fn observe(&mut self) {
         for i in 0..self.nodes.len() {
@@ -1133,15 +1215,17 @@ impl RaftSim {
         }
         if self.phase == Phase::Liveness && self.barrier_done.is_some() {
             let upto = self.checker.committed_len();
-            let converged = self.nodes.iter().all(|n| {
+            // The final configuration: the one the barrier's leader acts on.
+            let Some(voters) = self.barrier_voters() else { return };
+            let members =
+                || self.nodes.iter().enumerate().filter(|(i, _)| voters.contains(&(*i as u64 + 1)));
+            let converged = members().all(|(_, n)| {
                 n.up.as_ref()
                     .is_some_and(|u| u.applied.index == upto && u.raft.log().last_index() == upto)
             });
             if converged {
-                let applied: Vec<Applied> = self
-                    .nodes
-                    .iter()
-                    .filter_map(|n| n.up.as_ref().map(|u| u.applied.clone()))
+                let applied: Vec<Applied> = members()
+                    .filter_map(|(_, n)| n.up.as_ref().map(|u| u.applied.clone()))
                     .collect();
                 if let Err(v) = self.checker.finish(&applied) {
                     self.fail(v);
