@@ -6,14 +6,18 @@
 //!   identity never changes;
 //! - a vote grant leaves only when the persisted term and vote name it (one vote per term);
 //! - an append acknowledgement through `i` leaves only when the persisted log holds the same
-//!   entry at `i` as the node does.
+//!   entry at `i` as the node does, or a durable snapshot covers `i`.
+//!
+//! Snapshots come in forged messages and from compaction at random applied points; the disk
+//! model follows `Storage::install_snapshot`'s rules.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fjord_core::disk::{Disk, FaultConfig, MemDisk};
 use fjord_core::raft::storage::encode_entry;
 use fjord_core::raft::{
-    Body, Config, Entry, EntryKind, HardState, Message, RaftNode, Recovered, Storage,
+    Body, Config, Entry, EntryKind, HardState, Message, RaftNode, Recovered, Snapshot, Storage,
     StorageMutations,
 };
 use fjord_core::time::Instant;
@@ -47,7 +51,7 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
     };
     let last = node.log().last_index();
     let near = |rng: &mut ChaCha8Rng| rng.random_range(0..=last + 2);
-    let body = match rng.random_range(0..7) {
+    let body = match rng.random_range(0..8) {
         0 => Body::PreVote { last_index: near(rng), last_term: rng.random_range(0..=term) },
         1 => Body::PreVoteResp { granted: rng.random() },
         2 => Body::Vote {
@@ -75,6 +79,15 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
             index: near(rng),
             faulty: rng.random_bool(0.1),
         },
+        6 => {
+            let index = near(rng);
+            let snap_term = match node.log().term(index) {
+                Some(t) if rng.random_bool(0.6) => t,
+                _ => rng.random_range(0..=term),
+            };
+            let voters = (1..=rng.random_range(0..4)).collect();
+            Body::Snapshot { snapshot: Snapshot { index, term: snap_term, voters, data: vec![1] } }
+        }
         _ => Body::TimeoutNow,
     };
     let from = if peers == 1 || rng.random_bool(0.05) {
@@ -99,6 +112,7 @@ fn recovered(rng: &mut ChaCha8Rng) -> Result<Recovered, String> {
         let vote = rng.random_bool(0.5).then(|| rng.random_range(1..=3));
         return Ok(Recovered {
             hard_state: HardState { term: hs_term, vote, fence: 0 },
+            snapshot: None,
             entries,
             report: Default::default(),
         });
@@ -124,6 +138,9 @@ fn recovered(rng: &mut ChaCha8Rng) -> Result<Recovered, String> {
     let (_, rec) = Storage::open(&mut disk, "r", StorageMutations::default())
         .map_err(|e| format!("recovery failed on MemDisk: {e}"))?;
     // Recovery's output must itself be a well-formed log.
+    if rec.snapshot.is_some() {
+        return Err("recovery made up a snapshot".into());
+    }
     for (i, e) in rec.entries.iter().enumerate() {
         if e.index != i as u64 + 1 {
             return Err(format!("recovered entry {i} has index {}", e.index));
@@ -132,19 +149,69 @@ fn recovered(rng: &mut ChaCha8Rng) -> Result<Recovered, String> {
     Ok(rec)
 }
 
+/// The persisted state as the disk holds it: term/vote, the snapshot's identity and the log
+/// entries after it.
+struct DiskModel {
+    hs: HardState,
+    base: (u64, u64),
+    log: BTreeMap<u64, u64>,
+}
+
+/// A `Ready`'s writes: hard state, snapshot (and whether the log after it stayed), entries.
+type Writes = (Option<HardState>, Option<(Snapshot, bool)>, Vec<Entry>);
+
+impl DiskModel {
+    /// Writes batches in order, as the driver does (`Storage::install_snapshot`'s rules).
+    fn write(&mut self, batches: impl Iterator<Item = Writes>) -> Result<(), String> {
+        for (hs, snap, entries) in batches {
+            if let Some(hs) = hs {
+                self.hs = hs;
+            }
+            if let Some((s, keep)) = snap {
+                let there = if self.base.0 == s.index {
+                    Some(self.base.1)
+                } else {
+                    self.log.get(&s.index).copied()
+                };
+                if keep && there == Some(s.term) {
+                    self.log.retain(|&i, _| i > s.index);
+                } else {
+                    self.log.clear();
+                }
+                self.base = (s.index, s.term);
+            }
+            for e in entries {
+                let last = self.log.keys().next_back().copied().unwrap_or(0);
+                if e.index <= self.base.0 || e.index > last.max(self.base.0) + 1 {
+                    return Err(format!(
+                        "a Ready carried index {} after the disk's {last} (snapshot {})",
+                        e.index, self.base.0
+                    ));
+                }
+                self.log.retain(|&i, _| i < e.index);
+                self.log.insert(e.index, e.term);
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(case);
     let peers = [1u64, 3, 5][rng.random_range(0..3)];
     let cfg = Config::new(ME, (1..=peers).collect());
     let rec = recovered(&mut rng)?;
-    let mut durable_hs = rec.hard_state;
-    let mut disk_log: Vec<u64> = rec.entries.iter().map(|e| e.term).collect();
+    let mut disk = DiskModel {
+        hs: rec.hard_state,
+        base: (0, 0),
+        log: rec.entries.iter().map(|e| (e.index, e.term)).collect(),
+    };
     let mut now = Instant(rng.random_range(0..1u64 << 40));
     let mut node = RaftNode::new(cfg, rec, ChaCha8Rng::seed_from_u64(rng.random()), now);
-    // Ready batches handed out and not yet reported persisted: (number, hard state, entries).
-    let mut pending: Vec<(u64, Option<HardState>, Vec<Entry>)> = Vec::new();
-    let mut committed: Vec<u64> = Vec::new();
+    // Ready batches handed out and not yet written (the model writes and syncs at once).
+    let mut pending: Vec<Writes> = Vec::new();
+    let mut committed: BTreeMap<u64, u64> = BTreeMap::new();
     let mut persisted_upto = 0;
     let (mut last_term, mut last_commit) = (node.term(), node.commit());
 
@@ -161,9 +228,43 @@ pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
             6 => {
                 let _ = node.propose(now, vec![step as u8]);
             }
-            7 => match rng.random_range(0..3) {
+            7 => match rng.random_range(0..4) {
                 0 => node.transfer_leadership(now, rng.random_range(0..=peers + 1)),
                 1 => node.step_down(now),
+                2 => {
+                    // Compaction at the apply point (the snapshot is durable first) or, to
+                    // test the refusals, anywhere.
+                    let applied = node.log().applied();
+                    let index = if rng.random_bool(0.7) {
+                        applied
+                    } else {
+                        rng.random_range(0..=applied + 2)
+                    };
+                    let term = node.log().term(index).unwrap_or(0);
+                    let snap = Snapshot { index, term, voters: vec![ME], data: Vec::new() };
+                    let ok_point = index > node.log().offset() && index <= applied;
+                    match node.compact(snap) {
+                        Ok(()) if !ok_point => {
+                            return Err(format!(
+                                "step {step}: compacted at {index} (applied {applied})"
+                            ))
+                        }
+                        Ok(()) => {
+                            // The driver wrote every Ready before this; `install_snapshot`
+                            // with `keep_log`: the durable entry there must be this one,
+                            // since it was applied.
+                            disk.write(pending.drain(..))?;
+                            if disk.log.get(&index) != Some(&term) && disk.base != (index, term) {
+                                return Err(format!(
+                                    "step {step}: compacted at {index}, not durable"
+                                ));
+                            }
+                            disk.log.retain(|&i, _| i > index);
+                            disk.base = (index, term);
+                        }
+                        Err(_) => {}
+                    }
+                }
                 // A late or repeated report of what really was persisted.
                 _ => node.on_persisted(now, rng.random_range(0..=persisted_upto)),
             },
@@ -177,15 +278,17 @@ pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
                         }
                         match m.body {
                             Body::VoteResp { granted: true }
-                                if (durable_hs.term, durable_hs.vote) != (m.term, Some(m.to)) =>
+                                if (disk.hs.term, disk.hs.vote) != (m.term, Some(m.to)) =>
                             {
                                 return Err(format!(
-                                    "step {step}: granted a vote to {} in term {} while the disk holds {durable_hs:?}",
-                                    m.to, m.term
+                                    "step {step}: granted a vote to {} in term {} while the disk holds {:?}",
+                                    m.to, m.term, disk.hs
                                 ));
                             }
-                            Body::AppendResp { success: true, index, .. } if index > 0 => {
-                                let on_disk = disk_log.get(index as usize - 1).copied();
+                            Body::AppendResp { success: true, index, .. }
+                                if index > disk.base.0 =>
+                            {
+                                let on_disk = disk.log.get(&index).copied();
                                 if on_disk.is_none() || on_disk != node.log().term(index) {
                                     return Err(format!(
                                         "step {step}: acknowledged index {index} while the disk holds term {on_disk:?} there"
@@ -195,26 +298,10 @@ pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
                             _ => {}
                         }
                     }
-                    pending.push((rd.number, rd.hard_state, rd.entries));
+                    let snap = rd.snapshot.map(|s| (s, rd.snapshot_keeps_log));
+                    pending.push((rd.hard_state, snap, rd.entries));
                     if rng.random_bool(0.7) {
-                        for (_, hs, entries) in pending.drain(..) {
-                            if let Some(hs) = hs {
-                                durable_hs = hs;
-                            }
-                            for e in entries {
-                                let Some(i) = (e.index as usize).checked_sub(1) else {
-                                    return Err("a Ready carried index 0".into());
-                                };
-                                if i > disk_log.len() {
-                                    return Err(format!(
-                                        "a Ready left a gap before index {}",
-                                        e.index
-                                    ));
-                                }
-                                disk_log.truncate(i);
-                                disk_log.push(e.term);
-                            }
-                        }
+                        disk.write(pending.drain(..))?;
                         persisted_upto = rd.number;
                         node.on_persisted(now, rd.number);
                     }
@@ -226,14 +313,16 @@ pub fn run_case(seed: u64, case: u64) -> Result<(), String> {
             return Err(format!("step {step}: term or commit went back"));
         }
         (last_term, last_commit) = (node.term(), node.commit());
-        for i in 1..=node.commit() {
+        for i in node.log().offset().max(1)..=node.commit() {
             let t = node.log().term(i).ok_or(format!("step {step}: commit past the log"))?;
-            match committed.get(i as usize - 1) {
+            match committed.get(&i) {
                 Some(&c) if c != t => {
                     return Err(format!("step {step}: committed entry {i} changed term {c} -> {t}"))
                 }
                 Some(_) => {}
-                None => committed.push(t),
+                None => {
+                    committed.insert(i, t);
+                }
             }
         }
     }

@@ -5,6 +5,10 @@
 //! body failed its checksum), so the node still knows how long and how recent its log is and
 //! votes correctly; but it cannot vouch for the entry's content, so it never acknowledges or
 //! applies it until the leader sends it again (DESIGN.md §6.3).
+//!
+//! After a snapshot the log starts later: `offset` is the snapshot's last index and
+//! `offset_term` its term; entries at or below `offset` are gone (the snapshot stands for
+//! them), and `term(offset)` still answers so that appends right after it can be matched.
 
 use std::collections::BTreeSet;
 
@@ -22,8 +26,11 @@ pub enum AppendError {
 
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
-    /// `entries[i]` has index `i + 1` (no snapshots yet, so the log starts at 1).
+    /// `entries[i]` has index `offset + i + 1`.
     entries: Vec<Entry>,
+    /// The last index covered by the snapshot (0: none), and the term of that entry.
+    offset: u64,
+    offset_term: u64,
     faulty: BTreeSet<u64>,
     /// Highest index known committed. Never goes back within one life of the node.
     commit: u64,
@@ -36,11 +43,18 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log recovered from disk: everything in it is durable.
-    pub fn restored(mut entries: Vec<Entry>, faulty: impl IntoIterator<Item = u64>) -> Self {
-        let last = entries.len() as u64;
+    /// A log recovered from disk: everything in it is durable. `(offset, offset_term)` is the
+    /// recovered snapshot's identity ((0, 0) without one); `entries` follow it consecutively.
+    /// Everything in the snapshot was committed and applied, so both points start there.
+    pub fn restored(
+        offset: u64,
+        offset_term: u64,
+        mut entries: Vec<Entry>,
+        faulty: impl IntoIterator<Item = u64>,
+    ) -> Self {
+        let last = offset + entries.len() as u64;
         let mut faulty: BTreeSet<u64> =
-            faulty.into_iter().filter(|&i| i >= 1 && i <= last).collect();
+            faulty.into_iter().filter(|&i| i > offset && i <= last).collect();
         for e in &mut entries {
             // Either way of naming a faulty entry makes it one, data dropped: a faulty entry
             // is written back as identity-only, never as data.
@@ -50,28 +64,52 @@ impl RaftLog {
                 e.data.clear();
             }
         }
-        RaftLog { entries, faulty, commit: 0, applied: 0, stable: last, persist_from: last + 1 }
+        RaftLog {
+            entries,
+            faulty,
+            offset,
+            offset_term,
+            commit: offset,
+            applied: offset,
+            stable: last,
+            persist_from: last + 1,
+        }
+    }
+
+    /// The snapshot's last index: the log holds entries after it (0 without a snapshot).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn offset_term(&self) -> u64 {
+        self.offset_term
     }
 
     pub fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        self.offset + self.entries.len() as u64
     }
 
     pub fn last_term(&self) -> u64 {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.offset_term, |e| e.term)
     }
 
-    /// The term of the entry at `index`; index 0 is the empty prefix, term 0.
+    /// The term of the entry at `index`; the snapshot's last index answers with the
+    /// snapshot's term (index 0, the empty prefix, with term 0); compacted indexes with `None`.
     pub fn term(&self, index: u64) -> Option<u64> {
-        if index == 0 {
-            return Some(0);
+        if index == self.offset {
+            return Some(self.offset_term);
         }
         self.entry(index).map(|e| e.term)
     }
 
     pub fn entry(&self, index: u64) -> Option<&Entry> {
-        let i = usize::try_from(index.checked_sub(1)?).ok()?;
+        let i = usize::try_from(index.checked_sub(self.offset + 1)?).ok()?;
         self.entries.get(i)
+    }
+
+    /// Position of `index` in `entries` (callers know `offset < index <= last_index`).
+    fn pos(&self, index: u64) -> usize {
+        (index - self.offset - 1) as usize
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -119,12 +157,26 @@ impl RaftLog {
     /// `(prev_index, prev_term)`, make it hold `entries` after it, deleting a conflicting
     /// suffix, and return the index of the last entry the leader sent (or `prev_index`).
     /// `entries` must be consecutive from `prev_index + 1` (the caller checks).
+    ///
+    /// Entries at or below our snapshot are committed and so, by Leader Completeness, match the
+    /// leader's; they are skipped, matching from the snapshot's identity instead.
     pub fn try_append(
         &mut self,
         prev_index: u64,
         prev_term: u64,
         entries: &[Entry],
     ) -> Result<u64, AppendError> {
+        let last_sent = prev_index + entries.len() as u64;
+        if prev_index < self.offset {
+            if last_sent <= self.offset {
+                return Ok(last_sent);
+            }
+            let skip = (self.offset - prev_index) as usize;
+            if entries[skip - 1].term != self.offset_term {
+                return Err(AppendError::ConflictsWithCommitted);
+            }
+            return self.try_append(self.offset, self.offset_term, &entries[skip..]);
+        }
         if self.term(prev_index) != Some(prev_term) {
             return Err(AppendError::Mismatch);
         }
@@ -142,7 +194,7 @@ impl RaftLog {
                 // in which case this is the repair the follower asked for.
                 Some(t) if t == e.term => {
                     if self.faulty.remove(&e.index) {
-                        let i = (e.index - 1) as usize;
+                        let i = self.pos(e.index);
                         self.entries[i] = e.clone();
                         self.rewrite_from(e.index);
                     }
@@ -155,13 +207,13 @@ impl RaftLog {
                 None => self.entries.push(e.clone()),
             }
         }
-        Ok(prev_index + entries.len() as u64)
+        Ok(last_sent)
     }
 
     /// Drops every entry after `index`.
     fn truncate_after(&mut self, index: u64) {
         debug_assert!(index >= self.commit, "truncating committed entries");
-        self.entries.truncate(index as usize);
+        self.entries.truncate((index - self.offset) as usize);
         self.faulty.retain(|&i| i <= index);
         self.rewrite_from(index + 1);
     }
@@ -175,14 +227,14 @@ impl RaftLog {
     /// Entries that must be written before they count as durable; marks them handed over.
     /// Returns `(entries, identity of the last)`.
     pub fn take_unstable(&mut self) -> Vec<Entry> {
-        let from = self.persist_from.max(1);
-        let out: Vec<Entry> = self.entries.iter().skip((from - 1) as usize).cloned().collect();
+        let from = self.persist_from.max(self.offset + 1);
+        let out: Vec<Entry> = self.entries.iter().skip(self.pos(from)).cloned().collect();
         self.persist_from = self.last_index() + 1;
         out
     }
 
     pub fn has_unstable(&self) -> bool {
-        self.persist_from.max(1) <= self.last_index()
+        self.persist_from.max(self.offset + 1) <= self.last_index()
     }
 
     /// The driver synced everything through `(index, term)`. If the entry there was replaced
@@ -217,9 +269,52 @@ impl RaftLog {
         if upto <= self.applied {
             return Vec::new();
         }
-        let out = self.entries[self.applied as usize..upto as usize].to_vec();
+        let out = self.entries[self.pos(self.applied + 1)..=self.pos(upto)].to_vec();
         self.applied = upto;
         out
+    }
+
+    /// Local compaction: the state machine's snapshot through `index` (applied here) is
+    /// durable, so the entries up to it may go. Returns false (nothing changed) unless
+    /// `offset < index <= applied`.
+    pub fn compact(&mut self, index: u64) -> bool {
+        if index <= self.offset || index > self.applied {
+            return false;
+        }
+        let Some(term) = self.term(index) else { return false };
+        let n = self.pos(index) + 1;
+        self.entries.drain(..n);
+        self.offset = index;
+        self.offset_term = term;
+        self.faulty.retain(|&i| i > index);
+        true
+    }
+
+    /// A leader's snapshot through `(index, term)`, past our apply point, replaces the log up
+    /// to there (§7, InstallSnapshot receiver rules 6 and 7): if we hold that very entry the
+    /// entries after it stay (they are the leader's too, or will be overwritten by it);
+    /// otherwise the whole log goes. Returns whether the entries after it were kept.
+    ///
+    /// The snapshot becomes durable with the `Ready` that carries it; until then `stable`
+    /// stays below it, so nothing counts it durable early.
+    pub fn install_snapshot(&mut self, index: u64, term: u64) -> bool {
+        debug_assert!(index > self.applied, "installing a snapshot at or below the apply point");
+        let keep = self.term(index) == Some(term) && index > self.offset;
+        if keep {
+            let n = self.pos(index) + 1;
+            self.entries.drain(..n);
+            self.persist_from = self.persist_from.max(index + 1);
+        } else {
+            self.entries.clear();
+            self.stable = self.stable.min(index);
+            self.persist_from = index + 1;
+        }
+        self.faulty.retain(|&i| i > index);
+        self.offset = index;
+        self.offset_term = term;
+        self.commit = self.commit.max(index);
+        self.applied = index;
+        keep
     }
 
     /// A cheap index the leader may jump back to after a rejection at `prev_index`: just
@@ -239,9 +334,9 @@ impl RaftLog {
 
     /// Checks the log's own invariants; used by tests, the fuzzer and debug assertions.
     pub fn check(&self) -> Result<(), String> {
-        let mut prev_term = 0;
+        let mut prev_term = self.offset_term;
         for (i, e) in self.entries.iter().enumerate() {
-            if e.index != i as u64 + 1 {
+            if e.index != self.offset + i as u64 + 1 {
                 return Err(format!("entry at position {i} has index {}", e.index));
             }
             if e.term < prev_term {
@@ -249,9 +344,13 @@ impl RaftLog {
             }
             prev_term = e.term;
         }
-        if self.applied > self.commit || self.commit > self.last_index() {
+        if self.offset > self.applied
+            || self.applied > self.commit
+            || self.commit > self.last_index()
+        {
             return Err(format!(
-                "applied {} commit {} last {}",
+                "offset {} applied {} commit {} last {}",
+                self.offset,
                 self.applied,
                 self.commit,
                 self.last_index()

@@ -16,6 +16,9 @@ pub enum EntryKind {
     Noop,
     /// Data for the state machine.
     Normal,
+    /// A new configuration: the voters (`membership::encode_voters`). Takes effect as soon as
+    /// it is in a node's log; the state machine sees it applied like any entry.
+    Config,
     /// This node's copy is corrupt: only the identity `(index, term)` survived recovery. Never
     /// sent, never applied; written back to the WAL as an identity-only record so it stays
     /// faulty across restarts until the leader repairs it.
@@ -29,6 +32,17 @@ pub struct Entry {
     pub index: u64,
     pub term: u64,
     pub kind: EntryKind,
+    pub data: Vec<u8>,
+}
+
+/// The state machine's state through `index` (the entry at `index` has `term`), standing in
+/// for the log up to there. `data` is the state machine's own encoding; Raft never looks in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub index: u64,
+    pub term: u64,
+    /// The configuration in effect at `index`.
+    pub voters: Vec<NodeId>,
     pub data: Vec<u8>,
 }
 
@@ -74,6 +88,13 @@ pub enum Body {
         index: u64,
         faulty: bool,
     },
+    /// InstallSnapshot (§7): the follower needs entries the leader has compacted away. Sent
+    /// whole (the simulator's and the stream layer's states are small; chunking can come with
+    /// a wire encoding). Answered with an `AppendResp` through `snapshot.index`, sent only once
+    /// the snapshot is durable.
+    Snapshot {
+        snapshot: Snapshot,
+    },
     /// Leadership transfer: the leader tells an up-to-date follower to start an election now.
     TimeoutNow,
 }
@@ -96,6 +117,7 @@ impl Message {
             Body::VoteResp { .. } => "VoteResp",
             Body::Append { .. } => "Append",
             Body::AppendResp { .. } => "AppendResp",
+            Body::Snapshot { .. } => "Snapshot",
             Body::TimeoutNow => "TimeoutNow",
         }
     }

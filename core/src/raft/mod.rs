@@ -2,15 +2,27 @@
 //! time and syncs the disk.
 //!
 //! Rooms: [`message`] (what nodes say), [`log`] (entries, commit and apply points, faulty
-//! entries), [`progress`] (a leader's view of each follower), [`storage`] (WAL and term/vote
-//! metadata through `Disk`, recovery), [`ready`] (the batch the driver works through, and the
-//! state machine interface), [`node`] (the protocol).
+//! entries, the snapshot offset), [`progress`] (a leader's view of each follower), [`storage`]
+//! (WAL, snapshot file and term/vote metadata through `Disk`, recovery), [`ready`] (the batch
+//! the driver works through, and the state machine interface), [`membership`] (who votes,
+//! single-server changes), [`node`] (the protocol).
 //!
-//! Not yet here (issue 6): snapshots and log compaction, membership changes, a leader
-//! repairing its own faulty entry from peers (a node with a faulty entry does not campaign
-//! instead), and a wire encoding of messages.
+//! Snapshots: the driver takes one from its state machine at an applied index
+//! (`RaftNode::prepare_snapshot` adds the term and configuration there), makes it durable with
+//! `Storage::install_snapshot` (which then drops the WAL in front of it) and hands it to
+//! `RaftNode::compact`; a follower whose next entry the leader has compacted away gets the
+//! snapshot in a message and the driver installs it from `Ready::snapshot`, restoring its
+//! state machine (`StateMachine::restore`) before applying `Ready::committed`.
+//!
+//! Membership: single-server changes through `RaftNode::propose_change` (see [`membership`]).
+//!
+//! Not yet here (issue 6): learners (new voters count at once); chunked snapshots (sent
+//! whole); a leader repairing its own faulty entry from peers (a node with a faulty entry does
+//! not campaign instead, so a leader never holds one; `check_invariants` asserts it); a wire
+//! encoding of messages.
 
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod progress;
@@ -20,7 +32,8 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use message::{Body, Entry, EntryKind, Message, NodeId};
-pub use node::{Config, Mutations, ProposeError, RaftNode, Role};
+pub use membership::ConfChange;
+pub use message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+pub use node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 pub use ready::{Ready, StateMachine};
 pub use storage::{HardState, Recovered, Storage, StorageMutations};

@@ -5,7 +5,8 @@
 //! - `tick(now)`: time passed; call it at (or after) `poll_timeout()`;
 //! - `propose(now, data)`: a client's command, accepted only by the leader;
 //! - `transfer_leadership(now, to)`, `step_down(now)`;
-//! - `on_persisted(now, number)`: the driver's sync covered `Ready` number `number`.
+//! - `on_persisted(now, number)`: the driver's sync covered `Ready` number `number`;
+//! - `compact(snapshot)`: the driver made a snapshot of its state machine durable.
 //!
 //! Outputs: `has_ready()` / `ready()` (see [`Ready`] for the order the driver works through
 //! it) and `poll_timeout()`. Drain `ready()` after every input until `has_ready()` is false.
@@ -28,7 +29,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::log::{AppendError, RaftLog};
-use super::message::{Body, Entry, EntryKind, Message, NodeId};
+use super::membership::{encode_voters, ConfChange, Membership};
+use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
 use super::progress::Progress;
 use super::ready::Ready;
 use super::storage::{HardState, Recovered, LOST_SUFFIX};
@@ -48,7 +50,9 @@ pub struct Mutations {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
-    /// Every voter, this node included.
+    /// The initial voters (this node among them if it is one), used until a snapshot or a
+    /// configuration entry in the log names others. A node joining a running group starts
+    /// with the group's current voters, or none: it never campaigns while not a voter.
     pub peers: Vec<NodeId>,
     /// The election timeout is drawn uniformly from `[election_min, election_max)` each time
     /// it is reset, so that split votes do not repeat (§5.2).
@@ -89,12 +93,29 @@ pub enum Role {
     Leader,
 }
 
+/// Why `compact` did not take a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompactError {
+    /// The snapshot's index is not above the current one or not yet applied here.
+    OutOfRange { index: u64, offset: u64, applied: u64 },
+    /// The log's entry at the snapshot's index has another term: it is not this log's state.
+    WrongTerm { index: u64, term: u64, log_term: Option<u64> },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposeError {
     /// Only the leader takes proposals; `leader` is who this node believes leads, if anyone.
     NotLeader { leader: Option<NodeId> },
     /// A leadership transfer is in progress.
     Transferring,
+    /// Membership: a previous change is not committed yet (one at a time).
+    ChangePending,
+    /// Membership: no entry of this leader's term is committed yet.
+    NotReady,
+    /// Membership: the change would leave no voter.
+    LastVoter,
+    /// Membership: the node already is (add) or is not (remove) a voter.
+    NoChange,
 }
 
 /// A message that may leave only after `Ready` number `after` is durable. `guard`, for an
@@ -116,15 +137,28 @@ pub struct Alarms {
     pub malformed: u64,
 }
 
+/// Counters of ordinary events worth seeing in statistics.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
+    pub compactions: u64,
+}
+
 pub struct RaftNode {
     cfg: Config,
-    quorum: usize,
+    members: Membership,
     role: Role,
     term: u64,
     vote: Option<NodeId>,
     fence: u8,
     leader: Option<NodeId>,
     log: RaftLog,
+    /// The newest snapshot (its index is the log's offset): what a follower behind the
+    /// offset is sent.
+    snapshot: Option<Snapshot>,
+    /// A snapshot from the leader for the next `Ready`, and whether the log after it stayed.
+    snapshot_out: Option<(Snapshot, bool)>,
     rng: ChaCha8Rng,
     election_deadline: Instant,
     heartbeat_deadline: Instant,
@@ -157,28 +191,26 @@ pub struct RaftNode {
     next_ready: u64,
     persisted: u64,
     pub alarms: Alarms,
+    pub counters: Counters,
 }
 
 impl RaftNode {
     /// A node starting from what its storage recovered. `rng` draws election timeouts only.
     pub fn new(cfg: Config, recovered: Recovered, rng: ChaCha8Rng, now: Instant) -> Self {
-        let mut peers = cfg.peers.clone();
-        if !peers.contains(&cfg.id) {
-            peers.push(cfg.id);
-        }
-        peers.sort_unstable();
-        peers.dedup();
-        let cfg = Config { peers, ..cfg };
         let hs = recovered.hard_state;
+        let (offset, offset_term) =
+            recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let mut node = RaftNode {
-            quorum: cfg.peers.len() / 2 + 1,
+            members: Membership::default(),
             cfg,
             role: Role::Follower,
             term: hs.term,
             vote: hs.vote,
             fence: hs.fence,
             leader: None,
-            log: RaftLog::restored(recovered.entries, recovered.report.faulty),
+            log: RaftLog::restored(offset, offset_term, recovered.entries, recovered.report.faulty),
+            snapshot: recovered.snapshot.clone(),
+            snapshot_out: None,
             rng,
             election_deadline: now,
             heartbeat_deadline: now,
@@ -199,7 +231,10 @@ impl RaftNode {
             next_ready: 1,
             persisted: 0,
             alarms: Alarms::default(),
+            counters: Counters::default(),
         };
+        let base = recovered.snapshot.map_or_else(|| node.cfg.peers.clone(), |s| s.voters);
+        node.members = Membership::new(base, &node.log);
         node.reset_election_timer(now);
         node
     }
@@ -232,6 +267,20 @@ impl RaftNode {
     }
     pub fn is_fenced(&self) -> bool {
         self.fence != 0
+    }
+    /// The newest snapshot this node holds (recovered, taken or installed).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+    /// The voters this node acts on: the newest configuration in its log.
+    pub fn voters(&self) -> &[NodeId] {
+        self.members.voters()
+    }
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.members.voters().contains(&id)
+    }
+    fn quorum(&self) -> usize {
+        self.members.voters().len() / 2 + 1
     }
     /// Leader only: the index each peer is known to hold durably.
     pub fn matched(&self, peer: NodeId) -> Option<u64> {
@@ -268,9 +317,10 @@ impl RaftNode {
                     let heard = self
                         .progress
                         .iter()
+                        .filter(|(id, _)| self.is_voter(**id))
                         .filter(|(&id, p)| id == self.cfg.id || now - p.last_heard < window)
                         .count();
-                    if heard < self.quorum {
+                    if heard < self.quorum() {
                         self.become_follower(now, self.term, None);
                         return;
                     }
@@ -331,9 +381,100 @@ impl RaftNode {
         Ok((index, self.term))
     }
 
+    /// The driver's state machine snapshot through `snapshot.index` (applied here) is durable
+    /// (`Storage::install_snapshot`): the log in front of it may go (§7). The snapshot is kept
+    /// to send to followers that need entries compacted away.
+    /// The snapshot to write for the state machine's `data` at applied index `index`: its
+    /// term and the configuration there come from the log.
+    pub fn prepare_snapshot(&self, index: u64, data: Vec<u8>) -> Result<Snapshot, CompactError> {
+        let (offset, applied) = (self.log.offset(), self.log.applied());
+        if index <= offset || index > applied {
+            return Err(CompactError::OutOfRange { index, offset, applied });
+        }
+        let term = self.log.term(index).unwrap_or(0);
+        Ok(Snapshot { index, term, voters: self.members.at(index), data })
+    }
+
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        let (offset, applied) = (self.log.offset(), self.log.applied());
+        if snapshot.index <= offset || snapshot.index > applied {
+            return Err(CompactError::OutOfRange { index: snapshot.index, offset, applied });
+        }
+        let log_term = self.log.term(snapshot.index);
+        if log_term != Some(snapshot.term) {
+            return Err(CompactError::WrongTerm {
+                index: snapshot.index,
+                term: snapshot.term,
+                log_term,
+            });
+        }
+        self.log.compact(snapshot.index);
+        self.members.compact(snapshot.index);
+        self.snapshot = Some(snapshot);
+        self.counters.compactions += 1;
+        Ok(())
+    }
+
+    /// Leader: propose adding or removing one voter (see [`membership`](super::membership)
+    /// for the rules). Returns the configuration entry's `(index, term)`; the change takes
+    /// effect at once, and is done when that entry commits.
+    pub fn propose_change(
+        &mut self,
+        now: Instant,
+        change: ConfChange,
+    ) -> Result<(u64, u64), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::Transferring);
+        }
+        if self.members.latest_index() > self.log.commit() {
+            return Err(ProposeError::ChangePending);
+        }
+        if self.log.term(self.log.commit()) != Some(self.term) {
+            return Err(ProposeError::NotReady);
+        }
+        let mut voters = self.members.voters().to_vec();
+        match change {
+            ConfChange::AddVoter(id) if !voters.contains(&id) && id != 0 => voters.push(id),
+            ConfChange::RemoveVoter(id) if voters.contains(&id) => {
+                if voters.len() == 1 {
+                    return Err(ProposeError::LastVoter);
+                }
+                voters.retain(|&v| v != id);
+            }
+            _ => return Err(ProposeError::NoChange),
+        }
+        let index = self.log.append_new(self.term, EntryKind::Config, encode_voters(&voters));
+        self.members.rescan(&self.log, index);
+        self.on_config_change(now);
+        self.broadcast_due = true;
+        Ok((index, self.term))
+    }
+
+    /// Leader: track exactly the voters of the newest configuration (and itself).
+    fn on_config_change(&mut self, now: Instant) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let voters = self.members.voters().to_vec();
+        let (me, last) = (self.cfg.id, self.log.last_index());
+        self.progress.retain(|id, _| *id == me || voters.contains(id));
+        for v in voters {
+            self.progress.entry(v).or_insert_with(|| Progress::new(last, now));
+        }
+        // The quorum may have shrunk: what is replicated may now be committed.
+        self.maybe_commit();
+    }
+
     /// Leader: hand leadership to `to` once it is up to date (Raft thesis §3.10).
     pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) {
-        if self.role != Role::Leader || to == self.cfg.id || !self.progress.contains_key(&to) {
+        if self.role != Role::Leader
+            || to == self.cfg.id
+            || !self.progress.contains_key(&to)
+            || !self.is_voter(to)
+        {
             return;
         }
         self.transfer = Some((to, now + self.cfg.election_max));
@@ -348,12 +489,19 @@ impl RaftNode {
     }
 
     pub fn step(&mut self, now: Instant, m: Message) {
-        if m.to != self.cfg.id || m.from == self.cfg.id || !self.cfg.peers.contains(&m.from) {
+        // Senders are not checked against the configuration: a new node hears from a leader
+        // before it knows the configuration that names it, and a node with a stale one
+        // from voters it has not heard of. Only voters' votes are counted.
+        if m.to != self.cfg.id || m.from == self.cfg.id || m.from == 0 {
             self.alarms.malformed += 1;
             return;
         }
         if m.term > self.term {
-            let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min);
+            // A leader is in its own lease: check-quorum deposes it when a majority stops
+            // answering. Without this a removed voter, which never hears of its removal (the
+            // leader stops sending to it), would depose the leader at every timeout.
+            let lease = self.leader_seen.is_some_and(|t| now - t < self.cfg.election_min)
+                || self.role == Role::Leader;
             match &m.body {
                 // Pre-votes do not change terms: that is their point.
                 Body::PreVote { .. } => {}
@@ -361,7 +509,7 @@ impl RaftNode {
                 // A node that hears from its leader ignores elections (the leader lease),
                 // unless the leader itself asked for one.
                 Body::Vote { transfer: false, .. } if lease => return,
-                Body::Append { .. } | Body::TimeoutNow => {
+                Body::Append { .. } | Body::Snapshot { .. } | Body::TimeoutNow => {
                     self.become_follower(now, m.term, Some(m.from))
                 }
                 _ => self.become_follower(now, m.term, None),
@@ -370,6 +518,9 @@ impl RaftNode {
             // Tell a stale sender the current term so it steps down; nothing else.
             let reply = match m.body {
                 Body::Append { .. } => {
+                    Some(Body::AppendResp { success: false, index: 0, faulty: false })
+                }
+                Body::Snapshot { .. } => {
                     Some(Body::AppendResp { success: false, index: 0, faulty: false })
                 }
                 Body::PreVote { .. } => Some(Body::PreVoteResp { granted: false }),
@@ -396,6 +547,7 @@ impl RaftNode {
             Body::AppendResp { success, index, faulty } => {
                 self.on_append_resp(now, m.from, success, index, faulty)
             }
+            Body::Snapshot { snapshot } => self.on_snapshot(now, m.from, snapshot),
             Body::TimeoutNow => {
                 if self.leader == Some(m.from) && self.role == Role::Follower && self.may_campaign()
                 {
@@ -410,7 +562,12 @@ impl RaftNode {
     fn may_campaign(&self) -> bool {
         // A node that cannot vouch for its whole log must not lead: it could not serve the
         // entries it lost, and (lost suffix) its log may look shorter than what it acked.
-        self.fence == 0 && self.log.first_faulty().is_none()
+        // A node outside its newest configuration campaigns only while that configuration is
+        // not known committed (Raft thesis §4.2.2): a leader that proposed its own removal
+        // and lost leadership may be the only node holding the entry, and the others cannot
+        // elect anyone without it. Its own vote does not count (`granted`).
+        let member = self.is_voter(self.cfg.id) || self.members.latest_index() > self.log.commit();
+        self.fence == 0 && self.log.first_faulty().is_none() && member
     }
 
     fn pre_campaign(&mut self, now: Instant) {
@@ -433,7 +590,7 @@ impl RaftNode {
     }
 
     fn try_win_pre_vote(&mut self, now: Instant) -> bool {
-        if self.role == Role::PreCandidate && self.granted() >= self.quorum {
+        if self.role == Role::PreCandidate && self.granted() >= self.quorum() {
             self.campaign(now, false);
             return true;
         }
@@ -458,8 +615,13 @@ impl RaftNode {
         }
     }
 
+    /// Votes granted by voters of the newest configuration.
     fn granted(&self) -> usize {
-        self.votes.values().filter(|&&g| g).count()
+        self.votes.iter().filter(|(id, g)| **g && self.is_voter(**id)).count()
+    }
+
+    fn rejected(&self) -> usize {
+        self.votes.iter().filter(|(id, g)| !**g && self.is_voter(**id)).count()
     }
 
     fn on_pre_vote(&mut self, now: Instant, from: NodeId, term: u64, li: u64, lt: u64) {
@@ -481,11 +643,8 @@ impl RaftNode {
             return;
         }
         self.votes.insert(from, granted);
-        if !self.try_win_pre_vote(now) {
-            let rejected = self.votes.values().filter(|&&g| !g).count();
-            if rejected >= self.quorum {
-                self.role = Role::Follower;
-            }
+        if !self.try_win_pre_vote(now) && self.rejected() >= self.quorum() {
+            self.role = Role::Follower;
         }
     }
 
@@ -518,8 +677,7 @@ impl RaftNode {
         }
         self.votes.insert(from, granted);
         self.try_win(now);
-        let rejected = self.votes.values().filter(|&&g| !g).count();
-        if self.role == Role::Candidate && rejected >= self.quorum {
+        if self.role == Role::Candidate && self.rejected() >= self.quorum() {
             self.become_follower(now, self.term, None);
         }
     }
@@ -527,7 +685,7 @@ impl RaftNode {
     fn try_win(&mut self, now: Instant) {
         if self.role == Role::Candidate
             && self.self_vote_after.is_none()
-            && self.granted() >= self.quorum
+            && self.granted() >= self.quorum()
         {
             self.become_leader(now);
         }
@@ -553,7 +711,9 @@ impl RaftNode {
         self.leader = Some(self.cfg.id);
         self.transfer = None;
         let last = self.log.last_index();
-        self.progress = self.cfg.peers.iter().map(|&p| (p, Progress::new(last, now))).collect();
+        self.progress =
+            self.members.voters().iter().map(|&p| (p, Progress::new(last, now))).collect();
+        self.progress.insert(self.cfg.id, Progress::new(last, now));
         if let Some(me) = self.progress.get_mut(&self.cfg.id) {
             me.matched = self.log.stable();
         }
@@ -606,6 +766,9 @@ impl RaftNode {
         self.reset_election_timer(now);
         match self.log.try_append(prev_index, prev_term, &entries) {
             Ok(last_new) => {
+                if !entries.is_empty() {
+                    self.members.rescan(&self.log, prev_index + 1);
+                }
                 // Figure 2 rule 5, bounded by what this message proved we share.
                 self.log.commit_to(commit.min(last_new));
                 let verified = self.log.first_faulty().map_or(last_new, |f| last_new.min(f - 1));
@@ -634,6 +797,53 @@ impl RaftNode {
         }
     }
 
+    /// InstallSnapshot receiver (§7). A snapshot at or below what we applied tells us nothing
+    /// new: answer with what we applied (matching the leader, as it is committed; verified).
+    /// Otherwise install it, even below our commit point (a faulty or unsynced entry may be
+    /// holding the apply point back, and the snapshot repairs it); the acknowledgement
+    /// leaves once it is durable.
+    fn on_snapshot(&mut self, now: Instant, from: NodeId, snapshot: Snapshot) {
+        if self.role == Role::Leader {
+            self.alarms.malformed += 1;
+            return;
+        }
+        if snapshot.index == 0 || snapshot.term > self.term {
+            self.alarms.malformed += 1;
+            return;
+        }
+        self.role = Role::Follower;
+        self.leader = Some(from);
+        self.leader_seen = Some(now);
+        self.reset_election_timer(now);
+        if snapshot.index <= self.log.applied() {
+            // Held like any acknowledgement: the apply point may be a snapshot installed a
+            // moment ago and not yet durable.
+            let index = self.log.applied();
+            let guard = self.log.term(index).map(|t| (index, t));
+            let body = Body::AppendResp { success: true, index, faulty: false };
+            self.hold(Message { from: self.cfg.id, to: from, term: self.term, body }, guard);
+            return;
+        }
+        if snapshot.index <= self.log.commit()
+            && self.log.term(snapshot.index) != Some(snapshot.term)
+        {
+            // A committed entry with another identity: never from a correct leader.
+            self.alarms.conflicts_with_committed += 1;
+            return;
+        }
+        let (index, term) = (snapshot.index, snapshot.term);
+        let keep = self.log.install_snapshot(index, term);
+        self.members.install(&snapshot.voters, &self.log);
+        self.counters.snapshots_installed += 1;
+        self.snapshot = Some(snapshot.clone());
+        self.snapshot_out = Some((snapshot, keep));
+        let body = Body::AppendResp { success: true, index, faulty: false };
+        self.hold(
+            Message { from: self.cfg.id, to: from, term: self.term, body },
+            Some((index, term)),
+        );
+    }
+
     fn on_append_resp(
         &mut self,
         now: Instant,
@@ -648,6 +858,7 @@ impl RaftNode {
         let last = self.log.last_index();
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.last_heard = now;
+        p.snapshot_sent = false;
         if index > last {
             // Acknowledging entries this leader never had: forged or from another life.
             self.alarms.malformed += 1;
@@ -689,7 +900,20 @@ impl RaftNode {
         let Some(p) = self.progress.get_mut(&peer) else { return };
         p.next = p.next.clamp(1, last + 1);
         let prev_index = p.next - 1;
-        let Some(prev_term) = self.log.term(prev_index) else { return };
+        let Some(prev_term) = self.log.term(prev_index) else {
+            // The entries it needs are compacted away: send the snapshot instead (§7). Once
+            // per heartbeat at most (the heartbeat resets `next` to resend a lost one).
+            if p.snapshot_sent && !heartbeat {
+                return;
+            }
+            let Some(snapshot) = self.snapshot.clone() else { return };
+            p.snapshot_sent = true;
+            p.next = snapshot.index + 1;
+            self.counters.snapshots_sent += 1;
+            let body = Body::Snapshot { snapshot };
+            self.outbox.push(Message { from: self.cfg.id, to: peer, term: self.term, body });
+            return;
+        };
         let mut upto = last.min(prev_index + max_batch);
         if p.in_flight() >= window {
             if !heartbeat {
@@ -708,9 +932,11 @@ impl RaftNode {
     /// Figure 2, rules for leaders: commit N if a majority holds it durably and it is of this
     /// term (§5.4.2). The leader's own copy counts once its sync is done.
     fn maybe_commit(&mut self) {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        let voters = self.members.voters();
+        let mut matched: Vec<u64> =
+            voters.iter().map(|v| self.progress.get(v).map_or(0, |p| p.matched)).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&n) = matched.get(self.quorum - 1) else { return };
+        let Some(&n) = matched.get(self.quorum() - 1) else { return };
         if n > self.log.commit()
             && (self.cfg.mutations.commit_any_term || self.log.term(n) == Some(self.term))
         {
@@ -718,10 +944,24 @@ impl RaftNode {
             // Followers learn the new commit index with the next append.
             self.broadcast_due = true;
         }
+        // A leader whose removal is committed steps down (after telling the others of the
+        // commit: the broadcast above goes out with the next `Ready` only if it still leads,
+        // so send it now).
+        if !self.is_voter(self.cfg.id) && self.log.commit() >= self.members.latest_index() {
+            for peer in self.others() {
+                self.send_append(peer, true);
+            }
+            self.role = Role::Follower;
+            self.leader = None;
+            self.transfer = None;
+            self.progress.clear();
+            self.broadcast_due = false;
+        }
     }
 
+    /// The voters other than this node: whom elections and appends go to.
     fn others(&self) -> Vec<NodeId> {
-        self.cfg.peers.iter().copied().filter(|&p| p != self.cfg.id).collect()
+        self.members.voters().iter().copied().filter(|&p| p != self.cfg.id).collect()
     }
 
     fn send(&mut self, to: NodeId, body: Body) {
@@ -738,6 +978,7 @@ impl RaftNode {
     pub fn has_ready(&self) -> bool {
         !self.outbox.is_empty()
             || self.hs_dirty
+            || self.snapshot_out.is_some()
             || self.log.has_unstable()
             || self.broadcast_due
             || !self.unnumbered.is_empty()
@@ -755,6 +996,8 @@ impl RaftNode {
         self.next_ready += 1;
         let hard_state =
             if std::mem::take(&mut self.hs_dirty) { Some(self.hard_state()) } else { None };
+        let (snapshot, snapshot_keeps_log) =
+            self.snapshot_out.take().map_or((None, false), |(s, k)| (Some(s), k));
         let entries = self.log.take_unstable();
         self.persisting.push_back((number, self.log.last_index(), self.log.last_term()));
         for (msg, guard) in self.unnumbered.drain(..) {
@@ -763,6 +1006,8 @@ impl RaftNode {
         Ready {
             number,
             hard_state,
+            snapshot,
+            snapshot_keeps_log,
             entries,
             messages: std::mem::take(&mut self.outbox),
             committed: self.log.take_committed(),
@@ -818,6 +1063,14 @@ impl RaftNode {
     /// Checks the node's invariants; used by tests, the fuzzer and the simulator.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.log.check()?;
+        let snap = self.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        if snap != (self.log.offset(), self.log.offset_term()) {
+            return Err(format!(
+                "snapshot {snap:?} but the log starts after ({}, {})",
+                self.log.offset(),
+                self.log.offset_term()
+            ));
+        }
         if self.log.last_term() > self.term {
             return Err(format!(
                 "log term {} above current term {}",

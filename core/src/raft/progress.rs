@@ -11,11 +11,14 @@ pub struct Progress {
     pub next: u64,
     /// When the follower last answered this leader: the check-quorum lease.
     pub last_heard: Instant,
+    /// A snapshot went out and nothing has been heard since: do not send it again before the
+    /// next heartbeat.
+    pub snapshot_sent: bool,
 }
 
 impl Progress {
     pub fn new(last_index: u64, now: Instant) -> Self {
-        Progress { matched: 0, next: last_index + 1, last_heard: now }
+        Progress { matched: 0, next: last_index + 1, last_heard: now, snapshot_sent: false }
     }
 
     /// Entries sent but not yet acknowledged.

@@ -8,9 +8,14 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::message::{Body, Entry, EntryKind, Message, NodeId};
-use super::node::{Config, Mutations, RaftNode, Role};
-use super::storage::{Recovered, Storage, StorageMutations, LOST_META, LOST_SUFFIX};
+use super::membership::{encode_voters, ConfChange};
+use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+use super::node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
+use super::ready::StateMachine;
+use super::storage::{
+    decode_entry, encode_entry, Decoded, Recovered, Storage, StorageMutations, LOST_META,
+    LOST_SUFFIX,
+};
 use crate::disk::{Disk, FaultConfig, MemDisk};
 use crate::time::Instant;
 
@@ -20,11 +25,66 @@ struct Member {
     node: RaftNode,
     disk: MemDisk,
     storage: Storage,
-    applied: Vec<Entry>,
+    applied: Machine,
+}
+
+/// The test's state machine: the list of entries applied, so that tests compare states by
+/// comparing lists. Its snapshot is those entries as WAL records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Machine(Vec<Entry>);
+
+impl StateMachine for Machine {
+    fn apply(&mut self, entry: &Entry) {
+        self.0.push(entry.clone());
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in &self.0 {
+            encode_entry(e, false, &mut out);
+        }
+        out
+    }
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let mut entries = Vec::new();
+        let mut pos = 0;
+        while pos < snapshot.data.len() {
+            match decode_entry(&snapshot.data[pos..]) {
+                Decoded::Entry { entry, faulty: false, len } => {
+                    entries.push(entry);
+                    pos += len;
+                }
+                other => return Err(format!("bad snapshot record: {other:?}")),
+            }
+        }
+        if entries.last().map(|e| (e.index, e.term)) != Some((snapshot.index, snapshot.term)) {
+            return Err("snapshot does not end at its own index".into());
+        }
+        self.0 = entries;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Machine {
+    type Target = Vec<Entry>;
+    fn deref(&self) -> &Vec<Entry> {
+        &self.0
+    }
+}
+
+/// The state machine a node restarts with: its recovered snapshot, if any.
+fn machine_from(rec: &Recovered) -> Machine {
+    let mut m = Machine::default();
+    if let Some(snap) = &rec.snapshot {
+        m.restore(snap).unwrap();
+    }
+    m
 }
 
 struct Cluster {
+    /// The initial voters.
     ids: Vec<NodeId>,
+    /// Every node, spares included: whom `heartbeat` and `run_for` tick.
+    all: Vec<NodeId>,
     members: BTreeMap<NodeId, Member>,
     net: VecDeque<Message>,
     now: Instant,
@@ -48,6 +108,7 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=n).collect();
         let mut c = Cluster {
             ids: ids.clone(),
+            all: ids.clone(),
             members: BTreeMap::new(),
             net: VecDeque::new(),
             now: Instant(1_000_000_000),
@@ -60,8 +121,23 @@ impl Cluster {
             let (storage, rec) =
                 Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
             let node = c.make_node(id, rec);
-            c.members.insert(id, Member { node, disk, storage, applied: Vec::new() });
+            c.members.insert(id, Member { node, disk, storage, applied: Machine::default() });
         }
+        c
+    }
+
+    /// `n` voters and `spares` more nodes (ids after them) that start outside the
+    /// configuration, knowing its voters.
+    fn with_spares(n: u64, spares: u64) -> Self {
+        let mut c = Self::new(n);
+        for id in n + 1..=n + spares {
+            let mut disk = MemDisk::new(id, FaultConfig::default());
+            let (storage, rec) =
+                Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+            let node = c.make_node(id, rec);
+            c.members.insert(id, Member { node, disk, storage, applied: Machine::default() });
+        }
+        c.all = (1..=n + spares).collect();
         c
     }
 
@@ -88,12 +164,20 @@ impl Cluster {
             if let Some(hs) = rd.hard_state {
                 m.storage.write_hard_state(&mut m.disk, &hs).unwrap();
             }
+            if let Some(snap) = &rd.snapshot {
+                m.storage.install_snapshot(&mut m.disk, snap, rd.snapshot_keeps_log).unwrap();
+            }
             m.storage.append(&mut m.disk, &rd.entries).unwrap();
             m.storage.sync(&mut m.disk).unwrap();
             for msg in rd.messages {
                 self.net.push_back(msg);
             }
-            m.applied.extend(rd.committed);
+            if let Some(snap) = &rd.snapshot {
+                m.applied.restore(snap).unwrap();
+            }
+            for e in &rd.committed {
+                m.applied.apply(e);
+            }
             m.node.on_persisted(now, rd.number);
             m.node.check_invariants().unwrap();
         }
@@ -148,7 +232,7 @@ impl Cluster {
     /// Advances time by a heartbeat and lets every node tick.
     fn heartbeat(&mut self) {
         self.now = self.now + Duration::from_millis(50);
-        for id in self.ids.clone() {
+        for id in self.all.clone() {
             let now = self.now;
             if self.node(id).role() == Role::Leader {
                 self.node_mut(id).tick(now);
@@ -163,7 +247,7 @@ impl Cluster {
         let end = self.now + d;
         while self.now < end {
             self.now = self.now + Duration::from_millis(10);
-            for id in self.ids.clone() {
+            for id in self.all.clone() {
                 let now = self.now;
                 if self.node(id).poll_timeout().is_some_and(|t| t <= now) {
                     self.node_mut(id).tick(now);
@@ -175,7 +259,7 @@ impl Cluster {
     }
 
     fn leader(&self) -> Option<NodeId> {
-        self.ids.iter().copied().find(|&id| self.node(id).role() == Role::Leader)
+        self.all.iter().copied().find(|&id| self.node(id).role() == Role::Leader)
     }
 
     /// Power loss and restart of `id` from what its disk holds.
@@ -184,10 +268,23 @@ impl Cluster {
         m.disk.crash();
         let (storage, rec) = Storage::open(&mut m.disk, DIR, StorageMutations::default()).unwrap();
         let report = rec.report.clone();
+        let applied = machine_from(&rec);
         let node = self.make_node(id, rec);
-        self.members.insert(id, Member { node, disk: m.disk, storage, applied: Vec::new() });
+        self.members.insert(id, Member { node, disk: m.disk, storage, applied });
         self.drain(id);
         report
+    }
+
+    /// `id` snapshots its state machine at its applied index, makes it durable and compacts.
+    fn compact(&mut self, id: NodeId) -> Snapshot {
+        let m = self.members.get_mut(&id).unwrap();
+        let last = m.applied.last().expect("something applied");
+        let snap = m.node.prepare_snapshot(last.index, m.applied.snapshot()).unwrap();
+        assert_eq!(snap.term, last.term);
+        m.storage.install_snapshot(&mut m.disk, &snap, true).unwrap();
+        m.node.compact(snap.clone()).unwrap();
+        m.node.check_invariants().unwrap();
+        snap
     }
 
     fn log_ids(&self, id: NodeId) -> Vec<(u64, u64)> {
@@ -651,7 +748,7 @@ fn assert_applied_prefixes(c: &Cluster) {
     // Figure 3, State Machine Safety: no two nodes apply different entries at one index.
     let mut canon: BTreeMap<u64, Entry> = BTreeMap::new();
     for m in c.members.values() {
-        for e in &m.applied {
+        for e in m.applied.iter() {
             let prev = canon.entry(e.index).or_insert_with(|| e.clone());
             assert_eq!(prev, e, "two different entries applied at index {}", e.index);
         }
@@ -780,4 +877,406 @@ fn repairing_one_faulty_entry_keeps_the_next_faulty_across_restarts() {
     assert_eq!(c.members[&3].applied.len(), 2, "applies up to the next faulty entry only");
     assert_eq!(c.restart(3).faulty, vec![3], "entry 3 must stay faulty on disk");
     assert_eq!(c.node(3).log().entry(2).unwrap().data, b"a");
+}
+
+// ---- §7 log compaction and InstallSnapshot ----
+
+/// WAL records' indexes, in file order.
+fn wal_indexes(c: &mut Cluster, id: NodeId) -> Vec<u64> {
+    let bytes = c.members.get_mut(&id).unwrap().disk.read_all("raft/wal").unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Decoded::Entry { entry, len, .. } = decode_entry(&bytes[pos..]) {
+        out.push(entry.index);
+        pos += len;
+    }
+    out
+}
+
+fn commit_some(c: &mut Cluster, leader: NodeId, n: usize) {
+    for k in 0..n {
+        c.propose(leader, format!("v{k}").as_bytes());
+        c.deliver_all();
+    }
+    c.heartbeat();
+}
+
+#[test]
+fn compaction_drops_the_log_in_front_of_a_durable_snapshot_and_restarts_from_it() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 5);
+    assert_eq!(c.members[&2].applied.len(), 6);
+    let before = c.members[&2].applied.clone();
+    let snap = c.compact(2);
+    assert_eq!((snap.index, snap.term), (6, 1));
+    assert_eq!(c.node(2).log().offset(), 6);
+    assert!(c.node(2).log().entries().is_empty());
+    assert!(wal_indexes(&mut c, 2).is_empty(), "the WAL no longer holds compacted entries");
+    // Compaction never reaches past what was applied, nor goes backwards.
+    let early = Snapshot { index: 7, term: 1, voters: vec![1, 2, 3], data: Vec::new() };
+    assert!(matches!(c.node_mut(2).compact(early), Err(CompactError::OutOfRange { .. })));
+    commit_some(&mut c, 1, 2);
+    assert_eq!(wal_indexes(&mut c, 2), vec![7, 8]);
+    let report = c.restart(2);
+    assert_eq!(report.covered_entries, 0);
+    assert_eq!(c.node(2).log().offset(), 6);
+    assert_eq!(c.node(2).commit(), 6, "a snapshot is committed by definition");
+    assert_eq!(c.log_ids(2), vec![(7, 1), (8, 1)]);
+    assert_eq!(c.members[&2].applied[..6], before[..], "state restored from the snapshot");
+    c.heartbeat();
+    assert_eq!(c.members[&2].applied.len(), 8, "and the log after it applied again");
+    assert_applied_prefixes(&c);
+}
+
+#[test]
+fn lagging_follower_behind_the_leaders_log_gets_the_snapshot_then_the_log() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.cut.insert(3);
+    commit_some(&mut c, 1, 8);
+    c.compact(1);
+    commit_some(&mut c, 1, 2);
+    assert_eq!(c.node(1).log().offset(), 9);
+    assert_eq!(c.node(3).log().last_index(), 1);
+    let sent = c.node(1).counters.snapshots_sent;
+    c.cut.clear();
+    c.heartbeat();
+    c.heartbeat();
+    assert_eq!(c.node(1).counters.snapshots_sent, sent + 1, "sent once, not per append");
+    assert_eq!(c.node(3).counters.snapshots_installed, 1);
+    assert_eq!(c.node(3).log().offset(), 9);
+    assert_eq!(c.node(3).log().last_index(), 11);
+    assert_eq!(c.node(1).matched(3), Some(11));
+    assert_eq!(c.members[&3].applied.0, c.members[&1].applied.0, "same state machine");
+    // Durable: a restart comes back from the installed snapshot and the entries after it.
+    c.restart(3);
+    assert_eq!(c.node(3).log().offset(), 9);
+    assert_eq!(c.log_ids(3), vec![(10, 1), (11, 1)]);
+    assert_eq!(c.members[&3].applied.len(), 9);
+    assert_applied_prefixes(&c);
+}
+
+#[test]
+fn install_snapshot_acknowledgement_leaves_only_after_the_snapshot_is_durable() {
+    let mut c = follower_with_log(2, &[(1, 1), (2, 1)]);
+    let snapshot = Snapshot { index: 5, term: 2, voters: vec![1, 2, 3], data: vec![9] };
+    let now = c.now;
+    c.node_mut(1).step(now, msg(2, 1, 2, Body::Snapshot { snapshot: snapshot.clone() }));
+    let rd = c.node_mut(1).ready();
+    assert_eq!(rd.snapshot, Some(snapshot.clone()));
+    assert!(!rd.snapshot_keeps_log);
+    assert!(rd.must_persist());
+    assert!(rd.messages.is_empty(), "acknowledged before the snapshot was written");
+    // The same snapshot again, before the first is durable: it is "nothing new", and the
+    // answer (through the apply point, now the snapshot's index) waits for durability too.
+    c.node_mut(1).step(now, msg(2, 1, 2, Body::Snapshot { snapshot: snapshot.clone() }));
+    let again = c.node_mut(1).ready();
+    assert!(again.snapshot.is_none());
+    assert!(again.messages.is_empty(), "acknowledged a snapshot that is not yet durable");
+    c.node_mut(1).on_persisted(now, again.number);
+    let rd = c.node_mut(1).ready();
+    assert_eq!(
+        rd.messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        vec![Body::AppendResp { success: true, index: 5, faulty: false }; 2]
+    );
+}
+
+/// A snapshot of the test machine that applied `log`.
+fn snapshot_of(log: &[(u64, u64)]) -> Snapshot {
+    let m = Machine(log.iter().map(|&(i, t)| entry(i, t)).collect());
+    let &(index, term) = log.last().unwrap();
+    Snapshot { index, term, voters: vec![1, 2, 3], data: m.snapshot() }
+}
+
+#[test]
+fn install_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log() {
+    // Rule 6: the follower holds the snapshot's last entry: the entries after it stay.
+    let mut c = follower_with_log(3, &[(1, 1), (2, 1), (3, 2), (4, 3)]);
+    c.deliver(msg(2, 1, 3, Body::Snapshot { snapshot: snapshot_of(&[(1, 1), (2, 1)]) }));
+    assert_eq!(c.node(1).log().offset(), 2);
+    assert_eq!(c.log_ids(1), vec![(3, 2), (4, 3)]);
+    assert_eq!(wal_indexes(&mut c, 1), vec![3, 4]);
+    assert_eq!(c.node(1).commit(), 2);
+    // Rule 7: another entry at the snapshot's index: the whole log goes, on disk too.
+    let mut c = follower_with_log(3, &[(1, 1), (2, 1), (3, 2), (4, 2)]);
+    c.deliver(msg(2, 1, 3, Body::Snapshot { snapshot: snapshot_of(&[(1, 1), (2, 1), (3, 3)]) }));
+    assert_eq!(c.node(1).log().last_index(), 3);
+    assert_eq!(c.node(1).log().last_term(), 3);
+    assert!(c.log_ids(1).is_empty());
+    assert!(wal_indexes(&mut c, 1).is_empty());
+    c.restart(1);
+    assert_eq!((c.node(1).log().offset(), c.node(1).log().offset_term()), (3, 3));
+    assert!(c.log_ids(1).is_empty(), "the discarded suffix does not come back");
+    // A snapshot at or below the commit point changes nothing.
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 3);
+    let stale = snapshot_of(&[(1, 1), (2, 1)]);
+    c.deliver(msg(1, 2, 1, Body::Snapshot { snapshot: stale }));
+    assert_eq!(c.node(2).log().offset(), 0);
+    assert_eq!(c.node(2).log().last_index(), 4);
+}
+
+#[test]
+fn crash_between_snapshot_and_wal_rewrite_recovers_the_same_log() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 4);
+    commit_some(&mut c, 1, 0);
+    let wal_before = c.members.get_mut(&2).unwrap().disk.read_all("raft/wal").unwrap();
+    c.compact(2);
+    // As if the power went after the snapshot's rename and before the WAL's.
+    let m = c.members.get_mut(&2).unwrap();
+    m.disk.replace_atomically("raft/wal", &wal_before).unwrap();
+    let report = c.restart(2);
+    assert_eq!(report.covered_entries, 5);
+    assert_eq!(c.node(2).log().offset(), 5);
+    assert!(c.log_ids(2).is_empty());
+    assert_eq!(wal_indexes(&mut c, 2), Vec::<u64>::new(), "recovery rewrote the WAL");
+    assert_eq!(c.members[&2].applied.len(), 5);
+}
+
+#[test]
+fn corrupt_snapshot_fences_the_node_until_the_leader_restores_it() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 4);
+    c.compact(1);
+    c.compact(3);
+    commit_some(&mut c, 1, 1);
+    c.members.get_mut(&3).unwrap().disk.flip_bit("raft/snap", 100).unwrap();
+    let report = c.restart(3);
+    assert!(report.bad_snapshot);
+    assert!(c.node(3).is_fenced(), "it lost entries it acknowledged");
+    assert_eq!(c.node(3).log().last_index(), 0);
+    // A fenced node neither campaigns nor votes; the leader restores it by snapshot.
+    c.heartbeat();
+    c.heartbeat();
+    assert_eq!(c.node(3).log().offset(), 5);
+    assert_eq!(c.node(3).log().last_index(), 6);
+    assert_eq!(c.members[&3].applied.0, c.members[&1].applied.0);
+    // Its lost acknowledgements were made in this term: only a leader of a later term proves
+    // it holds them (see `fence_term`), so the fence stays until then.
+    assert!(c.node(3).is_fenced());
+    let now = c.now;
+    c.node_mut(1).transfer_leadership(now, 2);
+    c.drain(1);
+    c.deliver_all();
+    assert_eq!(c.leader(), Some(2));
+    c.heartbeat();
+    assert!(!c.node(3).is_fenced(), "caught up under a later leader");
+}
+
+#[test]
+fn snapshot_past_the_apply_point_repairs_a_faulty_follower_even_below_its_commit() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 3);
+    assert_eq!(c.node(3).commit(), 4);
+    corrupt_body(&mut c, 3, 2);
+    // Cut off while it restarts, so that the leader does not repair the entry by append.
+    c.cut.insert(3);
+    c.restart(3);
+    assert!(c.node(3).log().is_faulty(2));
+    commit_some(&mut c, 1, 2);
+    c.compact(1);
+    c.cut.clear();
+    // Make node 3's commit run ahead of its apply point before the snapshot arrives.
+    let now = c.now;
+    let body =
+        Body::Append { prev_index: 4, prev_term: 1, entries: vec![], commit: 4, leader_last: 6 };
+    c.node_mut(3).step(now, msg(1, 3, 1, body));
+    c.drain(3);
+    c.net.clear();
+    assert!(c.node(3).log().applied() < c.node(3).commit());
+    c.heartbeat();
+    c.heartbeat();
+    assert_eq!(c.node(3).log().offset(), 6, "installed although below its commit point");
+    assert!(c.node(3).log().first_faulty().is_none());
+    assert_eq!(c.members[&3].applied.0, c.members[&1].applied.0);
+}
+
+// ---- membership changes (Raft thesis §4.1, single-server) ----
+
+fn change(c: &mut Cluster, leader: NodeId, ch: ConfChange) -> Result<(u64, u64), ProposeError> {
+    let now = c.now;
+    let r = c.node_mut(leader).propose_change(now, ch);
+    c.drain(leader);
+    c.deliver_all();
+    c.heartbeat();
+    r
+}
+
+#[test]
+fn added_voter_catches_up_and_counts_toward_the_quorum() {
+    let mut c = Cluster::with_spares(3, 1);
+    c.elect(1);
+    commit_some(&mut c, 1, 3);
+    assert!(!c.node(4).is_voter(4));
+    let (index, _) = change(&mut c, 1, ConfChange::AddVoter(4)).unwrap();
+    assert_eq!(c.node(1).voters(), &[1, 2, 3, 4]);
+    assert!(c.node(1).commit() >= index);
+    assert_eq!(c.node(4).voters(), &[1, 2, 3, 4], "it learned its membership from the log");
+    assert_eq!(c.members[&4].applied.0, c.members[&1].applied.0, "caught up");
+    // Four voters: a quorum is three. With two of them cut off nothing commits.
+    c.cut.extend([3, 4]);
+    let (i, _) = c.propose(1, b"x");
+    c.deliver_all();
+    c.heartbeat();
+    assert!(c.node(1).commit() < i, "committed with 2 of 4");
+    c.cut.remove(&4);
+    c.heartbeat();
+    assert!(c.node(1).commit() >= i, "node 4 counts");
+}
+
+#[test]
+fn one_membership_change_at_a_time() {
+    let mut c = Cluster::with_spares(3, 2);
+    c.elect(1);
+    c.cut.extend([2, 3]);
+    let now = c.now;
+    c.node_mut(1).propose_change(now, ConfChange::AddVoter(4)).unwrap();
+    assert_eq!(
+        c.node_mut(1).propose_change(now, ConfChange::AddVoter(5)),
+        Err(ProposeError::ChangePending)
+    );
+    c.cut.clear();
+    c.drain(1);
+    c.heartbeat();
+    c.heartbeat();
+    assert!(change(&mut c, 1, ConfChange::AddVoter(5)).is_ok(), "once the first is committed");
+    assert_eq!(c.node(1).voters(), &[1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_new_leader_changes_membership_only_after_committing_in_its_term() {
+    let mut c = Cluster::with_spares(3, 1);
+    let at = c.node(1).poll_timeout().unwrap();
+    c.now = c.now.max(at);
+    let now = c.now;
+    c.node_mut(1).tick(now);
+    c.drain(1);
+    while c.node(1).role() != Role::Leader {
+        let m = c.net.pop_front().expect("wins");
+        c.deliver(m);
+    }
+    c.net.clear();
+    assert_eq!(
+        c.node_mut(1).propose_change(now, ConfChange::AddVoter(4)),
+        Err(ProposeError::NotReady)
+    );
+}
+
+#[test]
+fn the_last_voter_cannot_be_removed_and_no_op_changes_are_refused() {
+    let mut c = Cluster::new(1);
+    c.elect(1);
+    commit_some(&mut c, 1, 1);
+    assert_eq!(change(&mut c, 1, ConfChange::RemoveVoter(1)), Err(ProposeError::LastVoter));
+    assert_eq!(change(&mut c, 1, ConfChange::RemoveVoter(7)), Err(ProposeError::NoChange));
+    assert_eq!(change(&mut c, 1, ConfChange::AddVoter(1)), Err(ProposeError::NoChange));
+    assert_eq!(c.node(1).voters(), &[1]);
+}
+
+#[test]
+fn removed_leader_steps_down_after_committing_its_removal_and_never_campaigns() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    commit_some(&mut c, 1, 2);
+    let now = c.now;
+    let (index, _) = c.node_mut(1).propose_change(now, ConfChange::RemoveVoter(1)).unwrap();
+    assert_eq!(c.node(1).role(), Role::Leader, "leads until the removal commits");
+    assert_eq!(c.node(1).voters(), &[2, 3]);
+    c.drain(1);
+    c.deliver_all();
+    assert_eq!(c.node(1).role(), Role::Follower, "stepped down once it committed");
+    assert!(c.node(1).commit() >= index);
+    c.deliver_all();
+    assert!(c.node(2).commit() >= index, "told the others of the commit");
+    c.run_for(Duration::from_secs(2));
+    let l = c.leader().expect("the two remaining elect a leader");
+    assert_ne!(l, 1);
+    assert!(!c.node(1).is_voter(1));
+    let (i, _) = c.propose(l, b"after");
+    c.deliver_all();
+    c.heartbeat();
+    assert!(c.node(l).commit() >= i, "two voters commit with both");
+    assert_eq!(c.leaders.keys().filter(|&&t| c.leaders[&t].contains(&1)).count(), 1);
+}
+
+#[test]
+fn a_configuration_takes_effect_in_the_log_and_reverts_when_truncated() {
+    let config = Entry { index: 2, term: 1, kind: EntryKind::Config, data: encode_voters(&[1, 2]) };
+    let mut c = Cluster::new(3);
+    let entries = vec![entry(1, 1), config];
+    let body = Body::Append { prev_index: 0, prev_term: 0, entries, commit: 0, leader_last: 2 };
+    c.deliver(msg(2, 1, 1, body));
+    assert_eq!(c.node(1).voters(), &[1, 2], "in effect uncommitted, as soon as appended");
+    c.restart(1);
+    assert_eq!(c.node(1).voters(), &[1, 2], "durable with the log");
+    // A leader of a later term replaces the uncommitted entry.
+    let body = Body::Append {
+        prev_index: 1,
+        prev_term: 1,
+        entries: vec![entry(2, 2)],
+        commit: 0,
+        leader_last: 2,
+    };
+    c.deliver(msg(3, 1, 2, body));
+    assert_eq!(c.node(1).voters(), &[1, 2, 3], "the truncated configuration is gone");
+}
+
+#[test]
+fn snapshots_carry_the_configuration() {
+    let mut c = Cluster::with_spares(3, 1);
+    c.elect(1);
+    change(&mut c, 1, ConfChange::RemoveVoter(3)).unwrap();
+    commit_some(&mut c, 1, 2);
+    let snap = c.compact(2);
+    assert_eq!(snap.voters, vec![1, 2]);
+    c.restart(2);
+    assert_eq!(c.node(2).voters(), &[1, 2]);
+    // A new voter gets the configuration with the snapshot.
+    c.compact(1);
+    change(&mut c, 1, ConfChange::AddVoter(4)).unwrap();
+    c.heartbeat();
+    assert_eq!(c.node(4).log().offset(), c.node(1).log().offset());
+    assert_eq!(c.node(4).voters(), &[1, 2, 4]);
+    assert_eq!(c.members[&4].applied.0, c.members[&1].applied.0);
+}
+
+#[test]
+fn a_removed_leader_that_lost_leadership_before_the_commit_campaigns_to_finish_it() {
+    // Two voters; the leader proposes its own removal, but only it holds the entry when it
+    // loses leadership. The other cannot be elected without its vote (its log is longer), so
+    // it must campaign, not counting itself, until the entry is committed (thesis §4.2.2).
+    let mut c = Cluster::new(2);
+    c.elect(1);
+    commit_some(&mut c, 1, 1);
+    c.cut.insert(2);
+    let now = c.now;
+    let (index, _) = c.node_mut(1).propose_change(now, ConfChange::RemoveVoter(1)).unwrap();
+    c.drain(1);
+    c.run_for(Duration::from_secs(1));
+    assert_ne!(c.node(1).role(), Role::Leader, "check-quorum deposed it");
+    c.cut.clear();
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leader(), Some(2), "the remaining voter leads in the end");
+    assert_eq!(c.node(2).voters(), &[2]);
+    assert!(c.node(2).commit() >= index);
+    assert!(!c.node(1).is_voter(1));
+}
+
+#[test]
+fn a_leader_ignores_vote_requests_of_a_later_term_within_its_lease() {
+    // A removed voter never hears of its removal and keeps campaigning: it must not depose
+    // the leader. A transfer the leader asked for is not ignored (see the transfer test).
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let term = c.node(1).term();
+    let body = Body::Vote { last_index: 99, last_term: term, transfer: false };
+    c.deliver(msg(3, 1, term + 5, body));
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(1).term(), term);
 }

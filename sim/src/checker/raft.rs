@@ -11,10 +11,14 @@
 //! - every acknowledged proposal is in the committed log exactly once, at the index it was
 //!   acknowledged at;
 //! - after the liveness phase every node has applied the same log.
+//!
+//! Snapshots carry the chain hash at their index (`Applied::snapshot_data`), so a node that
+//! restores one (at restart, or from its leader) is checked against the chain there and goes
+//! on extending the same chain: divergence is still caught at the first index it applies.
 
 use std::collections::BTreeMap;
 
-use fjord_core::raft::{Entry, EntryKind};
+use fjord_core::raft::{Entry, EntryKind, Snapshot};
 
 use super::Violation;
 use crate::rng::Fnv64;
@@ -42,6 +46,10 @@ pub struct RaftStats {
     pub elections: u64,
     pub applied: u64,
     pub committed: u64,
+    pub compactions: u64,
+    pub conf_changes: u64,
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
 }
 
 /// Each node's view, per life.
@@ -50,6 +58,15 @@ pub struct Applied {
     pub index: u64,
     pub hash: u64,
     pub commit: u64,
+}
+
+impl Applied {
+    /// The state machine's snapshot: its applied index and the chain hash there.
+    pub fn snapshot_data(&self) -> Vec<u8> {
+        let mut v = self.index.to_le_bytes().to_vec();
+        v.extend_from_slice(&self.hash.to_le_bytes());
+        v
+    }
 }
 
 pub fn encode_value(client: u32, seq: u64) -> Vec<u8> {
@@ -75,12 +92,14 @@ fn link(prev: u64, e: &Entry) -> u64 {
 }
 
 impl RaftChecker {
-    /// `node` leads `term`; `term_at` reads its log. A leader seen for the first time must
-    /// hold every entry counted committed so far.
+    /// `node` leads `term`; `term_at` reads its log, which starts after its snapshot at
+    /// `offset` (the entries up to there are checked when a snapshot is restored or taken).
+    /// A leader seen for the first time must hold every entry counted committed so far.
     pub fn leader(
         &mut self,
         node: usize,
         term: u64,
+        offset: u64,
         term_at: impl Fn(u64) -> Option<u64>,
     ) -> Result<(), Violation> {
         match self.leaders.get(&term) {
@@ -93,6 +112,9 @@ impl RaftChecker {
                 self.leaders.insert(term, node);
                 for (i, &t) in self.committed_terms.iter().enumerate() {
                     let index = i as u64 + 1;
+                    if index < offset {
+                        continue;
+                    }
                     if term_at(index) != Some(t) {
                         return Err(Violation(format!(
                             "leader completeness: node{node} leads term {term} without committed entry {index} (term {t}); it has {:?}",
@@ -168,6 +190,39 @@ impl RaftChecker {
             }
             self.values.insert(e.index, v);
         }
+        Ok(())
+    }
+
+    /// `node` replaced its state machine with `snap` (restart or InstallSnapshot).
+    pub fn restore(
+        &mut self,
+        node: usize,
+        mine: &mut Applied,
+        snap: &Snapshot,
+    ) -> Result<(), Violation> {
+        let d = &snap.data;
+        let decoded = (d.len() == 16).then(|| {
+            (
+                u64::from_le_bytes(d[0..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(d[8..16].try_into().unwrap_or_default()),
+            )
+        });
+        let Some((index, hash)) = decoded.filter(|&(i, _)| i == snap.index) else {
+            return Err(Violation(format!(
+                "node{node} restored a snapshot at {} that is not a state machine's",
+                snap.index
+            )));
+        };
+        match self.chain_at(index) {
+            Some(h) if h == hash => {}
+            other => {
+                return Err(Violation(format!(
+                    "state machine safety: node{node} restored a snapshot at {index} with chain {hash:#x}, the committed chain there is {other:?}"
+                )))
+            }
+        }
+        mine.index = index;
+        mine.hash = hash;
         Ok(())
     }
 
