@@ -555,3 +555,351 @@ async fn throughput_report() {
         N as f64 / consume.as_secs_f64()
     );
 }
+
+// ---- Retention, ack protocol and consumer API details, checked field by field ----
+//
+// These speak the raw `$JS.API` (JSON in, JSON out) so that the same assertions hold against
+// nats-server: run them with `FJORD_TEST_TARGET=reference` for the differential check.
+
+async fn connect_raw(server: &TestServer) -> async_nats::Client {
+    timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// One `$JS.API` request; the answer as JSON.
+async fn api(
+    client: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let payload = if body.is_null() { String::new() } else { body.to_string() };
+    let msg = timeout(WAIT, client.request(subject.to_string(), payload.into()))
+        .await
+        .expect("API request timed out")
+        .expect("API request");
+    serde_json::from_slice(&msg.payload).expect("API answer is JSON")
+}
+
+async fn stream_state(client: &async_nats::Client, stream: &str) -> serde_json::Value {
+    api(client, &format!("$JS.API.STREAM.INFO.{stream}"), serde_json::Value::Null).await["state"]
+        .clone()
+}
+
+async fn consumer_info(
+    client: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+) -> serde_json::Value {
+    api(client, &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"), serde_json::Value::Null)
+        .await
+}
+
+async fn create_consumer(
+    client: &async_nats::Client,
+    stream: &str,
+    config: serde_json::Value,
+) -> serde_json::Value {
+    let name = config["durable_name"].as_str().or(config["name"].as_str()).expect("named");
+    let body = serde_json::json!({"stream_name": stream, "config": config});
+    api(client, &format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"), body).await
+}
+
+/// Sends a raw `CONSUMER.MSG.NEXT`; messages and status messages arrive on the returned
+/// subscription.
+async fn pull_raw(
+    client: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+    request: serde_json::Value,
+) -> async_nats::Subscriber {
+    let inbox = client.new_inbox();
+    let sub = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            inbox,
+            request.to_string().into(),
+        )
+        .await
+        .expect("pull");
+    sub
+}
+
+async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    timeout(WAIT, sub.next()).await.expect("no message in time").expect("subscription open")
+}
+
+/// The stream sequence in a `$JS.ACK` reply subject.
+fn ack_seq(msg: &async_nats::Message) -> u64 {
+    let reply = msg.reply.as_ref().expect("a delivery has an ack subject");
+    reply.split('.').nth(5).expect("ack subject tokens").parse().expect("sequence")
+}
+
+/// Acks with a reply and waits for the confirmation (the "double ack").
+async fn ack_confirmed(client: &async_nats::Client, msg: &async_nats::Message, body: &str) {
+    let reply = msg.reply.clone().expect("ack subject");
+    let confirm = timeout(WAIT, client.request(reply, body.to_string().into()))
+        .await
+        .expect("ack confirmation timed out")
+        .expect("ack confirmation");
+    assert!(confirm.payload.is_empty());
+}
+
+/// Pulls everything available (no_wait) and double-acks it; returns the stream sequences.
+async fn drain_and_ack(client: &async_nats::Client, stream: &str, consumer: &str) -> Vec<u64> {
+    let mut sub =
+        pull_raw(client, stream, consumer, serde_json::json!({"batch": 100, "no_wait": true}))
+            .await;
+    let mut seqs = Vec::new();
+    loop {
+        let msg = next_msg(&mut sub).await;
+        if msg.status.is_some() {
+            assert_eq!(msg.status.map(u16::from), Some(404), "no_wait ends with 404");
+            return seqs;
+        }
+        seqs.push(ack_seq(&msg));
+        ack_confirmed(client, &msg, "+ACK").await;
+    }
+}
+
+#[tokio::test]
+async fn interest_retention_keeps_a_message_until_every_interested_consumer_acked_it() {
+    use serde_json::json;
+    let dir = StoreDir::new("interest");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    let body = json!({"name": "I", "subjects": ["i.>"], "retention": "interest"});
+    let created = api(&client, "$JS.API.STREAM.CREATE.I", body).await;
+    assert_eq!(created["config"]["retention"], "interest", "{created}");
+    // No consumer: the sequence is taken and acknowledged, the message is not kept.
+    assert_eq!(publish(&js, "i.a", "0").await.sequence, 1);
+    let st = stream_state(&client, "I").await;
+    assert_eq!(
+        (&st["messages"], &st["first_seq"], &st["last_seq"]),
+        (&json!(0), &json!(2), &json!(1))
+    );
+    let a = create_consumer(
+        &client,
+        "I",
+        json!({"durable_name": "A", "ack_policy": "explicit", "filter_subject": "i.a"}),
+    )
+    .await;
+    assert_eq!(a["delivered"]["stream_seq"], 1, "{a}");
+    create_consumer(&client, "I", json!({"durable_name": "B", "ack_policy": "explicit"})).await;
+    assert_eq!(publish(&js, "i.a", "1").await.sequence, 2);
+    assert_eq!(publish(&js, "i.b", "2").await.sequence, 3);
+    assert_eq!(stream_state(&client, "I").await["messages"], 2);
+    assert_eq!(drain_and_ack(&client, "I", "A").await, vec![2]);
+    assert_eq!(stream_state(&client, "I").await["messages"], 2, "B still needs both");
+    assert_eq!(drain_and_ack(&client, "I", "B").await, vec![2, 3]);
+    let st = stream_state(&client, "I").await;
+    assert_eq!((&st["messages"], &st["first_seq"]), (&json!(0), &json!(4)), "{st}");
+    // A message only B wants goes when B goes.
+    publish(&js, "i.b", "3").await;
+    assert_eq!(stream_state(&client, "I").await["messages"], 1);
+    let deleted = api(&client, "$JS.API.CONSUMER.DELETE.I.B", serde_json::Value::Null).await;
+    assert_eq!(deleted["success"], true);
+    let st = stream_state(&client, "I").await;
+    assert_eq!((&st["messages"], &st["first_seq"]), (&json!(0), &json!(5)), "{st}");
+}
+
+#[tokio::test]
+async fn workqueue_consumer_rules_answer_nats_server_error_codes() {
+    use serde_json::json;
+    let dir = StoreDir::new("wqrules");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let body = json!({"name": "W", "subjects": ["w.>"], "retention": "workqueue"});
+    api(&client, "$JS.API.STREAM.CREATE.W", body).await;
+    let code = |v: serde_json::Value| v["error"]["err_code"].clone();
+    let pull_none = json!({"durable_name": "X", "ack_policy": "none"});
+    assert_eq!(code(create_consumer(&client, "W", pull_none).await), 10084);
+    let push_none = json!({"durable_name": "X", "ack_policy": "none", "deliver_subject": "dx"});
+    assert_eq!(code(create_consumer(&client, "W", push_none).await), 10098);
+    let not_all = json!({"durable_name": "X", "ack_policy": "explicit", "deliver_policy": "new"});
+    assert_eq!(code(create_consumer(&client, "W", not_all).await), 10101);
+    let a = json!({"durable_name": "A", "ack_policy": "explicit", "filter_subject": "w.a"});
+    assert_eq!(create_consumer(&client, "W", a).await["name"], "A");
+    let overlap = json!({"durable_name": "B", "ack_policy": "explicit", "filter_subject": "w.*"});
+    assert_eq!(code(create_consumer(&client, "W", overlap).await), 10100);
+    let unfiltered = json!({"durable_name": "C", "ack_policy": "explicit"});
+    assert_eq!(code(create_consumer(&client, "W", unfiltered).await), 10099);
+    let disjoint = json!({"durable_name": "D", "ack_policy": "explicit", "filter_subject": "w.b"});
+    assert_eq!(create_consumer(&client, "W", disjoint).await["name"], "D");
+    // max_consumers is checked before the work-queue rules.
+    let body = json!({"name": "M", "subjects": ["m"], "max_consumers": 1});
+    api(&client, "$JS.API.STREAM.CREATE.M", body).await;
+    create_consumer(&client, "M", json!({"durable_name": "one", "ack_policy": "explicit"})).await;
+    let two = create_consumer(&client, "M", json!({"durable_name": "two"})).await;
+    assert_eq!(
+        two["error"],
+        json!({"code": 400, "err_code": 10026, "description": "maximum consumers limit reached"})
+    );
+}
+
+#[tokio::test]
+async fn ack_protocol_next_nak_delay_progress_term_and_double_ack() {
+    use serde_json::json;
+    let dir = StoreDir::new("acks");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    for i in 0..4 {
+        publish(&js, "s.a", &format!("{i}")).await;
+    }
+    let config =
+        json!({"durable_name": "C", "ack_policy": "explicit", "ack_wait": 30_000_000_000u64});
+    create_consumer(&client, "S", config).await;
+    let mut sub = pull_raw(&client, "S", "C", json!({"batch": 1})).await;
+    let first = next_msg(&mut sub).await;
+    assert_eq!(ack_seq(&first), 1);
+    // +NXT acks and pulls: the next two arrive on the ack's reply subject.
+    let inbox = client.new_inbox();
+    let mut next = client.subscribe(inbox.clone()).await.expect("subscribe");
+    let ack = first.reply.clone().expect("ack subject");
+    client.publish_with_reply(ack, inbox, "+NXT {\"batch\":2}".into()).await.expect("+NXT");
+    let (two, three) = (next_msg(&mut next).await, next_msg(&mut next).await);
+    assert_eq!((ack_seq(&two), ack_seq(&three)), (2, 3));
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(info["ack_floor"]["stream_seq"], 1, "+NXT acked 1: {info}");
+    assert_eq!(info["num_ack_pending"], 2);
+    // -NAK with a delay: redelivered, but not before the delay (the next new message is not
+    // held back by it).
+    let nak_at = std::time::Instant::now();
+    ack_confirmed(&client, &two, "-NAK {\"delay\": 400000000}").await;
+    let mut again =
+        pull_raw(&client, "S", "C", json!({"batch": 2, "expires": 5_000_000_000u64})).await;
+    let four = next_msg(&mut again).await;
+    assert_eq!(ack_seq(&four), 4);
+    let redelivered = next_msg(&mut again).await;
+    assert_eq!(ack_seq(&redelivered), 2);
+    assert!(nak_at.elapsed() >= Duration::from_millis(350), "{:?}", nak_at.elapsed());
+    let reply = redelivered.reply.as_ref().expect("ack subject").to_string();
+    assert!(reply.starts_with("$JS.ACK.S.C.2.2.5."), "second delivery, consumer seq 5: {reply}");
+    ack_confirmed(&client, &four, "+ACK").await;
+    // +WPI, +TERM with a reason and +ACK: each confirmed once the consumer state is written.
+    ack_confirmed(&client, &redelivered, "+WPI").await;
+    ack_confirmed(&client, &redelivered, "+TERM no longer wanted").await;
+    ack_confirmed(&client, &three, "+ACK").await;
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(
+        (&info["num_ack_pending"], &info["num_redelivered"]),
+        (&json!(0), &json!(0)),
+        "{info}"
+    );
+    assert_eq!(info["ack_floor"]["consumer_seq"], 5, "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], 4, "{info}");
+    assert_eq!(info["num_pending"], 0);
+}
+
+#[tokio::test]
+async fn backoff_paces_redeliveries_and_max_deliver_ends_them() {
+    use serde_json::json;
+    let dir = StoreDir::new("backoff");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    publish(&js, "s.a", "x").await;
+    let too_short = json!({"durable_name": "X", "ack_policy": "explicit", "max_deliver": 2,
+        "backoff": [100_000_000u64, 200_000_000u64, 300_000_000u64]});
+    let err = create_consumer(&client, "S", too_short).await;
+    assert_eq!(err["error"]["err_code"], 10116, "{err}");
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "max_deliver": 3,
+        "ack_wait": 30_000_000_000u64, "backoff": [300_000_000u64, 600_000_000u64]});
+    let created = create_consumer(&client, "S", config).await;
+    assert_eq!(created["config"]["ack_wait"], 300_000_000u64, "backoff[0] is the ack wait");
+    let mut sub =
+        pull_raw(&client, "S", "C", json!({"batch": 3, "expires": 10_000_000_000u64})).await;
+    let mut arrivals = Vec::new();
+    for _ in 0..3 {
+        let m = next_msg(&mut sub).await;
+        assert_eq!(ack_seq(&m), 1);
+        arrivals.push(std::time::Instant::now());
+    }
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(250), "first wait is backoff[0]: {gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(550), "second wait is backoff[1]: {gaps:?}");
+    // After the third delivery's wait, nothing comes back: this request ends empty.
+    let mut last =
+        pull_raw(&client, "S", "C", json!({"batch": 1, "expires": 1_500_000_000u64})).await;
+    let end = next_msg(&mut last).await;
+    assert_eq!(end.status.map(u16::from), Some(408), "{end:?}");
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(info["num_ack_pending"], 0, "out of deliveries is not pending: {info}");
+    assert_eq!(info["num_redelivered"], 1, "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], 0, "{info}");
+}
+
+#[tokio::test]
+async fn paused_consumer_delivers_nothing_until_the_pause_ends() {
+    use serde_json::json;
+    let dir = StoreDir::new("pause");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    publish(&js, "s.a", "x").await;
+    create_consumer(&client, "S", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    // Whole microseconds, as a client would write a deadline; formatted the way Go marshals it.
+    let until = Duration::from_micros((now + Duration::from_millis(1500)).as_micros() as u64);
+    let until_text = fjord_core::jetstream::api::rfc3339(until.as_nanos() as i64);
+    let paused =
+        api(&client, "$JS.API.CONSUMER.PAUSE.S.C", json!({"pause_until": until_text})).await;
+    assert_eq!(paused["type"], "io.nats.jetstream.api.v1.consumer_pause_response");
+    assert_eq!(
+        (&paused["paused"], &paused["pause_until"]),
+        (&json!(true), &json!(until_text)),
+        "{paused}"
+    );
+    assert!(paused["pause_remaining"].as_u64().is_some_and(|r| r > 0 && r <= 1_500_000_000));
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(
+        (&info["paused"], &info["config"]["pause_until"]),
+        (&json!(true), &json!(until_text))
+    );
+    let mut empty = pull_raw(&client, "S", "C", json!({"batch": 1, "no_wait": true})).await;
+    assert_eq!(next_msg(&mut empty).await.status.map(u16::from), Some(404));
+    let mut waiting =
+        pull_raw(&client, "S", "C", json!({"batch": 1, "expires": 5_000_000_000u64})).await;
+    let m = next_msg(&mut waiting).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert_eq!(ack_seq(&m), 1);
+    assert!(
+        now + Duration::from_millis(50) >= until,
+        "delivered {:?} before the pause ended",
+        until - now
+    );
+    let info = consumer_info(&client, "S", "C").await;
+    assert!(info.get("paused").is_none_or(|p| p == false), "{info}");
+    // Resuming: no time is Go's zero time.
+    let resumed = api(&client, "$JS.API.CONSUMER.PAUSE.S.C", serde_json::Value::Null).await;
+    assert_eq!(
+        resumed,
+        json!({"type": "io.nats.jetstream.api.v1.consumer_pause_response",
+        "paused": false, "pause_until": "0001-01-01T00:00:00Z"})
+    );
+    let missing = api(&client, "$JS.API.CONSUMER.PAUSE.S.nope", serde_json::Value::Null).await;
+    assert_eq!(missing["error"]["err_code"], 10014);
+    // deleted_details lists the gaps.
+    publish(&js, "s.a", "y").await;
+    publish(&js, "s.a", "z").await;
+    let del = api(&client, "$JS.API.STREAM.MSG.DELETE.S", json!({"seq": 2})).await;
+    assert_eq!(del["success"], true);
+    let info = api(
+        &client,
+        "$JS.API.STREAM.INFO.S",
+        json!({"deleted_details": true, "subjects_filter": ">"}),
+    )
+    .await;
+    assert_eq!(info["state"]["deleted"], json!([2]), "{info}");
+    assert_eq!(
+        (&info["state"]["num_deleted"], &info["state"]["subjects"]),
+        (&json!(1), &json!({"s.a": 2}))
+    );
+}

@@ -280,6 +280,9 @@ pub struct ConsumerConfig {
     pub mem_storage: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// RFC 3339: the consumer delivers nothing before then (`CONSUMER.PAUSE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
@@ -295,6 +298,15 @@ impl ConsumerConfig {
 
     pub fn is_durable(&self) -> bool {
         self.durable_name.as_deref().is_some_and(|d| !d.is_empty())
+    }
+
+    pub fn is_push(&self) -> bool {
+        self.deliver_subject.as_deref().is_some_and(|d| !d.is_empty())
+    }
+
+    /// `pause_until` as Unix nanoseconds (an unparsable or zero time is no pause).
+    pub fn pause_until_nanos(&self) -> Option<i64> {
+        self.pause_until.as_deref().and_then(parse_rfc3339).filter(|t| *t > 0)
     }
 
     /// The filters this consumer selects by; empty means every message.
@@ -348,16 +360,27 @@ impl ConsumerConfig {
             ));
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
-            self.ack_wait = match self.backoff.first() {
-                Some(b) => *b,
-                None => DEFAULT_ACK_WAIT,
-            };
+            self.ack_wait = DEFAULT_ACK_WAIT;
+        }
+        // A backoff list overrides ack_wait with its first entry (nats-server's
+        // setConsumerConfigDefaults), and max_deliver must outlast it.
+        if let Some(first) = self.backoff.first() {
+            self.ack_wait = *first;
         }
         if self.ack_wait < 0 {
             return Err(ApiError::consumer_create("consumer ack wait needs to be positive"));
         }
-        if self.max_deliver == 0 {
+        if self.max_deliver == 0 || self.max_deliver < -1 {
             self.max_deliver = -1;
+        }
+        if self.backoff.iter().any(|b| *b < 0) {
+            return Err(ApiError::backoff_negative());
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.backoff.len() as i64 > self.max_deliver
+        {
+            return Err(ApiError::max_deliver_backoff());
         }
         if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
             self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;
@@ -394,6 +417,13 @@ pub struct CreateConsumerRequest {
     pub stream_name: String,
     pub config: ConsumerConfig,
     pub action: String,
+}
+
+/// `$JS.API.CONSUMER.PAUSE` body: no time (or Go's zero time) resumes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PauseRequest {
+    pub pause_until: Option<String>,
 }
 
 /// `$JS.API.CONSUMER.MSG.NEXT` body (or a bare integer batch, or empty for one message).
@@ -467,7 +497,10 @@ pub fn rfc3339(unix_nanos: i64) -> String {
     if nanos == 0 {
         format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
     } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{nanos:09}Z")
+        // Go's RFC3339Nano drops trailing zeros of the fraction.
+        let fraction = format!("{nanos:09}");
+        let fraction = fraction.trim_end_matches('0');
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{fraction}Z")
     }
 }
 
@@ -542,6 +575,7 @@ mod tests {
         assert_eq!(s, "2025-11-27T18:40:00.123456789Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
         assert_eq!(parse_rfc3339("2025-11-27T19:40:00+01:00"), Some(1_764_268_800_000_000_000));
+        assert_eq!(rfc3339(1_764_268_800_120_000_000), "2025-11-27T18:40:00.12Z", "as Go trims");
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::time::Instant;
 /// One message handed out and not yet acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
+    /// The consumer sequence of its first delivery: nats-server keeps it across redeliveries
+    /// and moves the ack floor by it.
     pub cseq: u64,
     /// How many times it was delivered.
     pub deliveries: u64,
@@ -43,33 +45,43 @@ pub struct ConsumerState {
     /// anything from `next_sseq` on.
     #[serde(default)]
     pub initial: VecDeque<u64>,
+    /// Messages out of deliveries (max_deliver) and never acked: no longer pending, never sent
+    /// again, but still counted as redelivered and still of interest to this consumer (an
+    /// interest-retention stream keeps them), as nats-server's redelivery counts do. Stream
+    /// sequence → deliveries.
+    #[serde(default)]
+    pub exhausted: BTreeMap<u64, u64>,
 }
 
 /// The ack bodies nats-server understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AckKind {
     Ack,
     /// Redeliver, after the delay in nanoseconds if any.
     Nak(Option<u64>),
     InProgress,
+    /// Never redeliver (the reason only feeds nats-server's advisories).
     Term,
+    /// `+NXT`: ack, then the rest of the body is a `CONSUMER.MSG.NEXT` request whose replies go
+    /// to the ack's reply subject.
+    Next(String),
 }
 
 impl AckKind {
-    /// Parses an ack body; `None` for bodies this slice does not handle (`+NXT`).
+    /// Parses an ack body as nats-server does (`processAck`): `None` for bodies it ignores.
     pub fn parse(body: &[u8]) -> Option<AckKind> {
-        let text = std::str::from_utf8(body).ok()?.trim();
+        let text = std::str::from_utf8(body).ok()?;
         if text.is_empty() || text == "+ACK" || text == "+OK" {
             return Some(AckKind::Ack);
         }
-        if let Some(rest) = text.strip_prefix("-NAK") {
-            let rest = rest.trim();
-            let delay = serde_json::from_str::<serde_json::Value>(rest)
-                .ok()
-                .and_then(|v| v.get("delay")?.as_u64());
-            return Some(AckKind::Nak(delay));
+        if let Some(rest) = text.strip_prefix("+NXT") {
+            return Some(AckKind::Next(rest.trim().to_string()));
         }
-        if text.starts_with("+WPI") {
+        if let Some(rest) = text.strip_prefix("-NAK") {
+            return Some(AckKind::Nak(nak_delay(rest.trim())));
+        }
+        // Only the exact body: nats-server compares `+WPI` with bytes.Equal.
+        if text == "+WPI" {
             return Some(AckKind::InProgress);
         }
         if text.starts_with("+TERM") {
@@ -77,6 +89,55 @@ impl AckKind {
         }
         None
     }
+
+    /// Whether nats-server answers an ack with this body when it carries a reply subject
+    /// (`+NXT` answers with messages instead).
+    pub fn confirms(&self) -> bool {
+        !matches!(self, AckKind::Next(_))
+    }
+}
+
+/// A `-NAK` delay: `{"delay": <ns>}` or a Go duration (`"500ms"`); anything else (or none) is a
+/// plain NAK, as in nats-server.
+fn nak_delay(arg: &str) -> Option<u64> {
+    if arg.is_empty() {
+        return None;
+    }
+    if arg.starts_with('{') {
+        let v = serde_json::from_str::<serde_json::Value>(arg).ok()?;
+        return v.get("delay")?.as_i64().map(|d| d.max(0) as u64);
+    }
+    parse_go_duration(arg)
+}
+
+/// Go's `time.ParseDuration` for non-negative values: `300ms`, `1.5s`, `1h2m3s`, `10us`.
+pub fn parse_go_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
 }
 
 struct Waiting {
@@ -120,6 +181,9 @@ pub struct Consumer {
     /// Stream sequences this consumer is done with (acked, terminated, or delivered without
     /// ack tracking), for retention policies that remove them; drained by the manager.
     pub done: Vec<u64>,
+    /// While paused (`pause_until` in the future), when delivery resumes on the monotonic
+    /// clock; set by `refresh_pause`.
+    resume_at: Option<Instant>,
 }
 
 impl Consumer {
@@ -173,6 +237,7 @@ impl Consumer {
             delivered: SequenceInfo { consumer_seq: 0, stream_seq: start - 1 },
             ack_floor: SequenceInfo { consumer_seq: 0, stream_seq: start - 1 },
             pending: BTreeMap::new(),
+            exhausted: BTreeMap::new(),
         };
         Self::recovered(stream, name, config, created, state, now)
     }
@@ -204,7 +269,23 @@ impl Consumer {
             last_push: now,
             push_active: false,
             done: Vec::new(),
+            resume_at: None,
         }
+    }
+
+    /// Re-reads `pause_until` against the clocks: call after the config is set or changed.
+    pub fn refresh_pause(&mut self, now: Instant, wall: i64) {
+        self.resume_at = self
+            .config
+            .pause_until_nanos()
+            .filter(|until| *until > wall)
+            .map(|until| now + std::time::Duration::from_nanos((until - wall) as u64));
+    }
+
+    /// Nanoseconds until delivery resumes, if paused.
+    pub fn pause_remaining(&self, now: Instant) -> Option<u64> {
+        let at = self.resume_at?;
+        (at > now).then(|| at.saturating_since(now).as_nanos() as u64)
     }
 
     fn filters(&self) -> Vec<String> {
@@ -219,8 +300,15 @@ impl Consumer {
         self.state.pending.len()
     }
 
+    /// Messages delivered more than once and not yet acked, out-of-deliveries ones included
+    /// (nats-server's `len(o.rdc)`).
     pub fn num_redelivered(&self) -> usize {
+        if self.config.max_deliver == 1 {
+            // nats-server reports none when redelivery is off, though it tracks them.
+            return 0;
+        }
         self.state.pending.values().filter(|p| p.deliveries > 1).count()
+            + self.state.exhausted.len()
     }
 
     /// Messages not yet delivered once (nats-server's `num_pending`).
@@ -281,61 +369,137 @@ impl Consumer {
         }
     }
 
-    /// An ack for stream sequence `sseq`. Returns whether it changed anything.
-    pub fn ack(&mut self, now: Instant, sseq: u64, kind: AckKind) -> bool {
+    /// An ack for stream sequence `sseq`, delivered as consumer sequence `dseq` (both from the
+    /// `$JS.ACK` subject). Returns whether nats-server would confirm it to the ack's reply
+    /// subject (`processAck`): acks and terms of messages never delivered, and acks on an
+    /// `ack_policy: none` consumer, go unanswered; NAK and WPI are always answered.
+    pub fn ack(&mut self, now: Instant, sseq: u64, dseq: u64, kind: &AckKind) -> bool {
         self.last_active = now;
-        if !self.state.pending.contains_key(&sseq) {
+        match kind {
+            AckKind::Ack | AckKind::Term | AckKind::Next(_) => self.acked(sseq, dseq),
+            AckKind::Nak(delay) => {
+                if self.state.pending.contains_key(&sseq) {
+                    match delay {
+                        Some(d) => {
+                            self.redeliver.remove(&sseq);
+                            self.deadlines.insert(sseq, now + std::time::Duration::from_nanos(*d));
+                        }
+                        None => {
+                            self.deadlines.remove(&sseq);
+                            self.redeliver.insert(sseq);
+                        }
+                    }
+                    self.dirty = true;
+                }
+                true
+            }
+            AckKind::InProgress => {
+                if let Some(p) = self.state.pending.get(&sseq) {
+                    let wait = self.wait_for(p.deliveries);
+                    self.deadlines.insert(sseq, now + wait);
+                }
+                true
+            }
+        }
+    }
+
+    fn acked(&mut self, sseq: u64, dseq: u64) -> bool {
+        if self.config.ack_policy == AckPolicy::None || sseq >= self.state.next_sseq {
             return false;
         }
-        match kind {
-            AckKind::Ack if self.config.ack_policy == AckPolicy::All => {
-                let acked: Vec<u64> = self.state.pending.range(..=sseq).map(|(s, _)| *s).collect();
-                for s in acked {
-                    self.forget(s);
-                    self.done.push(s);
-                }
-            }
-            AckKind::Ack | AckKind::Term => {
-                self.forget(sseq);
-                self.done.push(sseq);
-            }
-            AckKind::Nak(delay) => match delay.filter(|d| *d > 0) {
-                Some(d) => {
-                    self.deadlines.insert(sseq, now + std::time::Duration::from_nanos(d));
-                }
-                None => {
-                    self.deadlines.remove(&sseq);
-                    self.redeliver.insert(sseq);
-                }
-            },
-            AckKind::InProgress => {
-                self.deadlines.insert(sseq, now + self.ack_wait());
-            }
-        }
         self.dirty = true;
+        if self.config.ack_policy == AckPolicy::All {
+            if sseq <= self.state.ack_floor.stream_seq {
+                return true;
+            }
+            let acked: Vec<u64> = self.state.pending.range(..=sseq).map(|(s, _)| *s).collect();
+            for s in acked {
+                self.drop_pending(s);
+                self.done.push(s);
+            }
+            let spent: Vec<u64> = self.state.exhausted.range(..=sseq).map(|(s, _)| *s).collect();
+            for s in spent {
+                self.state.exhausted.remove(&s);
+                self.done.push(s);
+            }
+            self.state.ack_floor = SequenceInfo { consumer_seq: dseq, stream_seq: sseq };
+            return true;
+        }
+        if let Some(p) = self.drop_pending(sseq) {
+            self.move_ack_floor(p.cseq, sseq);
+        }
+        self.state.exhausted.remove(&sseq);
+        self.done.push(sseq);
         true
     }
 
-    fn ack_wait(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.config.ack_wait.max(0) as u64)
+    /// How long the consumer waits for an ack of a message's `deliveries`-th delivery: the
+    /// backoff entry for it (the last one once they run out), else `ack_wait`.
+    fn wait_for(&self, deliveries: u64) -> std::time::Duration {
+        let backoff = &self.config.backoff;
+        let nanos = match backoff.len() {
+            0 => self.config.ack_wait,
+            n => backoff[(deliveries.max(1) as usize - 1).min(n - 1)],
+        };
+        std::time::Duration::from_nanos(nanos.max(0) as u64)
     }
 
-    fn forget(&mut self, sseq: u64) {
-        self.state.pending.remove(&sseq);
+    fn drop_pending(&mut self, sseq: u64) -> Option<Pending> {
         self.deadlines.remove(&sseq);
         self.redeliver.remove(&sseq);
-        self.update_ack_floor();
+        self.state.pending.remove(&sseq)
     }
 
-    /// The floor is everything below the oldest unacknowledged message (or everything
-    /// delivered when nothing is pending), as nats-server reports it.
-    fn update_ack_floor(&mut self) {
-        let floor = match self.state.pending.iter().next() {
-            Some((sseq, p)) => SequenceInfo {
-                consumer_seq: p.cseq.saturating_sub(1),
-                stream_seq: sseq.saturating_sub(1),
-            },
-            None => self.state.delivered,
+    /// Out of deliveries: leaves pending without moving the ack floor (what nats-server 2.15.1
+    /// reports), and is never sent again.
+    fn exhaust(&mut self, sseq: u64) {
+        if let Some(p) = self.drop_pending(sseq) {
+            self.state.exhausted.insert(sseq, p.deliveries);
+            self.dirty = true;
+        }
+    }
+
+    /// Whether this consumer still needs stream message `sseq` on `subject` (nats-server's
+    /// `needAck`): an interest-retention stream removes a message once no consumer does.
+    pub fn needs(&self, sseq: u64, subject: &str) -> bool {
+        let filters = self.filters();
+        if !filters.is_empty()
+            && !filters.iter().any(|f| crate::subject::matches(f.as_bytes(), subject.as_bytes()))
+        {
+            return false;
+        }
+        if self.state.exhausted.contains_key(&sseq) {
+            return true;
+        }
+        if sseq <= self.state.ack_floor.stream_seq {
+            return false;
+        }
+        match self.config.ack_policy {
+            AckPolicy::None | AckPolicy::All => true,
+            AckPolicy::Explicit => {
+                sseq >= self.state.next_sseq
+                    || self.state.pending.contains_key(&sseq)
+                    || self.state.initial.contains(&sseq)
+            }
+        }
+    }
+
+    /// nats-server's `moveAckFloor`: with nothing pending the floor is everything delivered;
+    /// otherwise it moves only when the ack is of the delivery just above it, and then up to
+    /// just below the next pending message.
+    fn move_ack_floor(&mut self, dseq: u64, sseq: u64) {
+        let floor = if self.state.pending.is_empty() {
+            self.state.delivered
+        } else if dseq == self.state.ack_floor.consumer_seq + 1 {
+            match self.state.pending.range(sseq + 1..).next() {
+                Some((ss, p)) => SequenceInfo {
+                    consumer_seq: p.cseq.saturating_sub(1),
+                    stream_seq: ss.saturating_sub(1),
+                },
+                None => SequenceInfo { consumer_seq: dseq, stream_seq: sseq },
+            }
+        } else {
+            return;
         };
         // The floor never goes back.
         if floor.stream_seq >= self.state.ack_floor.stream_seq {
@@ -350,7 +514,7 @@ impl Consumer {
     }
 
     /// Ack deadlines, request expiry and heartbeats due at `now`.
-    pub fn tick(&mut self, now: Instant, store: &dyn StreamStore, out: &mut Vec<Outgoing>) {
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
         if let Some(due) = self.push_heartbeat_due() {
             if due <= now {
                 let target = self.config.deliver_subject.clone().unwrap_or_default();
@@ -372,16 +536,18 @@ impl Consumer {
             self.deadlines.iter().filter(|(_, d)| **d <= now).map(|(s, _)| *s).collect();
         for sseq in due {
             self.deadlines.remove(&sseq);
-            self.redeliver.insert(sseq);
+            let spent =
+                self.state.pending.get(&sseq).is_some_and(|p| self.out_of_deliveries(p.deliveries));
+            if spent {
+                self.exhaust(sseq);
+            } else {
+                self.redeliver.insert(sseq);
+            }
         }
-        let filters = self.filters();
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         while let Some(mut w) = self.waiting.pop_front() {
             if w.expires.is_some_and(|e| e <= now) {
-                out.push(Outgoing::status(
-                    &w.reply,
-                    timeout_status(store, &filters, self.state.next_sseq),
-                ));
+                out.push(Outgoing::status(&w.reply, timeout_status(&w)));
                 continue;
             }
             if let Some((every, next)) = w.heartbeat {
@@ -403,7 +569,7 @@ impl Consumer {
         let deadline = self.deadlines.values().min().copied();
         let waits =
             self.waiting.iter().flat_map(|w| [w.expires, w.heartbeat.map(|h| h.1)]).flatten().min();
-        [deadline, waits, self.push_heartbeat_due()].into_iter().flatten().min()
+        [deadline, waits, self.push_heartbeat_due(), self.resume_at].into_iter().flatten().min()
     }
 
     /// Hands out what is deliverable (durable and wanted) to the waiting requests, in order,
@@ -416,14 +582,21 @@ impl Consumer {
         durable_seq: u64,
         out: &mut Vec<Outgoing>,
     ) {
+        // Paused: nothing is delivered; waiting requests wait, no_wait ones get their 404.
+        let paused = self.resume_at.is_some_and(|at| now < at);
+        if !paused {
+            self.resume_at = None;
+        }
         let filters = self.filters();
         if let Some(target) = self.config.deliver_subject.clone().filter(|d| !d.is_empty()) {
-            self.push(now, wall, store, durable_seq, &target, &filters, out);
+            if !paused {
+                self.push(now, wall, store, durable_seq, &target, &filters, out);
+            }
             return;
         }
         let mut pending_left = PendingLeft::default();
         while let Some((budget, delivered)) =
-            self.waiting.front().map(|w| (w.max_bytes, w.delivered))
+            self.waiting.front().filter(|_| !paused).map(|w| (w.max_bytes, w.delivered))
         {
             let Some(msg) = self.next_message(store, &filters, durable_seq) else { break };
             let size = (msg.subject.len() + msg.headers.len() + msg.payload.len()) as u64;
@@ -439,11 +612,11 @@ impl Consumer {
                     continue;
                 }
             }
-            let entry = self.record_delivery(now, wall, msg.seq);
-            let pending = pending_left.get(store, self, entry.deliveries);
+            let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
+            let pending = pending_left.get(store, self, deliveries);
             let ack = format!(
                 "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
+                self.stream, self.name, deliveries, msg.seq, cseq, msg.ts, pending
             );
             let Some(w) = self.waiting.front_mut() else { break };
             out.push(Outgoing {
@@ -462,16 +635,13 @@ impl Consumer {
                 let _ = self.waiting.pop_front();
             }
         }
-        // `no_wait` requests end now: 404 if they got nothing, 408 if only part.
+        // `no_wait` requests end at the end of the stream with a 404, as nats-server's
+        // processWaiting does; one that also set `expires` and got nothing waits for it (and
+        // then ends with a 408 from `tick`).
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         while let Some(w) = self.waiting.pop_front() {
-            if w.no_wait {
-                let hdr = if w.delivered == 0 {
-                    headers::status(404, "No Messages", &[])
-                } else {
-                    timeout_status(store, &filters, self.state.next_sseq)
-                };
-                out.push(Outgoing::status(&w.reply, hdr));
+            if w.no_wait && (w.expires.is_none() || w.delivered > 0) {
+                out.push(Outgoing::status(&w.reply, headers::status(404, "No Messages", &[])));
             } else {
                 kept.push_back(w);
             }
@@ -496,11 +666,11 @@ impl Consumer {
         }
         let mut pending_left = PendingLeft::default();
         while let Some(msg) = self.next_message(store, filters, durable_seq) {
-            let entry = self.record_delivery(now, wall, msg.seq);
-            let pending = pending_left.get(store, self, entry.deliveries);
+            let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
+            let pending = pending_left.get(store, self, deliveries);
             let ack = format!(
                 "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                self.stream, self.name, entry.deliveries, msg.seq, entry.cseq, msg.ts, pending
+                self.stream, self.name, deliveries, msg.seq, cseq, msg.ts, pending
             );
             let (hdrs, payload) = if self.config.headers_only {
                 let size = msg.payload.len().to_string();
@@ -529,15 +699,20 @@ impl Consumer {
     ) -> Option<crate::store::StoredMsg> {
         while let Some(sseq) = self.redeliver.pop_first() {
             let Some(p) = self.state.pending.get(&sseq) else { continue };
-            if self.config.max_deliver > 0 && p.deliveries >= self.config.max_deliver as u64 {
-                // Out of deliveries: it stays unacknowledged but is never sent again, as in
-                // nats-server (which then advises MAX_DELIVERIES).
+            if self.out_of_deliveries(p.deliveries) {
+                // A NAK of the last allowed delivery (nats-server advises MAX_DELIVERIES).
+                self.exhaust(sseq);
                 continue;
             }
             match store.load(sseq) {
                 Ok(Some(m)) => return Some(m),
-                // Gone from the stream (limits, delete): nothing left to deliver.
-                _ => self.forget(sseq),
+                // Gone from the stream (limits, delete): as nats-server, a term.
+                _ => {
+                    if let Some(p) = self.drop_pending(sseq) {
+                        self.move_ack_floor(p.cseq, sseq);
+                        self.dirty = true;
+                    }
+                }
             }
         }
         let tracked = self.config.ack_policy != AckPolicy::None;
@@ -563,10 +738,15 @@ impl Consumer {
         Some(msg)
     }
 
-    fn record_delivery(&mut self, now: Instant, wall: i64, sseq: u64) -> Pending {
+    fn out_of_deliveries(&self, deliveries: u64) -> bool {
+        self.config.max_deliver > 0 && deliveries >= self.config.max_deliver as u64
+    }
+
+    /// Books one delivery of `sseq`; returns (its delivery count, the consumer sequence it
+    /// goes out with).
+    fn record_delivery(&mut self, now: Instant, wall: i64, sseq: u64) -> (u64, u64) {
         self.dirty = true;
         let tracked = self.config.ack_policy != AckPolicy::None;
-        let deadline = now + self.ack_wait();
         // Every delivery, redeliveries included, takes the next consumer sequence, as in
         // nats-server (`o.dseq++` in deliverMsg).
         self.state.delivered.consumer_seq += 1;
@@ -574,22 +754,22 @@ impl Consumer {
         if let Some(p) = self.state.pending.get_mut(&sseq) {
             p.deliveries += 1;
             p.ts = wall;
-            p.cseq = cseq;
-            let p = *p;
+            let deliveries = p.deliveries;
+            let deadline = now + self.wait_for(deliveries);
             self.deadlines.insert(sseq, deadline);
-            return p;
+            return (deliveries, cseq);
         }
         self.state.delivered.stream_seq = self.state.delivered.stream_seq.max(sseq);
         self.state.next_sseq = self.state.next_sseq.max(sseq + 1);
-        let entry = Pending { cseq, deliveries: 1, ts: wall };
         if tracked {
-            self.state.pending.insert(sseq, entry);
-            self.deadlines.insert(sseq, deadline);
+            self.state.pending.insert(sseq, Pending { cseq, deliveries: 1, ts: wall });
+            self.deadlines.insert(sseq, now + self.wait_for(1));
         } else {
-            self.update_ack_floor();
+            // Nothing to ack: the floor follows deliveries.
+            self.state.ack_floor = self.state.delivered;
             self.done.push(sseq);
         }
-        entry
+        (1, cseq)
     }
 }
 
@@ -645,12 +825,16 @@ fn pending_count(store: &dyn StreamStore, filters: &[String], start: u64) -> u64
     filters.iter().map(|f| store.num_pending(f.as_bytes(), start, false)).sum()
 }
 
-fn timeout_status(store: &dyn StreamStore, filters: &[String], next: u64) -> Vec<u8> {
-    let pending = pending_count(store, filters, next);
+/// The 408 that ends a pull request early: nats-server reports what the request still
+/// wanted (messages left of its batch, bytes left of its max_bytes), not the stream backlog.
+fn timeout_status(w: &Waiting) -> Vec<u8> {
     headers::status(
         408,
         "Request Timeout",
-        &[("Nats-Pending-Messages", pending.to_string()), ("Nats-Pending-Bytes", "0".into())],
+        &[
+            ("Nats-Pending-Messages", w.batch.to_string()),
+            ("Nats-Pending-Bytes", w.max_bytes.unwrap_or(0).to_string()),
+        ],
     )
 }
 
@@ -744,11 +928,11 @@ mod tests {
     fn unacked_messages_come_back_after_ack_wait_and_floor_moves() {
         let (mut store, mut c) = setup(3, explicit());
         assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![1, 2, 3]);
-        assert!(c.ack(Instant::ZERO, 1, AckKind::Ack));
+        assert!(c.ack(Instant::ZERO, 1, 0, &AckKind::Ack));
         assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 1, stream_seq: 1 });
         assert_eq!(c.poll_timeout(), Some(Instant::ZERO + SEC));
         let mut out = Vec::new();
-        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        c.tick(Instant::ZERO + SEC, &mut out);
         let out = pull(&mut c, &mut store, Instant::ZERO + SEC, 5, true);
         assert_eq!(seqs(&out), vec![2, 3]);
         assert!(
@@ -756,8 +940,8 @@ mod tests {
             "second delivery, new consumer seq"
         );
         assert_eq!(c.num_redelivered(), 2);
-        c.ack(Instant::ZERO, 3, AckKind::Ack);
-        c.ack(Instant::ZERO, 2, AckKind::Ack);
+        c.ack(Instant::ZERO, 3, 0, &AckKind::Ack);
+        c.ack(Instant::ZERO, 2, 0, &AckKind::Ack);
         assert_eq!(c.num_ack_pending(), 0);
         assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 5, stream_seq: 3 });
     }
@@ -766,8 +950,8 @@ mod tests {
     fn nak_redelivers_at_once_and_term_never() {
         let (mut store, mut c) = setup(2, explicit());
         pull(&mut c, &mut store, Instant::ZERO, 2, true);
-        c.ack(Instant::ZERO, 1, AckKind::Nak(None));
-        c.ack(Instant::ZERO, 2, AckKind::Term);
+        c.ack(Instant::ZERO, 1, 0, &AckKind::Nak(None));
+        c.ack(Instant::ZERO, 2, 0, &AckKind::Term);
         assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 5, true)), vec![1]);
         assert_eq!(c.num_ack_pending(), 1);
     }
@@ -776,11 +960,11 @@ mod tests {
     fn in_progress_pushes_the_deadline() {
         let (mut store, mut c) = setup(1, explicit());
         pull(&mut c, &mut store, Instant::ZERO, 1, true);
-        c.ack(Instant::ZERO + SEC / 2, 1, AckKind::InProgress);
+        c.ack(Instant::ZERO + SEC / 2, 1, 0, &AckKind::InProgress);
         let mut out = Vec::new();
-        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        c.tick(Instant::ZERO + SEC, &mut out);
         assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC, 1, true)).is_empty());
-        c.tick(Instant::ZERO + SEC * 2, &store, &mut out);
+        c.tick(Instant::ZERO + SEC * 2, &mut out);
         assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 2, 1, true)), vec![1]);
     }
 
@@ -790,7 +974,7 @@ mod tests {
         let mut out = Vec::new();
         for round in 0..4u32 {
             let now = Instant::ZERO + SEC * round;
-            c.tick(now, &store, &mut out);
+            c.tick(now, &mut out);
             let got = seqs(&pull(&mut c, &mut store, now, 1, true));
             assert_eq!(got.len(), usize::from(round < 2), "round {round}");
         }
@@ -800,17 +984,17 @@ mod tests {
     fn max_ack_pending_holds_new_messages() {
         let (mut store, mut c) = setup(3, ConsumerConfig { max_ack_pending: 1, ..explicit() });
         assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![1]);
-        c.ack(Instant::ZERO, 1, AckKind::Ack);
+        c.ack(Instant::ZERO, 1, 0, &AckKind::Ack);
         assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 3, true)), vec![2]);
     }
 
     #[test]
-    fn no_wait_answers_404_when_empty_and_408_when_short() {
+    fn no_wait_ends_with_404_at_the_end_of_the_stream() {
         let (mut store, mut c) = setup(1, explicit());
         let out = pull(&mut c, &mut store, Instant::ZERO, 2, true);
         assert_eq!(seqs(&out), vec![1]);
         let last = out.last().unwrap().headers.clone().unwrap();
-        assert!(last.starts_with(b"NATS/1.0 408 Request Timeout\r\n"));
+        assert_eq!(last, b"NATS/1.0 404 No Messages\r\n\r\n", "short batches too, as nats-server");
         let out = pull(&mut c, &mut store, Instant::ZERO, 2, true);
         assert_eq!(out[0].headers.as_deref(), Some(&b"NATS/1.0 404 No Messages\r\n\r\n"[..]));
         assert_eq!(c.num_waiting(), 0);
@@ -826,7 +1010,7 @@ mod tests {
         c.pump(Instant::ZERO, 0, &mut store, 0, &mut out);
         assert!(out.is_empty());
         assert_eq!(c.poll_timeout(), Some(Instant::ZERO + SEC));
-        c.tick(Instant::ZERO + SEC, &store, &mut out);
+        c.tick(Instant::ZERO + SEC, &mut out);
         assert!(out[0].headers.as_ref().unwrap().starts_with(b"NATS/1.0 408"));
         assert_eq!(c.num_waiting(), 0);
     }
@@ -856,6 +1040,14 @@ mod tests {
         assert_eq!(AckKind::parse(b"-NAK {\"delay\":5}"), Some(AckKind::Nak(Some(5))));
         assert_eq!(AckKind::parse(b"+WPI"), Some(AckKind::InProgress));
         assert_eq!(AckKind::parse(b"+TERM reason"), Some(AckKind::Term));
+        assert_eq!(AckKind::parse(b"+WPI "), None, "nats-server takes +WPI exactly");
+        assert_eq!(AckKind::parse(b"-NAK 1.5s"), Some(AckKind::Nak(Some(1_500_000_000))));
+        assert_eq!(AckKind::parse(b"-NAK soon"), Some(AckKind::Nak(None)));
+        assert_eq!(
+            AckKind::parse(b"+NXT {\"batch\":2}"),
+            Some(AckKind::Next("{\"batch\":2}".into()))
+        );
+        assert_eq!(AckKind::parse(b"+NXT"), Some(AckKind::Next(String::new())));
         assert_eq!(AckKind::parse(b"bogus"), None);
     }
 
@@ -888,5 +1080,145 @@ mod tests {
         store.store(b"k.c", b"", b"z", 0, None).unwrap();
         c.pump(Instant::ZERO, 0, &mut store, 4, &mut out);
         assert_eq!(seqs(&out), vec![2, 3, 4]);
+    }
+
+    fn expire_all(c: &mut Consumer, now: Instant) {
+        let mut out = Vec::new();
+        c.tick(now, &mut out);
+    }
+
+    #[test]
+    fn backoff_sets_the_wait_of_each_delivery_and_overrides_ack_wait() {
+        let config = ConsumerConfig {
+            backoff: vec![1_000_000_000, 3_000_000_000],
+            ack_wait: 60_000_000_000,
+            ..explicit()
+        };
+        let (mut store, mut c) = setup(1, config);
+        assert_eq!(c.config.ack_wait, 1_000_000_000, "the first backoff is the ack wait");
+        pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        expire_all(&mut c, Instant::ZERO + SEC);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC, 1, true)), vec![1]);
+        // The second delivery waits 3 s, and so does every later one (the last entry repeats).
+        expire_all(&mut c, Instant::ZERO + SEC * 3);
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 3, 1, true)).is_empty());
+        expire_all(&mut c, Instant::ZERO + SEC * 4);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 4, 1, true)), vec![1]);
+        expire_all(&mut c, Instant::ZERO + SEC * 6);
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 6, 1, true)).is_empty());
+        expire_all(&mut c, Instant::ZERO + SEC * 7);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 7, 1, true)), vec![1]);
+    }
+
+    #[test]
+    fn backoff_longer_than_max_deliver_is_refused() {
+        let config =
+            ConsumerConfig { backoff: vec![1, 2, 3], max_deliver: 2, ..explicit() }.normalize();
+        assert_eq!(config.unwrap_err().err_code, 10116);
+        let same = ConsumerConfig { backoff: vec![1, 2], max_deliver: 2, ..explicit() };
+        assert!(same.normalize().is_ok(), "as many deliveries as backoffs is allowed");
+    }
+
+    #[test]
+    fn out_of_deliveries_leaves_pending_but_stays_redelivered_and_needed() {
+        let (mut store, mut c) = setup(2, ConsumerConfig { max_deliver: 2, ..explicit() });
+        pull(&mut c, &mut store, Instant::ZERO, 2, true);
+        c.ack(Instant::ZERO, 2, 2, &AckKind::Ack);
+        expire_all(&mut c, Instant::ZERO + SEC);
+        pull(&mut c, &mut store, Instant::ZERO + SEC, 1, true);
+        expire_all(&mut c, Instant::ZERO + SEC * 2);
+        assert_eq!(c.num_ack_pending(), 0);
+        assert_eq!(c.num_redelivered(), 1);
+        assert_eq!(c.state.ack_floor.stream_seq, 0, "exhaustion does not move the floor");
+        assert!(c.needs(1, "s.0"), "an interest stream keeps it");
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO + SEC * 2, 1, true)).is_empty());
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::Term), "a term of it is still confirmed");
+        assert_eq!(c.num_redelivered(), 0);
+        assert!(!c.needs(1, "s.0"));
+    }
+
+    #[test]
+    fn nak_with_delay_waits_then_redelivers() {
+        let (mut store, mut c) = setup(1, explicit());
+        pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::Nak(Some(300_000_000))));
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + Duration::from_millis(300)));
+        expire_all(&mut c, Instant::ZERO + Duration::from_millis(299));
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, true)).is_empty());
+        expire_all(&mut c, Instant::ZERO + Duration::from_millis(300));
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, true)), vec![1]);
+    }
+
+    #[test]
+    fn which_acks_nats_server_confirms() {
+        let (mut store, mut c) = setup(3, explicit());
+        pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        assert!(!c.ack(Instant::ZERO, 2, 2, &AckKind::Ack), "never delivered: no answer");
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::Ack));
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::Ack), "a repeated ack is answered");
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::Nak(None)), "NAK always is");
+        assert!(c.ack(Instant::ZERO, 1, 1, &AckKind::InProgress));
+        assert_eq!(c.num_ack_pending(), 0, "none of which brings an acked message back");
+    }
+
+    #[test]
+    fn ack_all_moves_the_floor_to_the_acked_delivery() {
+        let config = ConsumerConfig { ack_policy: AckPolicy::All, ..explicit() };
+        let (mut store, mut c) = setup(4, config);
+        pull(&mut c, &mut store, Instant::ZERO, 4, true);
+        assert!(c.ack(Instant::ZERO, 3, 3, &AckKind::Ack));
+        assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 3, stream_seq: 3 });
+        assert_eq!(c.num_ack_pending(), 1);
+        assert_eq!(std::mem::take(&mut c.done), vec![1, 2, 3]);
+        assert!(c.ack(Instant::ZERO, 2, 2, &AckKind::Ack), "below the floor: answered");
+    }
+
+    #[test]
+    fn needs_follows_filter_floor_and_pending() {
+        let config = ConsumerConfig { filter_subject: Some("s.1".into()), ..explicit() };
+        let (mut store, mut c) = setup(3, config);
+        assert!(!c.needs(1, "s.0"), "not its subject");
+        assert!(c.needs(2, "s.1"), "not yet delivered");
+        pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        assert!(c.needs(2, "s.1"), "pending");
+        c.ack(Instant::ZERO, 2, 1, &AckKind::Ack);
+        assert!(!c.needs(2, "s.1"), "acked");
+    }
+
+    #[test]
+    fn request_timeout_reports_what_the_request_still_wanted() {
+        let (mut store, mut c) = setup(1, explicit());
+        let mut out = Vec::new();
+        let req = NextRequest {
+            batch: Some(3),
+            max_bytes: Some(1000),
+            expires: Some(1_000_000_000),
+            ..Default::default()
+        };
+        c.request(Instant::ZERO, "inbox", req, &mut out);
+        c.pump(Instant::ZERO, 0, &mut store, 1, &mut out);
+        c.tick(Instant::ZERO + SEC, &mut out);
+        let hdr = out.last().unwrap().headers.clone().unwrap();
+        assert_eq!(headers::get(&hdr, "Nats-Pending-Messages"), Some("2"));
+        assert_eq!(headers::get(&hdr, "Nats-Pending-Bytes"), Some("996"), "1000 - 4 bytes");
+    }
+
+    #[test]
+    fn paused_consumer_holds_requests_answers_no_wait_and_resumes_on_time() {
+        let (mut store, mut c) = setup(1, explicit());
+        c.config.pause_until = Some(super::super::api::rfc3339(10_000_000_000));
+        // Wall clock 8 s: two seconds of pause left, on the monotonic clock too.
+        c.refresh_pause(Instant::ZERO, 8_000_000_000);
+        assert_eq!(c.pause_remaining(Instant::ZERO), Some(2_000_000_000));
+        let out = pull(&mut c, &mut store, Instant::ZERO, 1, true);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].headers.as_deref(), Some(&b"NATS/1.0 404 No Messages\r\n\r\n"[..]));
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, false)).is_empty());
+        assert_eq!(c.num_waiting(), 1, "a waiting request stays");
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + SEC * 2), "woken when the pause ends");
+        let mut out = Vec::new();
+        c.pump(Instant::ZERO + SEC * 2, 0, &mut store, 1, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        assert_eq!(c.pause_remaining(Instant::ZERO + SEC * 2), None);
     }
 }

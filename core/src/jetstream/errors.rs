@@ -88,8 +88,27 @@ impl ApiError {
     pub fn rollup_invalid(value: &str) -> Self {
         Self::new(500, 10111, format!("rollup value invalid: {value:?}"))
     }
+    pub fn pull_requires_ack() -> Self {
+        Self::new(
+            400,
+            10084,
+            "consumer in pull mode requires explicit ack policy on workqueue stream",
+        )
+    }
     pub fn workqueue_needs_explicit_ack() -> Self {
-        Self::new(400, 10084, "workqueue stream requires explicit ack")
+        Self::new(400, 10098, "workqueue stream requires explicit ack")
+    }
+    pub fn workqueue_needs_deliver_all() -> Self {
+        Self::new(400, 10101, "consumer must be deliver all on workqueue stream")
+    }
+    pub fn maximum_consumers() -> Self {
+        Self::new(400, 10026, "maximum consumers limit reached")
+    }
+    pub fn max_deliver_backoff() -> Self {
+        Self::new(400, 10116, "max deliver is required to be > length of backoff values")
+    }
+    pub fn backoff_negative() -> Self {
+        Self::new(400, 10184, "consumer backoff needs to be positive")
     }
     pub fn workqueue_multiple_unfiltered() -> Self {
         Self::new(400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")

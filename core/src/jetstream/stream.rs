@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::api::{DiscardPolicy, StreamConfig};
+use super::api::{DiscardPolicy, Retention, StreamConfig};
 use super::consumer::Consumer;
 use super::errors::ApiError;
 use super::headers;
@@ -221,6 +221,22 @@ impl Stream {
             Some(v) if v.eq_ignore_ascii_case("all") => Some(">".to_string()),
             Some(v) => return Published::Rejected(ApiError::rollup_invalid(v)),
         };
+        if !self.has_interest(subject) {
+            // Interest retention with no consumer for this subject: nats-server takes the
+            // sequence (and acknowledges it) but keeps nothing.
+            return match self.store.skip(1, wall) {
+                Ok(seq) => {
+                    self.dirty = true;
+                    if let Some(id) = msg_id {
+                        self.dedup.insert(id.to_string(), (seq, wall));
+                        self.dedup_order.push_back((wall, id.to_string()));
+                        self.last_msg_id = Some(id.to_string());
+                    }
+                    Published::Stored(seq)
+                }
+                Err(e) => Published::Rejected(store_error(e)),
+            };
+        }
         if let Err(e) = self.discard_old_per_subject(subject) {
             return Published::Rejected(store_error(e));
         }
@@ -284,15 +300,58 @@ impl Stream {
         }
     }
 
-    /// Work-queue retention: a message is gone once its consumer is done with it. The removal
-    /// is durable with the next flush, which also holds back any ack confirmation.
-    pub fn remove_worked(&mut self, seqs: &[u64]) {
-        if self.config.retention != super::api::Retention::Workqueue {
+    /// Whether a message on `subject` is worth storing: always, except on an interest stream
+    /// where no consumer's filter takes the subject (nats-server's consumer sublist check).
+    fn has_interest(&self, subject: &str) -> bool {
+        if self.config.retention != Retention::Interest {
+            return true;
+        }
+        self.consumers.values().any(|c| {
+            let filters = c.config.filters();
+            filters.is_empty()
+                || filters.iter().any(|f| crate::subject::matches(f.as_bytes(), subject.as_bytes()))
+        })
+    }
+
+    /// Messages some consumer is done with (acked, terminated, delivered without acks):
+    /// work-queue retention removes them; interest retention removes those no consumer still
+    /// needs. The removal is durable with the next flush, which also holds back any ack
+    /// confirmation.
+    pub fn retire(&mut self, seqs: &[u64]) {
+        match self.config.retention {
+            Retention::Limits => {}
+            Retention::Workqueue => {
+                for &seq in seqs {
+                    // Already gone (limits, purge) is fine; a failing store shows up at flush.
+                    let _ = self.store.remove(seq);
+                }
+            }
+            Retention::Interest => {
+                for &seq in seqs {
+                    self.retire_if_unwanted(seq);
+                }
+            }
+        }
+    }
+
+    fn retire_if_unwanted(&mut self, seq: u64) {
+        let Ok(Some(msg)) = self.store.load(seq) else { return };
+        let subject = String::from_utf8_lossy(&msg.subject);
+        if !self.consumers.values().any(|c| c.needs(seq, &subject)) {
+            let _ = self.store.remove(seq);
+        }
+    }
+
+    /// After a consumer left an interest stream: every message nobody needs any more goes, as
+    /// nats-server does when a consumer is deleted.
+    pub fn sweep_interest(&mut self) {
+        if self.config.retention != Retention::Interest {
             return;
         }
-        for &seq in seqs {
-            // Already gone (limits, purge) is fine; a failing store shows up at flush.
-            let _ = self.store.remove(seq);
+        let mut seq = self.store.state().first_seq;
+        while let Ok(Some(msg)) = self.store.load_next(b">", seq) {
+            seq = msg.seq + 1;
+            self.retire_if_unwanted(msg.seq);
         }
     }
 
@@ -430,5 +489,73 @@ mod tests {
         assert_eq!(s.store.state().msgs, 1);
         s.config.discard_new_per_subject = true;
         assert!(matches!(s.publish(10, "k.a", None, None, b"3").0, Published::Rejected(_)));
+    }
+
+    #[test]
+    fn interest_keeps_only_what_a_consumer_still_needs() {
+        use super::super::api::{AckPolicy, ConsumerConfig, Retention};
+        use super::super::consumer::AckKind;
+        use crate::time::Instant;
+        let config = StreamConfig {
+            name: "I".into(),
+            subjects: vec!["i.>".into()],
+            retention: Retention::Interest,
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        let store = MemStore::new(limits(&config));
+        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        assert_eq!(s.publish(10, "i.a", None, None, b"1").0, Published::Stored(1));
+        let st = s.store.state();
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (0, 2, 1), "no consumer: not kept");
+        let consumer = |name: &str, filter: Option<&str>, s: &mut Stream| {
+            let config = ConsumerConfig {
+                durable_name: Some(name.into()),
+                ack_policy: AckPolicy::Explicit,
+                filter_subject: filter.map(Into::into),
+                ..Default::default()
+            }
+            .normalize()
+            .unwrap();
+            let c = Consumer::new("I", name, config, 0, s.store.as_store(), Instant::ZERO);
+            s.consumers.insert(name.into(), c);
+        };
+        consumer("A", Some("i.a"), &mut s);
+        assert_eq!(s.publish(10, "i.b", None, None, b"2").0, Published::Stored(2));
+        assert_eq!(s.store.state().msgs, 0, "no consumer takes i.b");
+        consumer("B", None, &mut s);
+        s.publish(10, "i.a", None, None, b"3");
+        s.publish(10, "i.b", None, None, b"4");
+        assert_eq!(s.store.state().msgs, 2);
+        let mut out = Vec::new();
+        let ack_all = |s: &mut Stream, name: &str, out: &mut Vec<_>| {
+            let c = s.consumers.get_mut(name).unwrap();
+            c.request(
+                Instant::ZERO,
+                "inbox",
+                super::super::api::NextRequest {
+                    batch: Some(9),
+                    no_wait: Some(true),
+                    ..Default::default()
+                },
+                out,
+            );
+            c.pump(Instant::ZERO, 0, s.store.as_store(), 4, out);
+            let seqs: Vec<u64> = c.state.pending.keys().copied().collect();
+            for seq in seqs {
+                c.ack(Instant::ZERO, seq, 0, &AckKind::Ack);
+            }
+            let done = std::mem::take(&mut c.done);
+            s.retire(&done);
+        };
+        ack_all(&mut s, "A", &mut out);
+        assert_eq!(s.store.state().msgs, 2, "B has acked nothing yet");
+        ack_all(&mut s, "B", &mut out);
+        assert_eq!(s.store.state().msgs, 0, "everyone acked both");
+        s.publish(10, "i.b", None, None, b"5");
+        s.consumers.remove("B");
+        s.sweep_interest();
+        assert_eq!(s.store.state().msgs, 0, "the only consumer that wanted it left");
     }
 }

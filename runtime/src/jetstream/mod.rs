@@ -138,7 +138,7 @@ impl Actor {
                     self.commit(now);
                     // Under constant load the loop never idles; answer monitoring here too.
                     while let Ok(reply) = self.views.try_recv() {
-                        let _ = reply.send(self.manager.monitor_view());
+                        let _ = reply.send(self.manager.monitor_view(now));
                     }
                 }
                 Drain::Idle => {
@@ -152,7 +152,7 @@ impl Actor {
                     tokio::select! {
                         _ = self.handle.outbound.wait() => {}
                         Some(reply) = self.views.recv() => {
-                            let _ = reply.send(self.manager.monitor_view());
+                            let _ = reply.send(self.manager.monitor_view(now(&self.shared)));
                         }
                         _ = tokio::time::sleep_until(wake.min(idle)) => {
                             let due = tokio::time::Instant::now() >= wake
