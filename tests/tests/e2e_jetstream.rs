@@ -903,3 +903,59 @@ async fn paused_consumer_delivers_nothing_until_the_pause_ends() {
         (&json!(1), &json!({"s.a": 2}))
     );
 }
+
+#[tokio::test]
+async fn push_flow_control_stalls_until_answered_and_heartbeats_name_the_request() {
+    use serde_json::json;
+    let dir = StoreDir::new("flow");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s"]).await;
+    let big = "x".repeat(300 * 1024);
+    for _ in 0..10 {
+        publish(&js, "s", &big).await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "deliver_subject": deliver,
+        "flow_control": true, "idle_heartbeat": 300_000_000u64});
+    create_consumer(&client, "S", config).await;
+    let mut delivered = 0;
+    let mut request = None;
+    // 300 KiB messages: past half the 2 MiB window (after the 4th) a request goes out, past all
+    // of it (after the 7th) delivery stalls; the next thing to arrive is an idle heartbeat.
+    let heartbeat = loop {
+        let m = next_msg(&mut sub).await;
+        match m.status.map(u16::from) {
+            None => delivered += 1,
+            Some(100) if m.reply.is_some() => {
+                assert_eq!(m.description.as_deref(), Some("FlowControl Request"));
+                assert_eq!(delivered, 4, "requested once past half the window");
+                request = m.reply.clone();
+            }
+            Some(100) => break m,
+            other => panic!("unexpected status {other:?}"),
+        }
+    };
+    let request = request.expect("a flow-control request").to_string();
+    assert!(request.starts_with("$JS.FC.S.C."), "{request}");
+    assert_eq!(delivered, 7, "stalled past the window");
+    assert_eq!(heartbeat.description.as_deref(), Some("Idle Heartbeat"));
+    let headers = heartbeat.headers.clone().expect("heartbeat headers");
+    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(header("Nats-Consumer-Stalled"), Some(request.clone()));
+    // async-nats keeps these two under its standard header names.
+    let last_consumer = headers.get(async_nats::header::NATS_LAST_CONSUMER);
+    assert_eq!(last_consumer.map(|v| v.as_str()), Some("7"), "{headers:?}");
+    let last_stream = headers.get(async_nats::header::NATS_LAST_STREAM);
+    assert_eq!(last_stream.map(|v| v.as_str()), Some("7"), "{headers:?}");
+    // Answering releases the rest.
+    client.publish(request, "".into()).await.expect("answer flow control");
+    while delivered < 10 {
+        let m = next_msg(&mut sub).await;
+        if m.status.is_none() {
+            delivered += 1;
+        }
+    }
+}

@@ -184,6 +184,30 @@ pub struct Consumer {
     /// While paused (`pause_until` in the future), when delivery resumes on the monotonic
     /// clock; set by `refresh_pause`.
     resume_at: Option<Instant>,
+    fc: FlowControl,
+}
+
+/// The largest flow-control window (nats-server's `JsFlowControlMaxPending`); it starts at a
+/// sixteenth of it and doubles with each answered request.
+const FC_MAX_PENDING: u64 = 32 * 1024 * 1024;
+
+/// Push flow control as nats-server runs it: delivered bytes are counted; past half the window
+/// a `100 FlowControl Request` goes out with a `$JS.FC` reply subject, past the whole window
+/// delivery stalls until the client answers it.
+#[derive(Debug)]
+struct FlowControl {
+    pending_bytes: u64,
+    window: u64,
+    /// The outstanding request's reply subject and the bytes its answer releases.
+    outstanding: Option<(String, u64)>,
+    /// Numbers the requests (their subjects' last token).
+    sent: u64,
+}
+
+impl Default for FlowControl {
+    fn default() -> Self {
+        FlowControl { pending_bytes: 0, window: FC_MAX_PENDING / 16, outstanding: None, sent: 0 }
+    }
 }
 
 impl Consumer {
@@ -270,6 +294,50 @@ impl Consumer {
             push_active: false,
             done: Vec::new(),
             resume_at: None,
+            fc: FlowControl::default(),
+        }
+    }
+
+    /// A client answered a flow-control request (a message on its `$JS.FC` subject): only the
+    /// latest one counts. Returns whether delivery may go on.
+    pub fn flow_control_answered(&mut self, subject: &str) -> bool {
+        if self.fc.outstanding.as_ref().is_none_or(|(id, _)| id != subject) {
+            return false;
+        }
+        let (_, released) = self.fc.outstanding.take().unwrap_or_default();
+        self.fc.window = (self.fc.window * 2).min(FC_MAX_PENDING);
+        self.fc.pending_bytes = self.fc.pending_bytes.saturating_sub(released);
+        true
+    }
+
+    fn stalled(&self) -> bool {
+        self.config.flow_control && self.fc.pending_bytes > self.fc.window
+    }
+
+    /// After a push delivery of `size` bytes (deliver subject, ack subject, headers, payload,
+    /// as nats-server counts): maybe ask for flow control.
+    fn count_for_flow_control(&mut self, size: u64, target: &str, out: &mut Vec<Outgoing>) {
+        if !self.config.flow_control {
+            return;
+        }
+        self.fc.pending_bytes += size;
+        match &mut self.fc.outstanding {
+            None if self.fc.pending_bytes > self.fc.window / 2 => {
+                self.fc.sent += 1;
+                let id = format!("$JS.FC.{}.{}.{}", self.stream, self.name, base62(self.fc.sent));
+                out.push(Outgoing {
+                    to: target.to_string(),
+                    subject: target.to_string(),
+                    reply: Some(id.clone()),
+                    headers: Some(headers::status(100, "FlowControl Request", &[])),
+                    payload: Bytes::new(),
+                });
+                self.fc.outstanding = Some((id, self.fc.pending_bytes));
+            }
+            Some((_, covered)) if self.fc.pending_bytes - *covered >= self.fc.window => {
+                *covered += size;
+            }
+            _ => {}
         }
     }
 
@@ -520,14 +588,16 @@ impl Consumer {
                 let target = self.config.deliver_subject.clone().unwrap_or_default();
                 // As nats-server: the last delivered sequences ride along so an ordered
                 // consumer can tell a gap.
-                let hdr = headers::status(
-                    100,
-                    "Idle Heartbeat",
-                    &[
-                        ("Nats-Last-Consumer", self.state.delivered.consumer_seq.to_string()),
-                        ("Nats-Last-Stream", self.state.delivered.stream_seq.to_string()),
-                    ],
-                );
+                // While a flow-control request is unanswered, it rides along too, so a client
+                // that missed it can answer (nats-server's `Nats-Consumer-Stalled`).
+                let mut extra = vec![
+                    ("Nats-Last-Consumer", self.state.delivered.consumer_seq.to_string()),
+                    ("Nats-Last-Stream", self.state.next_sseq.saturating_sub(1).to_string()),
+                ];
+                if let Some((id, _)) = &self.fc.outstanding {
+                    extra.push(("Nats-Consumer-Stalled", id.clone()));
+                }
+                let hdr = headers::status(100, "Idle Heartbeat", &extra);
                 out.push(Outgoing::status(&target, hdr));
                 self.last_push = now;
             }
@@ -614,18 +684,9 @@ impl Consumer {
             }
             let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
             let pending = pending_left.get(store, self, deliveries);
-            let ack = format!(
-                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                self.stream, self.name, deliveries, msg.seq, cseq, msg.ts, pending
-            );
+            let Some(reply) = self.waiting.front().map(|w| w.reply.clone()) else { break };
+            out.push(self.delivery(&reply, &msg, deliveries, cseq, pending));
             let Some(w) = self.waiting.front_mut() else { break };
-            out.push(Outgoing {
-                to: w.reply.clone(),
-                subject: String::from_utf8_lossy(&msg.subject).into_owned(),
-                reply: Some(ack),
-                headers: (!msg.headers.is_empty()).then(|| msg.headers.to_vec()),
-                payload: msg.payload.clone(),
-            });
             w.delivered += 1;
             w.batch -= 1;
             if let Some(b) = w.max_bytes.as_mut() {
@@ -665,27 +726,46 @@ impl Consumer {
             return;
         }
         let mut pending_left = PendingLeft::default();
-        while let Some(msg) = self.next_message(store, filters, durable_seq) {
+        while !self.stalled() {
+            let Some(msg) = self.next_message(store, filters, durable_seq) else { break };
             let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
             let pending = pending_left.get(store, self, deliveries);
-            let ack = format!(
-                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                self.stream, self.name, deliveries, msg.seq, cseq, msg.ts, pending
-            );
-            let (hdrs, payload) = if self.config.headers_only {
-                let size = msg.payload.len().to_string();
-                (Some(headers::with_extra(&msg.headers, &[("Nats-Msg-Size", size)])), Bytes::new())
-            } else {
-                ((!msg.headers.is_empty()).then(|| msg.headers.to_vec()), msg.payload.clone())
-            };
-            out.push(Outgoing {
-                to: target.to_string(),
-                subject: String::from_utf8_lossy(&msg.subject).into_owned(),
-                reply: Some(ack),
-                headers: hdrs,
-                payload,
-            });
+            let delivery = self.delivery(target, &msg, deliveries, cseq, pending);
+            let size = (target.len() + delivery.reply.as_ref().map_or(0, String::len)) as u64
+                + delivery.headers.as_ref().map_or(0, Vec::len) as u64
+                + delivery.payload.len() as u64;
+            out.push(delivery);
+            self.count_for_flow_control(size, target, out);
             self.last_push = now;
+        }
+    }
+
+    /// One delivery of `msg` to `to`, with its `$JS.ACK` reply subject; `headers_only`
+    /// consumers send the headers and the payload's size (`Nats-Msg-Size`) instead.
+    fn delivery(
+        &self,
+        to: &str,
+        msg: &crate::store::StoredMsg,
+        deliveries: u64,
+        cseq: u64,
+        pending: u64,
+    ) -> Outgoing {
+        let ack = format!(
+            "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+            self.stream, self.name, deliveries, msg.seq, cseq, msg.ts, pending
+        );
+        let (hdrs, payload) = if self.config.headers_only {
+            let size = msg.payload.len().to_string();
+            (Some(headers::with_extra(&msg.headers, &[("Nats-Msg-Size", size)])), Bytes::new())
+        } else {
+            ((!msg.headers.is_empty()).then(|| msg.headers.to_vec()), msg.payload.clone())
+        };
+        Outgoing {
+            to: to.to_string(),
+            subject: String::from_utf8_lossy(&msg.subject).into_owned(),
+            reply: Some(ack),
+            headers: hdrs,
+            payload,
         }
     }
 
@@ -792,6 +872,21 @@ impl PendingLeft {
     }
 }
 
+/// Base 62 digits of `n`, for short unique subject tokens.
+fn base62(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 62) as usize]);
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn next_matching(
     store: &mut dyn StreamStore,
     filters: &[String],
@@ -894,7 +989,7 @@ mod tests {
 
     fn seqs(out: &[Outgoing]) -> Vec<u64> {
         out.iter()
-            .filter_map(|o| o.reply.as_deref())
+            .filter_map(|o| o.reply.as_deref().filter(|r| r.starts_with("$JS.ACK.")))
             .map(|r| r.split('.').nth(5).unwrap().parse().unwrap())
             .collect()
     }
@@ -1220,5 +1315,50 @@ mod tests {
         c.pump(Instant::ZERO + SEC * 2, 0, &mut store, 1, &mut out);
         assert_eq!(seqs(&out), vec![1]);
         assert_eq!(c.pause_remaining(Instant::ZERO + SEC * 2), None);
+    }
+
+    #[test]
+    fn flow_control_asks_past_half_the_window_and_stalls_past_all_of_it() {
+        let mut store = MemStore::new(Limits::default());
+        let big = vec![b'x'; 300 * 1024];
+        for _ in 0..10 {
+            store.store(b"s", b"", &big, 0, None).unwrap();
+        }
+        let config = ConsumerConfig {
+            durable_name: Some("C".into()),
+            deliver_subject: Some("dlv".into()),
+            flow_control: true,
+            idle_heartbeat: 1_000_000_000,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        let mut c = Consumer::new("S", "C", config, 0, &mut store, Instant::ZERO);
+        c.push_active = true;
+        let mut out = Vec::new();
+        c.pump(Instant::ZERO, 0, &mut store, 10, &mut out);
+        let fc: Vec<&Outgoing> = out.iter().filter(|o| o.headers.is_some()).collect();
+        assert_eq!(fc.len(), 1, "one request at a time");
+        assert_eq!(
+            fc[0].headers.as_deref(),
+            Some(&b"NATS/1.0 100 FlowControl Request\r\n\r\n"[..])
+        );
+        let id = fc[0].reply.clone().unwrap();
+        assert_eq!(id, "$JS.FC.S.C.1");
+        let position = out.iter().position(|o| o.reply.as_deref() == Some(id.as_str())).unwrap();
+        assert_eq!(position, 4, "after the delivery that passed 1 MiB");
+        assert_eq!(seqs(&out).len(), 7, "stalled once past the 2 MiB window");
+        // Stalled: the heartbeat names the request to answer.
+        out.clear();
+        c.tick(Instant::ZERO + SEC, &mut out);
+        let hb = out[0].headers.clone().unwrap();
+        assert_eq!(headers::get(&hb, "Nats-Consumer-Stalled"), Some(id.as_str()));
+        assert_eq!(headers::get(&hb, "Nats-Last-Consumer"), Some("7"));
+        assert!(!c.flow_control_answered("$JS.FC.S.C.0"), "only the latest request counts");
+        assert!(c.flow_control_answered(&id));
+        out.clear();
+        c.pump(Instant::ZERO + SEC, 0, &mut store, 10, &mut out);
+        assert_eq!(seqs(&out), vec![8, 9, 10], "the answer releases the rest");
     }
 }

@@ -216,7 +216,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     /// Subjects the driver must deliver to `handle`.
     pub fn subjects(&self) -> Vec<String> {
-        let mut subjects = vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string()];
+        let mut subjects =
+            vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string(), "$JS.FC.>".to_string()];
         for s in self.streams.values() {
             subjects.extend(s.config.subjects.iter().cloned());
         }
@@ -269,6 +270,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
             self.api(now, op, reply, payload);
         } else if let Some(rest) = subject.strip_prefix("$JS.ACK.") {
             self.ack(now, rest, reply, payload);
+        } else if let Some(rest) = subject.strip_prefix("$JS.FC.") {
+            // A flow-control answer: `<stream>.<consumer>.<id>`; the next flush delivers on.
+            let mut tokens = rest.split('.');
+            if let (Some(stream), Some(consumer)) = (tokens.next(), tokens.next()) {
+                let c = self.streams.get_mut(stream).and_then(|s| s.consumers.get_mut(consumer));
+                if let Some(c) = c {
+                    c.flow_control_answered(subject);
+                }
+            }
         } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
             let (_, answer) = s.publish(now.wall, subject, reply, headers, payload);
             if let Some((to, body)) = answer {
