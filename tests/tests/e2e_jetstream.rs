@@ -959,3 +959,66 @@ async fn push_flow_control_stalls_until_answered_and_heartbeats_name_the_request
         }
     }
 }
+
+/// Arrival times of the next `n` deliveries (status messages skipped).
+async fn arrivals(sub: &mut async_nats::Subscriber, n: usize) -> Vec<std::time::Instant> {
+    let mut at = Vec::new();
+    while at.len() < n {
+        if next_msg(sub).await.status.is_none() {
+            at.push(std::time::Instant::now());
+        }
+    }
+    at
+}
+
+#[tokio::test]
+async fn push_replay_original_and_rate_limit_pace_deliveries() {
+    use serde_json::json;
+    let dir = StoreDir::new("pace");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "R", &["r"]).await;
+    // Stored 400 ms apart: the gaps are the scenario, not a wait for an event.
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        publish(&js, "r", "x").await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config =
+        json!({"durable_name": "C", "deliver_subject": deliver, "replay_policy": "original"});
+    create_consumer(&client, "R", config).await;
+    let at = arrivals(&mut sub, 3).await;
+    for gap in at.windows(2).map(|w| w[1] - w[0]) {
+        // 400 ms stored apart; the slack is for a loaded machine's delivery jitter.
+        assert!(gap >= Duration::from_millis(300), "replayed {gap:?} apart");
+    }
+
+    // 1 MiB/s after a 1 MiB burst: three 600 KiB messages need ~0.76 s more than the burst
+    // (without a limit they arrive within milliseconds).
+    create(&js, "L", &["l"]).await;
+    let body = "x".repeat(600 * 1024);
+    for _ in 0..3 {
+        publish(&js, "l", &body).await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config =
+        json!({"durable_name": "C", "deliver_subject": deliver, "rate_limit_bps": 8 * 1024 * 1024});
+    let created = create_consumer(&client, "L", config).await;
+    assert_eq!(created["config"]["rate_limit_bps"], 8 * 1024 * 1024, "{created}");
+    let at = arrivals(&mut sub, 3).await;
+    let spread = at[2] - at[0];
+    assert!(spread >= Duration::from_millis(600), "three rate-limited deliveries in {spread:?}");
+
+    let pull_rate = json!({"durable_name": "P", "rate_limit_bps": 1000});
+    assert_eq!(create_consumer(&client, "L", pull_rate).await["error"]["err_code"], 10086);
+    let pull_hb = json!({"durable_name": "P", "idle_heartbeat": 1_000_000_000u64});
+    assert_eq!(create_consumer(&client, "L", pull_hb).await["error"]["err_code"], 10088);
+    let fast_hb =
+        json!({"durable_name": "P", "deliver_subject": "d", "idle_heartbeat": 50_000_000});
+    assert_eq!(create_consumer(&client, "L", fast_hb).await["error"]["err_code"], 10083);
+}

@@ -44,6 +44,9 @@ fn is_false(b: &bool) -> bool {
 fn is_zero(n: &i64) -> bool {
     *n == 0
 }
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
 
 /// `StreamConfig` (server/stream.go). Limits use −1 for "unlimited" once defaulted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +248,8 @@ pub struct ConsumerConfig {
     pub deliver_group: Option<String>,
     #[serde(skip_serializing_if = "is_false")]
     pub flow_control: bool,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub rate_limit_bps: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub idle_heartbeat: i64,
     pub deliver_policy: DeliverPolicy,
@@ -349,15 +354,24 @@ impl ConsumerConfig {
         if self.deliver_subject.as_deref() == Some("") {
             self.deliver_subject = None;
         }
-        if self.flow_control && self.idle_heartbeat <= 0 {
-            return Err(ApiError::consumer_create(
-                "consumer with flow control also needs heartbeats",
-            ));
+        // nats-server's checkConsumerCfg order and codes.
+        if self.deliver_subject.is_some() {
+            if self.idle_heartbeat > 0 && self.idle_heartbeat < 100_000_000 {
+                return Err(ApiError::small_heartbeat());
+            }
+        } else {
+            if self.rate_limit_bps > 0 {
+                return Err(ApiError::pull_with_rate_limit());
+            }
+            if self.idle_heartbeat > 0 {
+                return Err(ApiError::heartbeat_requires_push());
+            }
+            if self.flow_control {
+                return Err(ApiError::flow_control_requires_push());
+            }
         }
-        if self.deliver_subject.is_none() && (self.flow_control || self.idle_heartbeat > 0) {
-            return Err(ApiError::consumer_create(
-                "consumer idle heartbeat requires a push based consumer",
-            ));
+        if self.flow_control && self.idle_heartbeat <= 0 {
+            return Err(ApiError::flow_control_needs_heartbeats());
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
             self.ack_wait = DEFAULT_ACK_WAIT;

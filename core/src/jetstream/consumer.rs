@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::api::{AckPolicy, ConsumerConfig, DeliverPolicy, NextRequest, SequenceInfo};
+use super::api::{
+    AckPolicy, ConsumerConfig, DeliverPolicy, NextRequest, ReplayPolicy, SequenceInfo,
+};
 use super::headers;
 use super::Outgoing;
 use crate::store::StreamStore;
@@ -185,6 +187,35 @@ pub struct Consumer {
     /// clock; set by `refresh_pause`.
     resume_at: Option<Instant>,
     fc: FlowControl,
+    pacing: Pacing,
+}
+
+/// The burst of the rate limiter: nats-server uses the largest message allowed, by default
+/// the 1 MiB max payload.
+const RATE_LIMIT_BURST: f64 = 1024.0 * 1024.0;
+
+/// Delivery pacing for replay `original` and `rate_limit_bps`.
+#[derive(Debug, Default)]
+struct Pacing {
+    /// The stored timestamp and delivery time of the last delivery.
+    last: Option<(i64, Instant)>,
+    /// Token bucket in bytes, as of `refilled` (full before the first delivery).
+    tokens: f64,
+    refilled: Option<Instant>,
+    /// Nothing is delivered before then.
+    hold_until: Option<Instant>,
+}
+
+impl Pacing {
+    fn tokens_at(&self, now: Instant, rate: f64) -> f64 {
+        match self.refilled {
+            None => RATE_LIMIT_BURST,
+            Some(t) => {
+                let refill = now.saturating_since(t).as_secs_f64() * rate;
+                (self.tokens + refill).min(RATE_LIMIT_BURST)
+            }
+        }
+    }
 }
 
 /// The largest flow-control window (nats-server's `JsFlowControlMaxPending`); it starts at a
@@ -295,6 +326,7 @@ impl Consumer {
             done: Vec::new(),
             resume_at: None,
             fc: FlowControl::default(),
+            pacing: Pacing::default(),
         }
     }
 
@@ -639,7 +671,10 @@ impl Consumer {
         let deadline = self.deadlines.values().min().copied();
         let waits =
             self.waiting.iter().flat_map(|w| [w.expires, w.heartbeat.map(|h| h.1)]).flatten().min();
-        [deadline, waits, self.push_heartbeat_due(), self.resume_at].into_iter().flatten().min()
+        [deadline, waits, self.push_heartbeat_due(), self.resume_at, self.pacing.hold_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Hands out what is deliverable (durable and wanted) to the waiting requests, in order,
@@ -657,6 +692,12 @@ impl Consumer {
         if !paused {
             self.resume_at = None;
         }
+        // Held back by replay timing or the rate limit: nothing until then.
+        let held = self.pacing.hold_until.is_some_and(|at| now < at);
+        if !held {
+            self.pacing.hold_until = None;
+        }
+        let paused = paused || held;
         let filters = self.filters();
         if let Some(target) = self.config.deliver_subject.clone().filter(|d| !d.is_empty()) {
             if !paused {
@@ -673,14 +714,13 @@ impl Consumer {
             if let Some(budget) = budget {
                 if size > budget && delivered > 0 {
                     // Finished by its byte budget: put the message back for the next request.
-                    if let Some(p) = self.state.pending.get(&msg.seq) {
-                        if p.deliveries > 0 {
-                            self.redeliver.insert(msg.seq);
-                        }
-                    }
+                    self.put_back(msg.seq);
                     let _ = self.waiting.pop_front();
                     continue;
                 }
+            }
+            if self.hold_back(now, &msg, size) {
+                break;
             }
             let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
             let pending = pending_left.get(store, self, deliveries);
@@ -728,6 +768,10 @@ impl Consumer {
         let mut pending_left = PendingLeft::default();
         while !self.stalled() {
             let Some(msg) = self.next_message(store, filters, durable_seq) else { break };
+            let stored_size = (msg.subject.len() + msg.headers.len() + msg.payload.len()) as u64;
+            if self.hold_back(now, &msg, stored_size) {
+                break;
+            }
             let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
             let pending = pending_left.get(store, self, deliveries);
             let delivery = self.delivery(target, &msg, deliveries, cseq, pending);
@@ -737,6 +781,49 @@ impl Consumer {
             out.push(delivery);
             self.count_for_flow_control(size, target, out);
             self.last_push = now;
+        }
+    }
+
+    /// Replay `original` and `rate_limit_bps` (nats-server's loopAndGatherMsgs waits before
+    /// such a delivery; here the message goes back and the consumer wakes at its time).
+    /// Returns true when `msg` must wait; otherwise books it as delivered now.
+    fn hold_back(&mut self, now: Instant, msg: &crate::store::StoredMsg, size: u64) -> bool {
+        let mut at = now;
+        if self.config.replay_policy == ReplayPolicy::Original {
+            if let Some((last_ts, last_at)) = self.pacing.last {
+                let gap = msg.ts.saturating_sub(last_ts);
+                // nats-server does not wait for gaps of a millisecond or less.
+                if gap > 1_000_000 {
+                    at = at.max(last_at + std::time::Duration::from_nanos(gap as u64));
+                }
+            }
+        }
+        let rate = self.config.rate_limit_bps as f64 / 8.0;
+        let tokens = self.pacing.tokens_at(now, rate);
+        if rate > 0.0 && tokens < size as f64 {
+            let wait = (size as f64 - tokens) / rate;
+            at = at.max(now + std::time::Duration::from_secs_f64(wait));
+        }
+        if at > now {
+            self.put_back(msg.seq);
+            self.pacing.hold_until = Some(at);
+            return true;
+        }
+        self.pacing.last = Some((msg.ts, now));
+        if rate > 0.0 {
+            self.pacing.tokens = tokens - size as f64;
+            self.pacing.refilled = Some(now);
+        }
+        false
+    }
+
+    /// A message taken by `next_message` but not delivered goes back where it came from.
+    fn put_back(&mut self, sseq: u64) {
+        if self.state.pending.contains_key(&sseq) {
+            self.redeliver.insert(sseq);
+        } else if sseq < self.state.next_sseq {
+            // Only `last_per_subject`'s initial list hands out sequences below the pointer.
+            self.state.initial.push_front(sseq);
         }
     }
 
@@ -1360,5 +1447,76 @@ mod tests {
         out.clear();
         c.pump(Instant::ZERO + SEC, 0, &mut store, 10, &mut out);
         assert_eq!(seqs(&out), vec![8, 9, 10], "the answer releases the rest");
+    }
+
+    fn push_consumer(store: &mut MemStore, config: ConsumerConfig) -> Consumer {
+        let config = ConsumerConfig {
+            durable_name: Some("C".into()),
+            deliver_subject: Some("dlv".into()),
+            ..config
+        }
+        .normalize()
+        .unwrap();
+        let mut c = Consumer::new("S", "C", config, 0, store, Instant::ZERO);
+        c.push_active = true;
+        c
+    }
+
+    #[test]
+    fn replay_original_spaces_deliveries_as_they_were_stored() {
+        let mut store = MemStore::new(Limits::default());
+        for ts in [0, 500_000_000, 1_500_000_000] {
+            store.store(b"s", b"", b"x", ts, None).unwrap();
+        }
+        let config = ConsumerConfig { replay_policy: ReplayPolicy::Original, ..Default::default() };
+        let mut c = push_consumer(&mut store, config);
+        let mut out = Vec::new();
+        c.pump(Instant::ZERO, 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + Duration::from_millis(500)));
+        c.pump(Instant::ZERO + Duration::from_millis(499), 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1], "not before its time");
+        c.pump(Instant::ZERO + Duration::from_millis(500), 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2]);
+        assert_eq!(c.poll_timeout(), Some(Instant::ZERO + Duration::from_millis(1500)));
+        c.pump(Instant::ZERO + Duration::from_millis(1500), 0, &mut store, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn rate_limit_holds_what_the_bucket_cannot_pay_for() {
+        let mut store = MemStore::new(Limits::default());
+        let body = vec![b'x'; 600 * 1024];
+        for _ in 0..2 {
+            store.store(b"s", b"", &body, 0, None).unwrap();
+        }
+        // 1 MiB/s with a 1 MiB burst: the first message is paid from the burst, the second
+        // waits for the bytes the bucket lacks.
+        let config = ConsumerConfig { rate_limit_bps: 8 * 1024 * 1024, ..Default::default() };
+        let mut c = push_consumer(&mut store, config);
+        let mut out = Vec::new();
+        c.pump(Instant::ZERO, 0, &mut store, 2, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        let wake = c.poll_timeout().expect("a wake-up for the held message");
+        let wait = wake.saturating_since(Instant::ZERO);
+        assert!(wait > Duration::from_millis(170) && wait < Duration::from_millis(180), "{wait:?}");
+        c.pump(wake, 0, &mut store, 2, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2]);
+    }
+
+    #[test]
+    fn push_and_pull_only_options_answer_nats_server_codes() {
+        let pull_rate = ConsumerConfig { rate_limit_bps: 1, ..Default::default() };
+        assert_eq!(pull_rate.normalize().unwrap_err().err_code, 10086);
+        let pull_hb = ConsumerConfig { idle_heartbeat: 1_000_000_000, ..Default::default() };
+        assert_eq!(pull_hb.normalize().unwrap_err().err_code, 10088);
+        let push = |hb, fc| ConsumerConfig {
+            deliver_subject: Some("d".into()),
+            idle_heartbeat: hb,
+            flow_control: fc,
+            ..Default::default()
+        };
+        assert_eq!(push(50_000_000, false).normalize().unwrap_err().err_code, 10083);
+        assert_eq!(push(0, true).normalize().unwrap_err().err_code, 10108);
     }
 }

@@ -107,6 +107,21 @@ impl ApiError {
     pub fn max_deliver_backoff() -> Self {
         Self::new(400, 10116, "max deliver is required to be > length of backoff values")
     }
+    pub fn heartbeat_requires_push() -> Self {
+        Self::new(400, 10088, "consumer idle heartbeat requires a push based consumer")
+    }
+    pub fn flow_control_requires_push() -> Self {
+        Self::new(400, 10089, "consumer flow control requires a push based consumer")
+    }
+    pub fn flow_control_needs_heartbeats() -> Self {
+        Self::new(400, 10108, "consumer with flow control also needs heartbeats")
+    }
+    pub fn small_heartbeat() -> Self {
+        Self::new(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
+    }
+    pub fn pull_with_rate_limit() -> Self {
+        Self::new(400, 10086, "consumer in pull mode can not have rate limit set")
+    }
     pub fn backoff_negative() -> Self {
         Self::new(400, 10184, "consumer backoff needs to be positive")
     }
