@@ -942,14 +942,9 @@ async fn push_flow_control_stalls_until_answered_and_heartbeats_name_the_request
     assert!(request.starts_with("$JS.FC.S.C."), "{request}");
     assert_eq!(delivered, 7, "stalled past the window");
     assert_eq!(heartbeat.description.as_deref(), Some("Idle Heartbeat"));
-    let headers = heartbeat.headers.clone().expect("heartbeat headers");
-    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
-    assert_eq!(header("Nats-Consumer-Stalled"), Some(request.clone()));
-    // async-nats keeps these two under its standard header names.
-    let last_consumer = headers.get(async_nats::header::NATS_LAST_CONSUMER);
-    assert_eq!(last_consumer.map(|v| v.as_str()), Some("7"), "{headers:?}");
-    let last_stream = headers.get(async_nats::header::NATS_LAST_STREAM);
-    assert_eq!(last_stream.map(|v| v.as_str()), Some("7"), "{headers:?}");
+    assert_eq!(header_value(&heartbeat, "Nats-Consumer-Stalled"), Some(request.clone()));
+    assert_eq!(header_value(&heartbeat, "Nats-Last-Consumer").as_deref(), Some("7"));
+    assert_eq!(header_value(&heartbeat, "Nats-Last-Stream").as_deref(), Some("7"));
     // Answering releases the rest.
     client.publish(request, "".into()).await.expect("answer flow control");
     while delivered < 10 {
@@ -958,6 +953,14 @@ async fn push_flow_control_stalls_until_answered_and_heartbeats_name_the_request
             delivered += 1;
         }
     }
+}
+
+/// A header of `msg` by name (async-nats files well-known names under its own constants, which a
+/// plain `get(&str)` does not find).
+fn header_value(msg: &async_nats::Message, name: &str) -> Option<String> {
+    let headers = msg.headers.as_ref()?;
+    let (_, values) = headers.iter().find(|(k, _)| AsRef::<str>::as_ref(*k) == name)?;
+    values.first().map(|v| v.as_str().to_string())
 }
 
 /// Arrival times of the next `n` deliveries (status messages skipped).
@@ -1021,4 +1024,58 @@ async fn push_replay_original_and_rate_limit_pace_deliveries() {
     let fast_hb =
         json!({"durable_name": "P", "deliver_subject": "d", "idle_heartbeat": 50_000_000});
     assert_eq!(create_consumer(&client, "L", fast_hb).await["error"]["err_code"], 10083);
+}
+
+#[tokio::test]
+async fn message_ttl_expires_and_leaves_a_subject_delete_marker() {
+    use serde_json::json;
+    let dir = StoreDir::new("ttl");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let publish_ttl = |subject: &'static str, ttl: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-TTL", ttl);
+            let answer = timeout(WAIT, client.request_with_headers(subject, headers, "x".into()))
+                .await
+                .expect("publish timed out")
+                .expect("publish");
+            serde_json::from_slice::<serde_json::Value>(&answer.payload).expect("PubAck JSON")
+        }
+    };
+    api(&client, "$JS.API.STREAM.CREATE.N", json!({"name": "N", "subjects": ["n.>"]})).await;
+    let refused = publish_ttl("n.a", "2s").await;
+    assert_eq!(refused["error"]["err_code"], 10166, "{refused}");
+    let body =
+        json!({"name": "T", "subjects": ["t.>"], "subject_delete_marker_ttl": 1_000_000_000u64});
+    let created = api(&client, "$JS.API.STREAM.CREATE.T", body).await;
+    assert_eq!(
+        (&created["config"]["allow_msg_ttl"], &created["config"]["allow_rollup_hdrs"]),
+        (&json!(true), &json!(true)),
+        "{created}"
+    );
+    let too_short =
+        json!({"name": "T2", "subjects": ["t2"], "subject_delete_marker_ttl": 500_000_000});
+    assert_eq!(
+        api(&client, "$JS.API.STREAM.CREATE.T2", too_short).await["error"]["err_code"],
+        10052
+    );
+    assert_eq!(publish_ttl("t.a", "500ms").await["error"]["err_code"], 10165);
+    // Watch t.a for what comes after the message: the marker that replaces it.
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config = json!({"name": "W", "deliver_subject": deliver, "filter_subject": "t.a",
+        "deliver_policy": "new"});
+    create_consumer(&client, "T", config).await;
+    assert_eq!(publish_ttl("t.a", "1").await["seq"], 1);
+    let ttl_msg = next_msg(&mut sub).await;
+    assert_eq!(header_value(&ttl_msg, "Nats-TTL").as_deref(), Some("1"));
+    let marker = next_msg(&mut sub).await;
+    assert_eq!(header_value(&marker, "Nats-Marker-Reason").as_deref(), Some("MaxAge"));
+    assert_eq!(header_value(&marker, "Nats-TTL").as_deref(), Some("1s"));
+    assert_eq!(header_value(&marker, "Nats-Rollup").as_deref(), Some("sub"));
+    assert!(marker.payload.is_empty());
+    let gone = api(&client, "$JS.API.STREAM.MSG.GET.T", json!({"seq": 1})).await;
+    assert_eq!(gone["error"]["err_code"], 10037, "the rollup removed the expired message");
 }

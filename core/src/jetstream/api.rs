@@ -79,6 +79,12 @@ pub struct StreamConfig {
     pub discard_new_per_subject: bool,
     #[serde(skip_serializing_if = "is_zero")]
     pub first_seq: i64,
+    /// Per-message TTLs (`Nats-TTL`) are accepted.
+    pub allow_msg_ttl: bool,
+    /// Nanoseconds: when age or a TTL removes the last message of a subject, a delete marker
+    /// with this TTL takes its place.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +147,21 @@ impl StreamConfig {
         {
             return Err(ApiError::stream_invalid_config(
                 "discard new per subject requires discard new policy to be set",
+            ));
+        }
+        if self.subject_delete_marker_ttl > 0 {
+            if self.subject_delete_marker_ttl < 1_000_000_000 {
+                return Err(ApiError::stream_invalid_config(
+                    "subject delete marker TTL must be at least 1 second",
+                ));
+            }
+            // As nats-server (without pedantic mode): markers need TTLs and roll-ups.
+            self.allow_msg_ttl = true;
+            self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
+        } else if self.subject_delete_marker_ttl < 0 {
+            return Err(ApiError::stream_invalid_config(
+                "subject delete marker TTL must not be negative",
             ));
         }
         if self.subjects.is_empty() {

@@ -116,6 +116,12 @@ impl ApiError {
     pub fn flow_control_needs_heartbeats() -> Self {
         Self::new(400, 10108, "consumer with flow control also needs heartbeats")
     }
+    pub fn message_ttl_invalid() -> Self {
+        Self::new(400, 10165, "invalid per-message TTL")
+    }
+    pub fn message_ttl_disabled() -> Self {
+        Self::new(400, 10166, "per-message TTL is disabled")
+    }
     pub fn small_heartbeat() -> Self {
         Self::new(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
     }

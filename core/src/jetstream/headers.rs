@@ -8,6 +8,8 @@ pub const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 pub const EXPECTED_LAST_SUBJ_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 pub const ROLLUP: &str = "Nats-Rollup";
+pub const TTL: &str = "Nats-TTL";
+pub const MARKER_REASON: &str = "Nats-Marker-Reason";
 
 /// The value of the first header named `name` (compared ASCII-case-insensitively, as Go's
 /// canonical MIME keys make lookups in nats-server), trimmed.

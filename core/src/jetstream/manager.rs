@@ -375,8 +375,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
     pub fn tick(&mut self, now: Now) {
         let mut out = Vec::new();
         for s in self.streams.values_mut() {
-            if s.config.max_age > 0 {
-                let _ = s.store.expire(now.wall);
+            if s.config.max_age > 0 || s.config.allow_msg_ttl {
+                s.expire(now.wall);
             }
             for c in s.consumers.values_mut() {
                 c.tick(now.mono, &mut out);

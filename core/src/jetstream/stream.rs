@@ -21,6 +21,8 @@ use crate::store::{Discard, Engine, Limits, Log, StoreError, StreamStore};
 /// `set_limits`; both store kinds are an `Engine`, which does).
 pub trait Store: StreamStore + Send {
     fn set_limits(&mut self, limits: Limits);
+    /// What `expire(now)` would remove.
+    fn expiring(&self, now: i64) -> Vec<u64>;
     fn as_store(&mut self) -> &mut dyn StreamStore;
     fn as_store_ref(&self) -> &dyn StreamStore;
 }
@@ -31,6 +33,9 @@ where
 {
     fn set_limits(&mut self, limits: Limits) {
         Engine::set_limits(self, limits)
+    }
+    fn expiring(&self, now: i64) -> Vec<u64> {
+        Engine::expiring(self, now)
     }
     fn as_store(&mut self) -> &mut dyn StreamStore {
         self
@@ -190,6 +195,12 @@ impl Stream {
                 return Published::Rejected(ApiError::expected_stream_mismatch());
             }
         }
+        // A TTL on a stream without them is refused outright; an unparsable one is refused
+        // below, after the other checks (nats-server's order).
+        let ttl = headers::get(hdrs, headers::TTL).map(parse_message_ttl);
+        if matches!(ttl, Some(Ok(t)) if t != 0) && !self.config.allow_msg_ttl {
+            return Published::Rejected(ApiError::message_ttl_disabled());
+        }
         let last_seq = self.store.state().last_seq;
         if let Some(expected) = headers::get(hdrs, headers::EXPECTED_LAST_SEQ) {
             // An unparsable number reads as a wrong sequence, as in nats-server.
@@ -221,6 +232,23 @@ impl Stream {
             Some(v) if v.eq_ignore_ascii_case("all") => Some(">".to_string()),
             Some(v) => return Published::Rejected(ApiError::rollup_invalid(v)),
         };
+        let ttl = match ttl {
+            None | Some(Ok(0)) => None,
+            // "never": kept until removed (max age still applies here; see `expire`).
+            Some(Ok(t)) if t < 0 => None,
+            Some(Ok(secs)) => {
+                // Markers must outlive nothing they replace: TTLs are at least the marker TTL
+                // (unless a subject only ever holds one message).
+                let marker = self.config.subject_delete_marker_ttl / 1_000_000_000;
+                let secs = if marker > 0 && self.config.max_msgs_per_subject != 1 {
+                    secs.max(marker)
+                } else {
+                    secs
+                };
+                Some(secs as u64 * 1_000_000_000)
+            }
+            Some(Err(e)) => return Published::Rejected(e),
+        };
         if !self.has_interest(subject) {
             // Interest retention with no consumer for this subject: nats-server takes the
             // sequence (and acknowledges it) but keeps nothing.
@@ -240,7 +268,7 @@ impl Stream {
         if let Err(e) = self.discard_old_per_subject(subject) {
             return Published::Rejected(store_error(e));
         }
-        match self.store.store(subject.as_bytes(), hdrs, payload, wall, None) {
+        match self.store.store(subject.as_bytes(), hdrs, payload, wall, ttl) {
             Ok(seq) => {
                 self.dirty = true;
                 if let Some(filter) = rollup {
@@ -297,6 +325,45 @@ impl Stream {
                     self.dedup.remove(&id);
                 }
             }
+        }
+    }
+
+    /// Max age and per-message TTLs at `wall`. With subject delete markers, a message that is
+    /// the last of its subject is not just removed: a marker (`Nats-Marker-Reason: MaxAge`, with
+    /// the marker TTL) is published on its subject with a subject rollup, which removes it, so
+    /// watchers learn the key went (nats-server's handleRemovalOrSdm). Markers themselves just
+    /// expire.
+    pub fn expire(&mut self, wall: i64) {
+        let marker_ttl = self.config.subject_delete_marker_ttl / 1_000_000_000;
+        if marker_ttl > 0 {
+            for seq in self.store.expiring(wall) {
+                let Ok(Some(msg)) = self.store.load(seq) else { continue };
+                let subject = String::from_utf8_lossy(&msg.subject).into_owned();
+                let is_marker = headers::get(&msg.headers, headers::MARKER_REASON).is_some()
+                    || headers::get(&msg.headers, "KV-Operation") == Some("PURGE");
+                let last = self
+                    .store
+                    .subjects_totals(subject.as_bytes())
+                    .get(subject.as_bytes())
+                    .is_some_and(|n| *n == 1);
+                if last && !is_marker {
+                    let hdr = headers::with_extra(
+                        b"",
+                        &[
+                            (headers::MARKER_REASON, "MaxAge".to_string()),
+                            (headers::TTL, go_duration_secs(marker_ttl)),
+                            (headers::ROLLUP, "sub".to_string()),
+                        ],
+                    );
+                    let _ = self.try_publish(wall, &subject, Some(&hdr), b"");
+                } else {
+                    let _ = self.store.remove(seq);
+                }
+                self.dirty = true;
+            }
+        }
+        if self.store.expire(wall).is_ok_and(|n| n > 0) {
+            self.dirty = true;
         }
     }
 
@@ -379,6 +446,31 @@ impl Stream {
                     .collect()
             }
         }
+    }
+}
+
+/// A `Nats-TTL` value as nats-server reads it: a Go duration of at least a second, or whole
+/// seconds; seconds out, -1 for `never`, 0 for none.
+pub fn parse_message_ttl(text: &str) -> Result<i64, ApiError> {
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(-1);
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return if secs < 0 { Err(ApiError::message_ttl_invalid()) } else { Ok(secs) };
+    }
+    match super::consumer::parse_go_duration(text) {
+        Some(ns) if ns >= 1_000_000_000 => Ok((ns / 1_000_000_000) as i64),
+        _ => Err(ApiError::message_ttl_invalid()),
+    }
+}
+
+/// Whole seconds as Go prints a `time.Duration` (`1s`, `1m30s`, `2h0m0s`).
+fn go_duration_secs(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
     }
 }
 
@@ -557,5 +649,54 @@ mod tests {
         s.consumers.remove("B");
         s.sweep_interest();
         assert_eq!(s.store.state().msgs, 0, "the only consumer that wanted it left");
+    }
+
+    #[test]
+    fn message_ttls_and_subject_delete_markers() {
+        const SEC: i64 = 1_000_000_000;
+        let ttl = |v: &str| hdr(&[("Nats-TTL", v)]);
+        let mut plain = stream();
+        assert_eq!(
+            plain.publish(0, "s.a", None, Some(&ttl("2s")), b"x").0,
+            Published::Rejected(ApiError::message_ttl_disabled())
+        );
+        let config = StreamConfig {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            subject_delete_marker_ttl: SEC,
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        assert!(config.allow_msg_ttl && config.allow_rollup_hdrs, "markers imply both");
+        let store = MemStore::new(limits(&config));
+        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        for bad in ["500ms", "bogus", "-3"] {
+            assert_eq!(
+                s.publish(0, "t.a", None, Some(&ttl(bad)), b"x").0,
+                Published::Rejected(ApiError::message_ttl_invalid()),
+                "{bad}"
+            );
+        }
+        assert_eq!(s.publish(0, "t.a", None, Some(&ttl("1")), b"x").0, Published::Stored(1));
+        assert_eq!(s.publish(0, "t.b", None, Some(&ttl("never")), b"y").0, Published::Stored(2));
+        assert_eq!(s.publish(0, "t.c", None, Some(&ttl("2s")), b"z").0, Published::Stored(3));
+        assert_eq!(s.publish(0, "t.c", None, None, b"z2").0, Published::Stored(4));
+        s.expire(SEC);
+        // t.a's only message expired: a marker took its place.
+        let marker = s.store.load_last(b"t.a").unwrap().unwrap();
+        assert_eq!(marker.seq, 5);
+        assert_eq!(
+            &marker.headers[..],
+            &b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 1s\r\nNats-Rollup: sub\r\n\r\n"
+                [..]
+        );
+        assert!(s.store.load(1).unwrap().is_none());
+        s.expire(2 * SEC);
+        // The marker expired without a marker of its own; t.c keeps its newer message.
+        let left: Vec<u64> = (1..=5).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![2, 4]);
+        assert_eq!(go_duration_secs(90), "1m30s");
+        assert_eq!(go_duration_secs(7200), "2h0m0s");
     }
 }
