@@ -674,6 +674,9 @@ async fn interest_retention_keeps_a_message_until_every_interested_consumer_acke
     let body = json!({"name": "I", "subjects": ["i.>"], "retention": "interest"});
     let created = api(&client, "$JS.API.STREAM.CREATE.I", body).await;
     assert_eq!(created["config"]["retention"], "interest", "{created}");
+    // An empty new stream: first_seq 0 and no num_subjects, as nats-server reports it.
+    assert_eq!(created["state"]["first_seq"], 0, "{created}");
+    assert!(created["state"].get("num_subjects").is_none(), "{created}");
     // No consumer: the sequence is taken and acknowledged, the message is not kept.
     assert_eq!(publish(&js, "i.a", "0").await.sequence, 1);
     let st = stream_state(&client, "I").await;

@@ -569,12 +569,17 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     fn stream_info(&self, s: &Stream, subjects_filter: Option<&str>) -> Value {
         let st = s.store.state();
+        // nats-server reports first_seq 0 until the first message, and omits num_subjects at 0.
+        let first_seq = if st.last_seq == 0 && st.msgs == 0 { 0 } else { st.first_seq };
         let mut state = json!({
             "messages": st.msgs, "bytes": st.bytes,
-            "first_seq": st.first_seq, "first_ts": api::rfc3339(st.first_ts),
+            "first_seq": first_seq, "first_ts": api::rfc3339(st.first_ts),
             "last_seq": st.last_seq, "last_ts": api::rfc3339(st.last_ts),
-            "num_subjects": st.num_subjects, "consumer_count": s.consumers.len(),
+            "consumer_count": s.consumers.len(),
         });
+        if st.num_subjects > 0 {
+            state["num_subjects"] = json!(st.num_subjects);
+        }
         if st.num_deleted > 0 {
             state["num_deleted"] = json!(st.num_deleted);
         }
