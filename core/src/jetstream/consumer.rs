@@ -109,37 +109,7 @@ fn nak_delay(arg: &str) -> Option<u64> {
         let v = serde_json::from_str::<serde_json::Value>(arg).ok()?;
         return v.get("delay")?.as_i64().map(|d| d.max(0) as u64);
     }
-    parse_go_duration(arg)
-}
-
-/// Go's `time.ParseDuration` for non-negative values: `300ms`, `1.5s`, `1h2m3s`, `10us`.
-pub fn parse_go_duration(s: &str) -> Option<u64> {
-    if s == "0" {
-        return Some(0);
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * scale;
-    }
-    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
+    crate::time::parse_go_duration(arg).ok().map(|d| d.as_nanos() as u64)
 }
 
 struct Waiting {

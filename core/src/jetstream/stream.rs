@@ -458,8 +458,8 @@ pub fn parse_message_ttl(text: &str) -> Result<i64, ApiError> {
     if let Ok(secs) = text.parse::<i64>() {
         return if secs < 0 { Err(ApiError::message_ttl_invalid()) } else { Ok(secs) };
     }
-    match super::consumer::parse_go_duration(text) {
-        Some(ns) if ns >= 1_000_000_000 => Ok((ns / 1_000_000_000) as i64),
+    match crate::time::parse_go_duration(text) {
+        Ok(d) if d.as_secs() >= 1 => Ok(d.as_secs() as i64),
         _ => Err(ApiError::message_ttl_invalid()),
     }
 }
@@ -484,13 +484,15 @@ mod tests {
     use super::*;
     use crate::store::MemStore;
 
-    fn stream() -> Stream {
-        let config =
-            StreamConfig { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() }
-                .normalize()
-                .unwrap();
+    /// A memory-backed stream over `config` (normalized).
+    fn open(config: StreamConfig) -> Stream {
+        let config = config.normalize().unwrap();
         let store = MemStore::new(limits(&config));
         Stream::new(config, 1, Box::new(store), 1)
+    }
+
+    fn stream() -> Stream {
+        open(StreamConfig { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() })
     }
 
     fn hdr(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -565,17 +567,13 @@ mod tests {
 
     #[test]
     fn discard_new_still_replaces_per_subject_as_kv_needs() {
-        let config = StreamConfig {
+        let mut s = open(StreamConfig {
             name: "KV".into(),
             subjects: vec!["k.>".into()],
             discard: DiscardPolicy::New,
             max_msgs_per_subject: 1,
             ..Default::default()
-        }
-        .normalize()
-        .unwrap();
-        let store = MemStore::new(limits(&config));
-        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        });
         assert_eq!(s.publish(10, "k.a", None, None, b"1").0, Published::Stored(1));
         assert_eq!(s.publish(10, "k.a", None, None, b"2").0, Published::Stored(2));
         assert_eq!(s.store.state().msgs, 1);
@@ -588,16 +586,12 @@ mod tests {
         use super::super::api::{AckPolicy, ConsumerConfig, Retention};
         use super::super::consumer::AckKind;
         use crate::time::Instant;
-        let config = StreamConfig {
+        let mut s = open(StreamConfig {
             name: "I".into(),
             subjects: vec!["i.>".into()],
             retention: Retention::Interest,
             ..Default::default()
-        }
-        .normalize()
-        .unwrap();
-        let store = MemStore::new(limits(&config));
-        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        });
         assert_eq!(s.publish(10, "i.a", None, None, b"1").0, Published::Stored(1));
         let st = s.store.state();
         assert_eq!((st.msgs, st.first_seq, st.last_seq), (0, 2, 1), "no consumer: not kept");
@@ -660,17 +654,13 @@ mod tests {
             plain.publish(0, "s.a", None, Some(&ttl("2s")), b"x").0,
             Published::Rejected(ApiError::message_ttl_disabled())
         );
-        let config = StreamConfig {
+        let mut s = open(StreamConfig {
             name: "T".into(),
             subjects: vec!["t.>".into()],
             subject_delete_marker_ttl: SEC,
             ..Default::default()
-        }
-        .normalize()
-        .unwrap();
-        assert!(config.allow_msg_ttl && config.allow_rollup_hdrs, "markers imply both");
-        let store = MemStore::new(limits(&config));
-        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        });
+        assert!(s.config.allow_msg_ttl && s.config.allow_rollup_hdrs, "markers imply both");
         for bad in ["500ms", "bogus", "-3"] {
             assert_eq!(
                 s.publish(0, "t.a", None, Some(&ttl(bad)), b"x").0,
