@@ -1082,3 +1082,32 @@ async fn message_ttl_expires_and_leaves_a_subject_delete_marker() {
     let gone = api(&client, "$JS.API.STREAM.MSG.GET.T", json!({"seq": 1})).await;
     assert_eq!(gone["error"]["err_code"], 10037, "the rollup removed the expired message");
 }
+
+#[tokio::test]
+async fn headers_only_pull_and_the_max_bytes_409() {
+    use serde_json::json;
+    let dir = StoreDir::new("hdronly");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "H", &["h"]).await;
+    publish(&js, "h", "twelve bytes").await;
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "headers_only": true});
+    create_consumer(&client, "H", config).await;
+    let mut sub = pull_raw(&client, "H", "C", json!({"batch": 1})).await;
+    let m = next_msg(&mut sub).await;
+    assert_eq!(ack_seq(&m), 1);
+    assert!(m.payload.is_empty());
+    assert_eq!(header_value(&m, "Nats-Msg-Size").as_deref(), Some("12"));
+    // A request whose byte budget cannot take the next message ends with a 409 saying what it
+    // still wanted (the message stays for the next request).
+    publish(&js, "h", "more").await;
+    let mut small = pull_raw(&client, "H", "C", json!({"batch": 2, "max_bytes": 10})).await;
+    let refused = next_msg(&mut small).await;
+    assert_eq!(refused.status.map(u16::from), Some(409));
+    assert_eq!(refused.description.as_deref(), Some("Message Size Exceeds MaxBytes"));
+    assert_eq!(header_value(&refused, "Nats-Pending-Messages").as_deref(), Some("2"));
+    assert_eq!(header_value(&refused, "Nats-Pending-Bytes").as_deref(), Some("10"));
+    let mut next = pull_raw(&client, "H", "C", json!({"batch": 1})).await;
+    assert_eq!(ack_seq(&next_msg(&mut next).await), 2);
+}

@@ -676,14 +676,33 @@ impl Consumer {
             return;
         }
         let mut pending_left = PendingLeft::default();
-        while let Some((budget, delivered)) =
-            self.waiting.front().filter(|_| !paused).map(|w| (w.max_bytes, w.delivered))
+        while let Some((budget, reply)) =
+            self.waiting.front().filter(|_| !paused).map(|w| (w.max_bytes, w.reply.clone()))
         {
             let Some(msg) = self.next_message(store, &filters, durable_seq) else { break };
-            let size = (msg.subject.len() + msg.headers.len() + msg.payload.len()) as u64;
-            if let Some(budget) = budget {
-                if size > budget && delivered > 0 {
-                    // Finished by its byte budget: put the message back for the next request.
+            // The delivery as it would go out, to size it as nats-server does (subject, ack
+            // subject, headers, payload) before committing to it.
+            let deliveries = self.state.pending.get(&msg.seq).map_or(1, |p| p.deliveries + 1);
+            let cseq = self.state.delivered.consumer_seq + 1;
+            let pending = pending_left.peek(store, self, deliveries);
+            let delivery = self.delivery(&reply, &msg, deliveries, cseq, pending);
+            let size = (msg.subject.len() + delivery.reply.as_ref().map_or(0, String::len)) as u64
+                + delivery.headers.as_ref().map_or(0, Vec::len) as u64
+                + delivery.payload.len() as u64;
+            if let Some((left, budget)) = budget.map(|b| (self.waiting.front(), b)) {
+                if size > budget {
+                    // Too big for what the request has left: it ends with nats-server's 409
+                    // and the message waits for the next request.
+                    let wanted = left.map_or(0, |w| w.batch);
+                    let hdr = headers::status(
+                        409,
+                        "Message Size Exceeds MaxBytes",
+                        &[
+                            ("Nats-Pending-Messages", wanted.to_string()),
+                            ("Nats-Pending-Bytes", budget.to_string()),
+                        ],
+                    );
+                    out.push(Outgoing::status(&reply, hdr));
                     self.put_back(msg.seq);
                     let _ = self.waiting.pop_front();
                     continue;
@@ -692,10 +711,10 @@ impl Consumer {
             if self.hold_back(now, &msg, size) {
                 break;
             }
-            let (deliveries, cseq) = self.record_delivery(now, wall, msg.seq);
-            let pending = pending_left.get(store, self, deliveries);
-            let Some(reply) = self.waiting.front().map(|w| w.reply.clone()) else { break };
-            out.push(self.delivery(&reply, &msg, deliveries, cseq, pending));
+            let booked = self.record_delivery(now, wall, msg.seq);
+            debug_assert_eq!(booked, (deliveries, cseq));
+            let _ = pending_left.get(store, self, deliveries);
+            out.push(delivery);
             let Some(w) = self.waiting.front_mut() else { break };
             w.delivered += 1;
             w.batch -= 1;
@@ -916,6 +935,15 @@ impl Consumer {
 struct PendingLeft(Option<u64>);
 
 impl PendingLeft {
+    /// What `get` will answer once this delivery is booked.
+    fn peek(&self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
+        let first = u64::from(deliveries == 1);
+        match self.0 {
+            Some(n) => n.saturating_sub(first),
+            None => c.num_pending(store).saturating_sub(first),
+        }
+    }
+
     fn get(&mut self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
         match self.0.as_mut() {
             Some(n) => {
@@ -1352,7 +1380,28 @@ mod tests {
         c.tick(Instant::ZERO + SEC, &mut out);
         let hdr = out.last().unwrap().headers.clone().unwrap();
         assert_eq!(headers::get(&hdr, "Nats-Pending-Messages"), Some("2"));
-        assert_eq!(headers::get(&hdr, "Nats-Pending-Bytes"), Some("996"), "1000 - 4 bytes");
+        // Sized as nats-server does: "s.0" + "$JS.ACK.S.C.1.1.1.0.0" + "x" = 25 bytes.
+        assert_eq!(headers::get(&hdr, "Nats-Pending-Bytes"), Some("975"));
+    }
+
+    #[test]
+    fn a_message_over_the_requests_byte_budget_ends_it_with_409() {
+        let (mut store, mut c) = setup(2, explicit());
+        let mut out = Vec::new();
+        let req = NextRequest { batch: Some(5), max_bytes: Some(30), ..Default::default() };
+        c.request(Instant::ZERO, "inbox", req, &mut out);
+        c.pump(Instant::ZERO, 0, &mut store, 2, &mut out);
+        assert_eq!(seqs(&out), vec![1], "25 bytes fit, the next 25 do not");
+        assert_eq!(
+            out[1].headers.as_deref(),
+            Some(&b"NATS/1.0 409 Message Size Exceeds MaxBytes\r\nNats-Pending-Messages: 4\r\nNats-Pending-Bytes: 5\r\n\r\n"[..])
+        );
+        assert_eq!(c.num_waiting(), 0);
+        assert_eq!(
+            seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, true)),
+            vec![2],
+            "kept for later"
+        );
     }
 
     #[test]
