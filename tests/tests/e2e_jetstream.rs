@@ -1111,3 +1111,42 @@ async fn headers_only_pull_and_the_max_bytes_409() {
     let mut next = pull_raw(&client, "H", "C", json!({"batch": 1})).await;
     assert_eq!(ack_seq(&next_msg(&mut next).await), 2);
 }
+
+#[tokio::test]
+async fn pause_and_interest_retention_survive_kill_9() {
+    use serde_json::json;
+    let dir = StoreDir::new("pause-restart");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    let body = json!({"name": "I", "subjects": ["i.>"], "retention": "interest"});
+    api(&client, "$JS.API.STREAM.CREATE.I", body).await;
+    create_consumer(&client, "I", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let until = fjord_core::jetstream::api::rfc3339((now.as_secs() as i64 + 3600) * 1_000_000_000);
+    let paused = api(&client, "$JS.API.CONSUMER.PAUSE.I.C", json!({"pause_until": until})).await;
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(publish(&js, "i.a", "kept").await.sequence, 1);
+    drop(js);
+    drop(client);
+    drop(server);
+
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let info = consumer_info(&client, "I", "C").await;
+    assert_eq!(
+        (&info["paused"], &info["config"]["pause_until"]),
+        (&json!(true), &json!(until)),
+        "{info}"
+    );
+    let mut empty = pull_raw(&client, "I", "C", json!({"batch": 1, "no_wait": true})).await;
+    assert_eq!(next_msg(&mut empty).await.status.map(u16::from), Some(404), "still paused");
+    if ServerBinary::target().name == "fjord" {
+        // fjord synced the message before its PubAck (nats-server syncs lazily, so a SIGKILL
+        // may take it back there).
+        assert_eq!(stream_state(&client, "I").await["messages"], 1, "the consumer needs it");
+        api(&client, "$JS.API.CONSUMER.PAUSE.I.C", serde_json::Value::Null).await;
+        assert_eq!(drain_and_ack(&client, "I", "C").await, vec![1]);
+        assert_eq!(stream_state(&client, "I").await["messages"], 0);
+    }
+}
