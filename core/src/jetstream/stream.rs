@@ -328,41 +328,48 @@ impl Stream {
         }
     }
 
-    /// Max age and per-message TTLs at `wall`. With subject delete markers, a message that is
-    /// the last of its subject is not just removed: a marker (`Nats-Marker-Reason: MaxAge`, with
-    /// the marker TTL) is published on its subject with a subject rollup, which removes it, so
-    /// watchers learn the key went (nats-server's handleRemovalOrSdm). Markers themselves just
-    /// expire.
+    /// Max age and per-message TTLs at `wall`. On a stream that allows TTLs, each expiring
+    /// message is looked at: `Nats-TTL: never` keeps it from max age (nats-server skips it too),
+    /// and with subject delete markers a message that is the last of its subject is not just
+    /// removed: a marker (`Nats-Marker-Reason: MaxAge`, with the marker TTL) is published on its
+    /// subject with a subject rollup, which removes it, so watchers learn the key went
+    /// (nats-server's handleRemovalOrSdm). Markers themselves just expire.
     pub fn expire(&mut self, wall: i64) {
+        if !self.config.allow_msg_ttl {
+            if self.store.expire(wall).is_ok_and(|n| n > 0) {
+                self.dirty = true;
+            }
+            return;
+        }
         let marker_ttl = self.config.subject_delete_marker_ttl / 1_000_000_000;
-        if marker_ttl > 0 {
-            for seq in self.store.expiring(wall) {
-                let Ok(Some(msg)) = self.store.load(seq) else { continue };
-                let subject = String::from_utf8_lossy(&msg.subject).into_owned();
-                let is_marker = headers::get(&msg.headers, headers::MARKER_REASON).is_some()
-                    || headers::get(&msg.headers, "KV-Operation") == Some("PURGE");
-                let last = self
+        for seq in self.store.expiring(wall) {
+            let Ok(Some(msg)) = self.store.load(seq) else { continue };
+            let ttl = headers::get(&msg.headers, headers::TTL).map(parse_message_ttl);
+            if matches!(ttl, Some(Ok(t)) if t < 0) {
+                continue;
+            }
+            let subject = String::from_utf8_lossy(&msg.subject).into_owned();
+            let is_marker = headers::get(&msg.headers, headers::MARKER_REASON).is_some()
+                || headers::get(&msg.headers, "KV-Operation") == Some("PURGE");
+            let last = marker_ttl > 0
+                && self
                     .store
                     .subjects_totals(subject.as_bytes())
                     .get(subject.as_bytes())
                     .is_some_and(|n| *n == 1);
-                if last && !is_marker {
-                    let hdr = headers::with_extra(
-                        b"",
-                        &[
-                            (headers::MARKER_REASON, "MaxAge".to_string()),
-                            (headers::TTL, go_duration_secs(marker_ttl)),
-                            (headers::ROLLUP, "sub".to_string()),
-                        ],
-                    );
-                    let _ = self.try_publish(wall, &subject, Some(&hdr), b"");
-                } else {
-                    let _ = self.store.remove(seq);
-                }
-                self.dirty = true;
+            if last && !is_marker {
+                let hdr = headers::with_extra(
+                    b"",
+                    &[
+                        (headers::MARKER_REASON, "MaxAge".to_string()),
+                        (headers::TTL, go_duration_secs(marker_ttl)),
+                        (headers::ROLLUP, "sub".to_string()),
+                    ],
+                );
+                let _ = self.try_publish(wall, &subject, Some(&hdr), b"");
+            } else {
+                let _ = self.store.remove(seq);
             }
-        }
-        if self.store.expire(wall).is_ok_and(|n| n > 0) {
             self.dirty = true;
         }
     }
@@ -686,6 +693,12 @@ mod tests {
         // The marker expired without a marker of its own; t.c keeps its newer message.
         let left: Vec<u64> = (1..=5).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
         assert_eq!(left, vec![2, 4]);
+        // Max age spares `never`, and nothing else.
+        s.config.max_age = 10 * SEC;
+        s.store.set_limits(limits(&s.config));
+        s.expire(100 * SEC);
+        let left: Vec<u64> = (1..=6).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![2, 6], "t.c's last message became a marker (6); t.b lives on");
         assert_eq!(go_duration_secs(90), "1m30s");
         assert_eq!(go_duration_secs(7200), "2h0m0s");
     }
