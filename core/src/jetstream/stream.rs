@@ -232,23 +232,27 @@ impl Stream {
             Some(v) if v.eq_ignore_ascii_case("all") => Some(">".to_string()),
             Some(v) => return Published::Rejected(ApiError::rollup_invalid(v)),
         };
+        let mut raised_ttl_headers = None;
         let ttl = match ttl {
             None | Some(Ok(0)) => None,
-            // "never": kept until removed (max age still applies here; see `expire`).
+            // "never": no TTL, and `expire` spares it from max age.
             Some(Ok(t)) if t < 0 => None,
             Some(Ok(secs)) => {
                 // Markers must outlive nothing they replace: TTLs are at least the marker TTL
-                // (unless a subject only ever holds one message).
+                // (unless a subject only ever holds one message), and the header says so.
                 let marker = self.config.subject_delete_marker_ttl / 1_000_000_000;
-                let secs = if marker > 0 && self.config.max_msgs_per_subject != 1 {
-                    secs.max(marker)
+                if marker > secs && self.config.max_msgs_per_subject != 1 {
+                    let rest = headers::without(hdrs, headers::TTL);
+                    raised_ttl_headers =
+                        Some(headers::with_extra(&rest, &[(headers::TTL, marker.to_string())]));
+                    Some(marker as u64 * 1_000_000_000)
                 } else {
-                    secs
-                };
-                Some(secs as u64 * 1_000_000_000)
+                    Some(secs as u64 * 1_000_000_000)
+                }
             }
             Some(Err(e)) => return Published::Rejected(e),
         };
+        let hdrs: &[u8] = raised_ttl_headers.as_deref().unwrap_or(hdrs);
         if !self.has_interest(subject) {
             // Interest retention with no consumer for this subject: nats-server takes the
             // sequence (and acknowledges it) but keeps nothing.
@@ -676,13 +680,20 @@ mod tests {
             );
         }
         assert_eq!(s.publish(0, "t.a", None, Some(&ttl("1")), b"x").0, Published::Stored(1));
-        assert_eq!(s.publish(0, "t.b", None, Some(&ttl("never")), b"y").0, Published::Stored(2));
-        assert_eq!(s.publish(0, "t.c", None, Some(&ttl("2s")), b"z").0, Published::Stored(3));
-        assert_eq!(s.publish(0, "t.c", None, None, b"z2").0, Published::Stored(4));
+        s.config.subject_delete_marker_ttl = 5 * SEC;
+        let raised = hdr(&[("Nats-Msg-Id", "r"), ("Nats-TTL", "2s")]);
+        assert_eq!(s.publish(0, "t.r", None, Some(&raised), b"r").0, Published::Stored(2));
+        let stored = s.store.load(2).unwrap().unwrap();
+        assert_eq!(&stored.headers[..], &b"NATS/1.0\r\nNats-Msg-Id: r\r\nNats-TTL: 5\r\n\r\n"[..]);
+        s.store.remove(2).unwrap();
+        s.config.subject_delete_marker_ttl = SEC;
+        assert_eq!(s.publish(0, "t.b", None, Some(&ttl("never")), b"y").0, Published::Stored(3));
+        assert_eq!(s.publish(0, "t.c", None, Some(&ttl("2s")), b"z").0, Published::Stored(4));
+        assert_eq!(s.publish(0, "t.c", None, None, b"z2").0, Published::Stored(5));
         s.expire(SEC);
         // t.a's only message expired: a marker took its place.
         let marker = s.store.load_last(b"t.a").unwrap().unwrap();
-        assert_eq!(marker.seq, 5);
+        assert_eq!(marker.seq, 6);
         assert_eq!(
             &marker.headers[..],
             &b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 1s\r\nNats-Rollup: sub\r\n\r\n"
@@ -691,14 +702,14 @@ mod tests {
         assert!(s.store.load(1).unwrap().is_none());
         s.expire(2 * SEC);
         // The marker expired without a marker of its own; t.c keeps its newer message.
-        let left: Vec<u64> = (1..=5).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
-        assert_eq!(left, vec![2, 4]);
+        let left: Vec<u64> = (1..=6).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![3, 5]);
         // Max age spares `never`, and nothing else.
         s.config.max_age = 10 * SEC;
         s.store.set_limits(limits(&s.config));
         s.expire(100 * SEC);
-        let left: Vec<u64> = (1..=6).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
-        assert_eq!(left, vec![2, 6], "t.c's last message became a marker (6); t.b lives on");
+        let left: Vec<u64> = (1..=7).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![3, 7], "t.c's last message became a marker (7); t.b lives on");
         assert_eq!(go_duration_secs(90), "1m30s");
         assert_eq!(go_duration_secs(7200), "2h0m0s");
     }
