@@ -1065,6 +1065,9 @@ async fn message_ttl_expires_and_leaves_a_subject_delete_marker() {
         10052
     );
     assert_eq!(publish_ttl("t.a", "500ms").await["error"]["err_code"], 10165);
+    let disable = json!({"name": "T", "subjects": ["t.>"], "allow_rollup_hdrs": true});
+    let refused = api(&client, "$JS.API.STREAM.UPDATE.T", disable).await;
+    assert_eq!(refused["error"]["err_code"], 10052, "TTLs cannot be turned off: {refused}");
     // Watch t.a for what comes after the message: the marker that replaces it.
     let deliver = client.new_inbox();
     let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");

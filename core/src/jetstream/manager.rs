@@ -663,6 +663,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 "stream configuration update can not change retention policy",
             ));
         }
+        if old.allow_msg_ttl && !config.allow_msg_ttl {
+            return Err(ApiError::stream_invalid_config("message TTL status can not be disabled"));
+        }
         if old.sealed && !config.sealed {
             return Err(ApiError::stream_update(
                 "stream configuration update can not unseal a sealed stream",
