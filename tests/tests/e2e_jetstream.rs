@@ -1153,3 +1153,23 @@ async fn pause_and_interest_retention_survive_kill_9() {
         assert_eq!(stream_state(&client, "I").await["messages"], 0);
     }
 }
+
+#[tokio::test]
+async fn pull_request_heartbeats_carry_the_last_sequences() {
+    use serde_json::json;
+    let dir = StoreDir::new("pullhb");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "P", &["p"]).await;
+    publish(&js, "p", "x").await;
+    create_consumer(&client, "P", json!({"durable_name": "C", "ack_policy": "none"})).await;
+    let request = json!({"batch": 2, "expires": 5_000_000_000u64, "idle_heartbeat": 200_000_000});
+    let mut sub = pull_raw(&client, "P", "C", request).await;
+    assert_eq!(ack_seq(&next_msg(&mut sub).await), 1);
+    let hb = next_msg(&mut sub).await;
+    assert_eq!(hb.status.map(u16::from), Some(100));
+    assert_eq!(hb.description.as_deref(), Some("Idle Heartbeat"));
+    assert_eq!(header_value(&hb, "Nats-Last-Consumer").as_deref(), Some("1"));
+    assert_eq!(header_value(&hb, "Nats-Last-Stream").as_deref(), Some("1"));
+}

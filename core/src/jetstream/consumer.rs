@@ -583,24 +583,26 @@ impl Consumer {
             .then(|| self.last_push + std::time::Duration::from_nanos(hb as u64))
     }
 
+    /// nats-server's sendIdleHeartbeat, for push consumers and pull requests alike: the last
+    /// delivered sequences ride along so an ordered consumer can tell a gap, and an unanswered
+    /// flow-control request too (`Nats-Consumer-Stalled`), so a client that missed it can answer.
+    fn idle_heartbeat(&self, to: &str) -> Outgoing {
+        let mut extra = vec![
+            ("Nats-Last-Consumer", self.state.delivered.consumer_seq.to_string()),
+            ("Nats-Last-Stream", self.state.next_sseq.saturating_sub(1).to_string()),
+        ];
+        if let Some((id, _)) = &self.fc.outstanding {
+            extra.push(("Nats-Consumer-Stalled", id.clone()));
+        }
+        Outgoing::status(to, headers::status(100, "Idle Heartbeat", &extra))
+    }
+
     /// Ack deadlines, request expiry and heartbeats due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
         if let Some(due) = self.push_heartbeat_due() {
             if due <= now {
                 let target = self.config.deliver_subject.clone().unwrap_or_default();
-                // As nats-server: the last delivered sequences ride along so an ordered
-                // consumer can tell a gap.
-                // While a flow-control request is unanswered, it rides along too, so a client
-                // that missed it can answer (nats-server's `Nats-Consumer-Stalled`).
-                let mut extra = vec![
-                    ("Nats-Last-Consumer", self.state.delivered.consumer_seq.to_string()),
-                    ("Nats-Last-Stream", self.state.next_sseq.saturating_sub(1).to_string()),
-                ];
-                if let Some((id, _)) = &self.fc.outstanding {
-                    extra.push(("Nats-Consumer-Stalled", id.clone()));
-                }
-                let hdr = headers::status(100, "Idle Heartbeat", &extra);
-                out.push(Outgoing::status(&target, hdr));
+                out.push(self.idle_heartbeat(&target));
                 self.last_push = now;
             }
         }
@@ -624,10 +626,7 @@ impl Consumer {
             }
             if let Some((every, next)) = w.heartbeat {
                 if next <= now {
-                    out.push(Outgoing::status(
-                        &w.reply,
-                        headers::status(100, "Idle Heartbeat", &[]),
-                    ));
+                    out.push(self.idle_heartbeat(&w.reply));
                     w.heartbeat = Some((every, now + std::time::Duration::from_nanos(every)));
                 }
             }
