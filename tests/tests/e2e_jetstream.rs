@@ -1173,3 +1173,28 @@ async fn pull_request_heartbeats_carry_the_last_sequences() {
     assert_eq!(header_value(&hb, "Nats-Last-Consumer").as_deref(), Some("1"));
     assert_eq!(header_value(&hb, "Nats-Last-Stream").as_deref(), Some("1"));
 }
+
+#[tokio::test]
+async fn push_consumer_delivers_as_soon_as_its_subscriber_arrives() {
+    use serde_json::json;
+    let dir = StoreDir::new("pushwake");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "W", &["w"]).await;
+    publish(&js, "w", "x").await;
+    // Created first, subscribed after, as clients do: delivery waits for the subscriber and
+    // starts when it comes (woken by the SUB, well before the server's once-a-second tick;
+    // three rounds, so a server that only noticed on its tick would be caught).
+    for round in 0..3 {
+        let deliver = client.new_inbox();
+        let config = json!({"durable_name": format!("C{round}"), "deliver_subject": deliver});
+        create_consumer(&client, "W", config).await;
+        let subscribed_at = std::time::Instant::now();
+        let mut sub = client.subscribe(deliver).await.expect("subscribe");
+        let m = next_msg(&mut sub).await;
+        assert_eq!(ack_seq(&m), 1);
+        let waited = subscribed_at.elapsed();
+        assert!(waited < Duration::from_millis(300), "round {round}: {waited:?} after the SUB");
+    }
+}
