@@ -790,7 +790,10 @@ impl Consumer {
         let tokens = self.pacing.tokens_at(now, rate);
         if rate > 0.0 && tokens < size as f64 {
             let wait = (size as f64 - tokens) / rate;
-            at = at.max(now + std::time::Duration::from_secs_f64(wait));
+            // try_: a config can make the wait absurd, never a panic.
+            let wait =
+                std::time::Duration::try_from_secs_f64(wait).unwrap_or(std::time::Duration::MAX);
+            at = at.max(now + wait);
         }
         if at > now {
             self.put_back(msg.seq);

@@ -245,9 +245,9 @@ impl Stream {
                     let rest = headers::without(hdrs, headers::TTL);
                     raised_ttl_headers =
                         Some(headers::with_extra(&rest, &[(headers::TTL, marker.to_string())]));
-                    Some(marker as u64 * 1_000_000_000)
+                    Some((marker as u64).saturating_mul(1_000_000_000))
                 } else {
-                    Some(secs as u64 * 1_000_000_000)
+                    Some((secs as u64).saturating_mul(1_000_000_000))
                 }
             }
             Some(Err(e)) => return Published::Rejected(e),
@@ -710,6 +710,10 @@ mod tests {
         s.expire(100 * SEC);
         let left: Vec<u64> = (1..=7).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
         assert_eq!(left, vec![3, 7], "t.c's last message became a marker (7); t.b lives on");
+        // A TTL past the end of time is accepted (nats-server takes any whole seconds) and must
+        // not overflow.
+        let huge = ttl("9223372036854775807");
+        assert!(matches!(s.publish(0, "t.z", None, Some(&huge), b"x").0, Published::Stored(_)));
         assert_eq!(go_duration_secs(90), "1m30s");
         assert_eq!(go_duration_secs(7200), "2h0m0s");
     }
