@@ -560,7 +560,7 @@ impl Consumer {
     fn move_ack_floor(&mut self, dseq: u64, sseq: u64) {
         let floor = if self.state.pending.is_empty() {
             self.state.delivered
-        } else if dseq == self.state.ack_floor.consumer_seq + 1 {
+        } else if dseq == self.state.ack_floor.consumer_seq.saturating_add(1) {
             match self.state.pending.range(sseq + 1..).next() {
                 Some((ss, p)) => SequenceInfo {
                     consumer_seq: p.cseq.saturating_sub(1),
@@ -682,7 +682,7 @@ impl Consumer {
             // The delivery as it would go out, to size it as nats-server does (subject, ack
             // subject, headers, payload) before committing to it.
             let deliveries = self.state.pending.get(&msg.seq).map_or(1, |p| p.deliveries + 1);
-            let cseq = self.state.delivered.consumer_seq + 1;
+            let cseq = self.state.delivered.consumer_seq.saturating_add(1);
             let pending = pending_left.peek(store, self, deliveries);
             let delivery = self.delivery(&reply, &msg, deliveries, cseq, pending);
             let size = (msg.subject.len() + delivery.reply.as_ref().map_or(0, String::len)) as u64
@@ -1353,6 +1353,15 @@ mod tests {
         assert_eq!(c.num_ack_pending(), 1);
         assert_eq!(std::mem::take(&mut c.done), vec![1, 2, 3]);
         assert!(c.ack(Instant::ZERO, 2, 2, &AckKind::Ack), "below the floor: answered");
+        // A forged ack subject sets the floor's consumer sequence as nats-server would (to the
+        // subject's); the arithmetic on it must not overflow afterwards.
+        assert!(c.ack(Instant::ZERO, 4, u64::MAX, &AckKind::Ack));
+        assert_eq!(c.state.ack_floor.consumer_seq, u64::MAX);
+        let (mut store, mut c) = setup(3, explicit());
+        pull(&mut c, &mut store, Instant::ZERO, 3, true);
+        c.state.ack_floor.consumer_seq = u64::MAX;
+        assert!(c.ack(Instant::ZERO, 2, 2, &AckKind::Ack));
+        assert_eq!(c.num_ack_pending(), 2);
     }
 
     #[test]
