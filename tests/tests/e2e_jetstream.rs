@@ -1198,3 +1198,41 @@ async fn push_consumer_delivers_as_soon_as_its_subscriber_arrives() {
         assert!(waited < Duration::from_millis(300), "round {round}: {waited:?} after the SUB");
     }
 }
+
+#[tokio::test]
+async fn consumer_create_forms_names_and_stream_consumer_limits() {
+    use serde_json::json;
+    let dir = StoreDir::new("ccforms");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let body = json!({"name": "S", "subjects": ["s.>"],
+        "consumer_limits": {"max_ack_pending": 10, "inactive_threshold": 2_000_000_000u64}});
+    let created = api(&client, "$JS.API.STREAM.CREATE.S", body).await;
+    assert_eq!(created["config"]["consumer_limits"]["max_ack_pending"], 10, "{created}");
+    let create = |subject: &str, config: serde_json::Value| {
+        let (client, subject) = (client.clone(), format!("$JS.API.CONSUMER.{subject}"));
+        async move { api(&client, &subject, json!({"stream_name": "S", "config": config})).await }
+    };
+    let code = |v: &serde_json::Value| v["error"]["err_code"].clone();
+    // The stream's consumer limits fill in what a consumer leaves unset, and cap max_ack_pending.
+    let c = create("CREATE.S.C", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    assert_eq!(
+        (&c["config"]["max_ack_pending"], &c["config"]["inactive_threshold"]),
+        (&json!(10), &json!(2_000_000_000u64)),
+        "{c}"
+    );
+    let over = json!({"durable_name": "D", "ack_policy": "explicit", "max_ack_pending": 20});
+    let over = create("CREATE.S.D", over).await;
+    assert_eq!(over["error"]["description"], "consumer max ack pending exceeds system limit of 10");
+    assert_eq!(code(&over), 10121);
+    // Subject forms.
+    let renamed = create("CREATE.S.X", json!({"name": "Y", "ack_policy": "explicit"})).await;
+    assert_eq!(renamed["name"], "X", "the subject's name wins: {renamed}");
+    assert_eq!(code(&create("CREATE.S.E", json!({"durable_name": "F"})).await), 10017);
+    assert_eq!(code(&create("CREATE.S", json!({"durable_name": "G"})).await), 10020);
+    assert_eq!(code(&create("DURABLE.CREATE.S.H", json!({"ack_policy": "explicit"})).await), 10018);
+    assert_eq!(code(&create("CREATE.S.I.s.x", json!({"filter_subject": "s.y"})).await), 10131);
+    assert_eq!(code(&create("CREATE.S", json!({"name": "a*b"})).await), 10052);
+    // The old ephemeral form refuses a durable name before comparing it with the name.
+    assert_eq!(code(&create("CREATE.S", json!({"name": "a", "durable_name": "b"})).await), 10020);
+}

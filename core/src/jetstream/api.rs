@@ -48,6 +48,15 @@ fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
+/// A field that clients may send as `null` meaning "unset".
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `StreamConfig` (server/stream.go). Limits use −1 for "unlimited" once defaulted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -79,6 +88,9 @@ pub struct StreamConfig {
     pub discard_new_per_subject: bool,
     #[serde(skip_serializing_if = "is_zero")]
     pub first_seq: i64,
+    /// Defaults and ceilings for the stream's consumers (async-nats sends `null` for none).
+    #[serde(deserialize_with = "null_as_default")]
+    pub consumer_limits: ConsumerLimits,
     /// Per-message TTLs (`Nats-TTL`) are accepted.
     pub allow_msg_ttl: bool,
     /// Nanoseconds: when age or a TTL removes the last message of a subject, a delete marker
@@ -89,6 +101,17 @@ pub struct StreamConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+}
+
+/// `StreamConsumerLimits`: an `inactive_threshold` and `max_ack_pending` that consumers get when
+/// they set none, the latter also a ceiling. Always reported (as `{}` when unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerLimits {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inactive_threshold: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
 }
 
 /// Durations below this are refused, as nats-server does for `max_age` and `duplicate_window`.
@@ -330,6 +353,26 @@ impl ConsumerConfig {
         self.deliver_subject.as_deref().is_some_and(|d| !d.is_empty())
     }
 
+    /// The stream's consumer limits, as nats-server's setConsumerConfigDefaults and
+    /// checkConsumerCfg apply them: defaults for what is unset (before `normalize`), then the
+    /// max_ack_pending ceiling (after).
+    pub fn with_stream_defaults(mut self, limits: &ConsumerLimits) -> Self {
+        if self.max_ack_pending == 0 && limits.max_ack_pending > 0 {
+            self.max_ack_pending = limits.max_ack_pending;
+        }
+        if self.inactive_threshold == 0 && limits.inactive_threshold > 0 {
+            self.inactive_threshold = limits.inactive_threshold;
+        }
+        self
+    }
+
+    pub fn check_stream_limits(&self, limits: &ConsumerLimits) -> Result<(), ApiError> {
+        if limits.max_ack_pending > 0 && self.max_ack_pending > limits.max_ack_pending {
+            return Err(ApiError::max_ack_pending_excess(limits.max_ack_pending));
+        }
+        Ok(())
+    }
+
     /// `pause_until` as Unix nanoseconds (an unparsable or zero time is no pause).
     pub fn pause_until_nanos(&self) -> Option<i64> {
         self.pause_until.as_deref().and_then(parse_rfc3339).filter(|t| *t > 0)
@@ -347,15 +390,19 @@ impl ConsumerConfig {
     pub fn normalize(mut self) -> Result<ConsumerConfig, ApiError> {
         if let (Some(n), Some(d)) = (&self.name, &self.durable_name) {
             if !n.is_empty() && !d.is_empty() && n != d {
-                return Err(ApiError::consumer_create(
-                    "consumer name in subject does not match durable name in request",
-                ));
+                return Err(ApiError::durable_and_name_differ());
             }
         }
-        if let Some(id) = self.id() {
-            check_name(id).map_err(|_| {
-                ApiError::consumer_create("consumer name can not contain path separators")
-            })?;
+        // checkConsumerCfg's asset-name checks (name first, then durable).
+        if self.name.as_deref().is_some_and(|n| !n.is_empty() && check_name(n).is_err()) {
+            return Err(ApiError::stream_invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if self.durable_name.as_deref().is_some_and(|d| !d.is_empty() && check_name(d).is_err()) {
+            return Err(ApiError::stream_invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
         if self.filter_subject.as_deref() == Some("") {
             self.filter_subject = None;
@@ -633,6 +680,15 @@ mod tests {
             StreamConfig { name: "S".into(), num_replicas: 3, ..Default::default() }.normalize();
         assert_eq!(r.unwrap_err().err_code, 10074);
         assert!(StreamConfig { name: "a.b".into(), ..Default::default() }.normalize().is_err());
+    }
+
+    #[test]
+    fn null_consumer_limits_read_as_unset() {
+        let c: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","consumer_limits":null}"#).unwrap();
+        assert_eq!(c.consumer_limits, ConsumerLimits::default());
+        let shown = serde_json::to_value(&c).unwrap();
+        assert_eq!(shown["consumer_limits"], serde_json::json!({}), "reported as {{}}");
     }
 
     #[test]

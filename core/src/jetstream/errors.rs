@@ -122,6 +122,9 @@ impl ApiError {
     pub fn message_ttl_disabled() -> Self {
         Self::new(400, 10166, "per-message TTL is disabled")
     }
+    pub fn max_ack_pending_excess(limit: i64) -> Self {
+        Self::new(400, 10121, format!("consumer max ack pending exceeds system limit of {limit}"))
+    }
     pub fn small_heartbeat() -> Self {
         Self::new(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
     }
@@ -147,11 +150,30 @@ impl ApiError {
         Self::new(
             400,
             10131,
-            "consumer create request did not match filtered subject from create subject",
+            "Consumer create request did not match filtered subject from create subject",
         )
     }
     pub fn durable_name_mismatch() -> Self {
-        Self::new(400, 10132, "consumer name in subject does not match durable name in request")
+        Self::new(400, 10017, "consumer name in subject does not match durable name in request")
+    }
+    pub fn durable_and_name_differ() -> Self {
+        Self::new(400, 10132, "Consumer Durable and Name have to be equal if both are provided")
+    }
+    pub fn durable_name_not_set() -> Self {
+        Self::new(400, 10018, "consumer expected to be durable but a durable name was not set")
+    }
+    pub fn ephemeral_with_durable_name() -> Self {
+        Self::new(
+            400,
+            10020,
+            "consumer expected to be ephemeral but a durable name was set in request",
+        )
+    }
+    pub fn consumer_name_path_separators() -> Self {
+        Self::new(400, 10127, "Consumer name can not contain path separators")
+    }
+    pub fn multiple_filters_with_subject_api() -> Self {
+        Self::new(400, 10137, "consumer with multiple subject filters cannot use subject based API")
     }
     pub fn stream_delete_denied() -> Self {
         Self::new(400, 10050, "message delete not permitted")

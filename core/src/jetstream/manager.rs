@@ -933,31 +933,49 @@ impl<D: Disk + Send + 'static> Manager<D> {
     ) -> Result<Value, ApiError> {
         let req: api::CreateConsumerRequest =
             serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
-        if !req.stream_name.is_empty() && req.stream_name != stream {
+        // jsConsumerCreateRequest's checks, in its order.
+        if req.stream_name != stream {
             return Err(ApiError::stream_name_mismatch());
         }
         let mut config = req.config;
-        if let Some(name) = name {
-            if durable_form {
-                if config.durable_name.as_deref().is_some_and(|d| d != name) {
+        let durable = config.durable_name.clone().filter(|d| !d.is_empty());
+        if name.is_some_and(|n| n.contains(['\\', '/'])) {
+            return Err(ApiError::consumer_name_path_separators());
+        }
+        match (name, durable_form) {
+            // DURABLE.CREATE.<stream>.<durable>
+            (Some(name), true) => {
+                let Some(durable) = durable else { return Err(ApiError::durable_name_not_set()) };
+                if durable != name {
                     return Err(ApiError::durable_name_mismatch());
-                }
-                config.durable_name = Some(name.to_string());
-            } else {
-                if config.name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
-                    return Err(ApiError::consumer_create(
-                        "consumer name in subject does not match name in request",
-                    ));
                 }
                 config.name = Some(name.to_string());
             }
-            if let Some(filter) = &filter {
-                if config.filter_subject.as_deref() != Some(filter.as_str()) {
-                    return Err(ApiError::consumer_filter_mismatch());
+            // CREATE.<stream>.<name>[.<filter>]: the subject's name wins.
+            (Some(name), false) => {
+                if durable.is_some_and(|d| d != name) {
+                    return Err(ApiError::durable_name_mismatch());
+                }
+                config.name = Some(name.to_string());
+            }
+            // CREATE.<stream>: the old ephemeral form.
+            (None, _) => {
+                if durable.is_some() {
+                    return Err(ApiError::ephemeral_with_durable_name());
                 }
             }
         }
-        let mut config = config.normalize()?;
+        if let Some(filter) = &filter {
+            if !config.filter_subjects.is_empty() {
+                return Err(ApiError::multiple_filters_with_subject_api());
+            }
+            if config.filter_subject.as_deref() != Some(filter.as_str()) {
+                return Err(ApiError::consumer_filter_mismatch());
+            }
+        }
+        let limits = self.stream(stream)?.config.consumer_limits.clone();
+        let mut config = config.with_stream_defaults(&limits).normalize()?;
+        config.check_stream_limits(&limits)?;
         let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
         let cname = match config.id() {
             Some(id) => id.to_string(),
