@@ -1161,9 +1161,13 @@ async fn pull_request_heartbeats_carry_the_last_sequences() {
     let server = start(&dir);
     let client = connect_raw(&server).await;
     let js = jetstream::new(client.clone());
-    create(&js, "P", &["p"]).await;
-    publish(&js, "p", "x").await;
-    create_consumer(&client, "P", json!({"durable_name": "C", "ack_policy": "none"})).await;
+    create(&js, "P", &["p.>"]).await;
+    publish(&js, "p.a", "x").await;
+    // Messages the filter skips still move the stream pointer the heartbeat reports.
+    publish(&js, "p.b", "y").await;
+    publish(&js, "p.b", "z").await;
+    let config = json!({"durable_name": "C", "ack_policy": "none", "filter_subject": "p.a"});
+    create_consumer(&client, "P", config).await;
     let request = json!({"batch": 2, "expires": 5_000_000_000u64, "idle_heartbeat": 200_000_000});
     let mut sub = pull_raw(&client, "P", "C", request).await;
     assert_eq!(ack_seq(&next_msg(&mut sub).await), 1);
@@ -1171,7 +1175,9 @@ async fn pull_request_heartbeats_carry_the_last_sequences() {
     assert_eq!(hb.status.map(u16::from), Some(100));
     assert_eq!(hb.description.as_deref(), Some("Idle Heartbeat"));
     assert_eq!(header_value(&hb, "Nats-Last-Consumer").as_deref(), Some("1"));
-    assert_eq!(header_value(&hb, "Nats-Last-Stream").as_deref(), Some("1"));
+    assert_eq!(header_value(&hb, "Nats-Last-Stream").as_deref(), Some("3"));
+    let info = consumer_info(&client, "P", "C").await;
+    assert_eq!(info["delivered"]["stream_seq"], 1, "delivered is still the last delivery: {info}");
 }
 
 #[tokio::test]

@@ -889,7 +889,12 @@ impl Consumer {
                 return Some(m);
             }
         }
-        let msg = next_matching(store, filters, self.state.next_sseq)?;
+        let Some(msg) = next_matching(store, filters, self.state.next_sseq) else {
+            // Nothing of ours to the end of the stream: the pointer moves past what was looked
+            // at, as nats-server's does (heartbeats report it as Nats-Last-Stream).
+            self.state.next_sseq = self.state.next_sseq.max(durable_seq + 1);
+            return None;
+        };
         if msg.seq > durable_seq {
             return None;
         }
