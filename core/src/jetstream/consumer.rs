@@ -1,13 +1,17 @@
-//! A pull consumer's state machine: which stream sequences it has handed out, which await an
-//! ack, which are due again, and the pull requests waiting for messages.
+//! A consumer's state machine (pull and push): which stream sequences it has handed out, which
+//! await an ack, which are due again, the pull requests waiting for messages, and the pacing of
+//! push deliveries (flow control, replay original, rate limit) and pauses.
 //!
 //! Inputs (all carry time): `request(now, reply, NextRequest)` for `CONSUMER.MSG.NEXT`,
-//! `ack(now, sseq, AckKind)` for a `$JS.ACK` reply, `tick(now)` for ack-wait expiry, request
-//! expiry and idle heartbeats, and `pump(now, store, durable_seq)` after anything that may have
-//! made messages deliverable. Outputs are `Outgoing` messages pushed into the caller's vector: deliveries to
-//! the request's reply subject with the `$JS.ACK` reply, and the 404/408/100 status messages.
-//! `poll_timeout()` says when `tick` is next needed. `dirty` is set whenever the persistent part
-//! (`ConsumerState`) changed; the driver writes it before answering acks that asked for a reply.
+//! `ack(now, sseq, dseq, AckKind)` for a `$JS.ACK` reply (its answer says whether nats-server
+//! would confirm it), `flow_control_answered(subject)` for a `$JS.FC` reply, `tick(now)` for
+//! ack-wait expiry, request expiry and idle heartbeats, and `pump(now, wall, store, durable_seq)`
+//! after anything that may have made messages deliverable. Outputs are `Outgoing` messages
+//! pushed into the caller's vector: deliveries with the `$JS.ACK` reply, and the 100/404/408/409
+//! status messages. `poll_timeout()` says when `tick` (or a `pump`, for pauses and pacing) is
+//! next needed. `dirty` is set whenever the persistent part (`ConsumerState`) changed; the
+//! driver writes it before answering acks that asked for a reply. `done` lists what retention
+//! may now remove, and `needs` answers whether this consumer still wants a message.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
