@@ -946,13 +946,11 @@ impl Consumer {
 struct PendingLeft(Option<u64>);
 
 impl PendingLeft {
-    /// What `get` will answer once this delivery is booked.
-    fn peek(&self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
-        let first = u64::from(deliveries == 1);
-        match self.0 {
-            Some(n) => n.saturating_sub(first),
-            None => c.num_pending(store).saturating_sub(first),
-        }
+    /// What `get` will answer once this delivery is booked (counting, on the first call, what
+    /// is pending before it, so that `get` after the booking needs no second count).
+    fn peek(&mut self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
+        let before = *self.0.get_or_insert_with(|| c.num_pending(store));
+        before.saturating_sub(u64::from(deliveries == 1))
     }
 
     fn get(&mut self, store: &dyn StreamStore, c: &Consumer, deliveries: u64) -> u64 {
