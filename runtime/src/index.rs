@@ -120,6 +120,11 @@ pub type Matches = Arc<MatchResult<Arc<Subscription>>>;
 pub struct Index {
     list: RwLock<Sublist<Arc<Subscription>>>,
     generation: AtomicU64,
+    /// Wakes whoever waits for a new subscription (the JetStream actor, while a push consumer
+    /// has no subscriber yet). Only signalled while `watched` is set, so a SUB costs one
+    /// relaxed load when nobody waits.
+    subscribed: tokio::sync::Notify,
+    watched: AtomicBool,
 }
 
 impl Index {
@@ -129,7 +134,21 @@ impl Index {
         let queue = sub.queue.clone();
         list.insert(&subject, queue.as_deref(), sub)?;
         self.generation.fetch_add(1, Ordering::Release);
+        drop(list);
+        if self.watched.load(Ordering::Acquire) {
+            self.subscribed.notify_waiters();
+        }
         Ok(())
+    }
+
+    /// Resolves after the next subscription is inserted. Create it, then check `generation`
+    /// (a SUB in between is not missed: the future is registered first via `enable`).
+    pub fn watch_subscriptions(&self, on: bool) {
+        self.watched.store(on, Ordering::Release);
+    }
+
+    pub fn subscribed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.subscribed.notified()
     }
 
     pub fn remove(&self, subject: &[u8], queue: Option<&[u8]>, sub: &Arc<Subscription>) -> bool {

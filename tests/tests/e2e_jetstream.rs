@@ -555,3 +555,690 @@ async fn throughput_report() {
         N as f64 / consume.as_secs_f64()
     );
 }
+
+// ---- Retention, ack protocol and consumer API details, checked field by field ----
+//
+// These speak the raw `$JS.API` (JSON in, JSON out) so that the same assertions hold against
+// nats-server: run them with `FJORD_TEST_TARGET=reference` for the differential check.
+
+async fn connect_raw(server: &TestServer) -> async_nats::Client {
+    timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// One `$JS.API` request; the answer as JSON.
+async fn api(
+    client: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let payload = if body.is_null() { String::new() } else { body.to_string() };
+    let msg = timeout(WAIT, client.request(subject.to_string(), payload.into()))
+        .await
+        .expect("API request timed out")
+        .expect("API request");
+    serde_json::from_slice(&msg.payload).expect("API answer is JSON")
+}
+
+async fn stream_state(client: &async_nats::Client, stream: &str) -> serde_json::Value {
+    api(client, &format!("$JS.API.STREAM.INFO.{stream}"), serde_json::Value::Null).await["state"]
+        .clone()
+}
+
+async fn consumer_info(
+    client: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+) -> serde_json::Value {
+    api(client, &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"), serde_json::Value::Null)
+        .await
+}
+
+async fn create_consumer(
+    client: &async_nats::Client,
+    stream: &str,
+    config: serde_json::Value,
+) -> serde_json::Value {
+    let name = config["durable_name"].as_str().or(config["name"].as_str()).expect("named");
+    let body = serde_json::json!({"stream_name": stream, "config": config});
+    api(client, &format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"), body).await
+}
+
+/// Sends a raw `CONSUMER.MSG.NEXT`; messages and status messages arrive on the returned
+/// subscription.
+async fn pull_raw(
+    client: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+    request: serde_json::Value,
+) -> async_nats::Subscriber {
+    let inbox = client.new_inbox();
+    let sub = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            inbox,
+            request.to_string().into(),
+        )
+        .await
+        .expect("pull");
+    sub
+}
+
+async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    timeout(WAIT, sub.next()).await.expect("no message in time").expect("subscription open")
+}
+
+/// The stream sequence in a `$JS.ACK` reply subject.
+fn ack_seq(msg: &async_nats::Message) -> u64 {
+    let reply = msg.reply.as_ref().expect("a delivery has an ack subject");
+    reply.split('.').nth(5).expect("ack subject tokens").parse().expect("sequence")
+}
+
+/// Acks with a reply and waits for the confirmation (the "double ack").
+async fn ack_confirmed(client: &async_nats::Client, msg: &async_nats::Message, body: &str) {
+    let reply = msg.reply.clone().expect("ack subject");
+    let confirm = timeout(WAIT, client.request(reply, body.to_string().into()))
+        .await
+        .expect("ack confirmation timed out")
+        .expect("ack confirmation");
+    assert!(confirm.payload.is_empty());
+}
+
+/// Pulls everything available (no_wait) and double-acks it; returns the stream sequences.
+async fn drain_and_ack(client: &async_nats::Client, stream: &str, consumer: &str) -> Vec<u64> {
+    let mut sub =
+        pull_raw(client, stream, consumer, serde_json::json!({"batch": 100, "no_wait": true}))
+            .await;
+    let mut seqs = Vec::new();
+    loop {
+        let msg = next_msg(&mut sub).await;
+        if msg.status.is_some() {
+            assert_eq!(msg.status.map(u16::from), Some(404), "no_wait ends with 404");
+            return seqs;
+        }
+        seqs.push(ack_seq(&msg));
+        ack_confirmed(client, &msg, "+ACK").await;
+    }
+}
+
+#[tokio::test]
+async fn interest_retention_keeps_a_message_until_every_interested_consumer_acked_it() {
+    use serde_json::json;
+    let dir = StoreDir::new("interest");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    let body = json!({"name": "I", "subjects": ["i.>"], "retention": "interest"});
+    let created = api(&client, "$JS.API.STREAM.CREATE.I", body).await;
+    assert_eq!(created["config"]["retention"], "interest", "{created}");
+    // An empty new stream: first_seq 0 and no num_subjects, as nats-server reports it.
+    assert_eq!(created["state"]["first_seq"], 0, "{created}");
+    assert!(created["state"].get("num_subjects").is_none(), "{created}");
+    // No consumer: the sequence is taken and acknowledged, the message is not kept.
+    assert_eq!(publish(&js, "i.a", "0").await.sequence, 1);
+    let st = stream_state(&client, "I").await;
+    assert_eq!(
+        (&st["messages"], &st["first_seq"], &st["last_seq"]),
+        (&json!(0), &json!(2), &json!(1))
+    );
+    let a = create_consumer(
+        &client,
+        "I",
+        json!({"durable_name": "A", "ack_policy": "explicit", "filter_subject": "i.a"}),
+    )
+    .await;
+    assert_eq!(a["delivered"]["stream_seq"], 1, "{a}");
+    create_consumer(&client, "I", json!({"durable_name": "B", "ack_policy": "explicit"})).await;
+    assert_eq!(publish(&js, "i.a", "1").await.sequence, 2);
+    assert_eq!(publish(&js, "i.b", "2").await.sequence, 3);
+    assert_eq!(stream_state(&client, "I").await["messages"], 2);
+    assert_eq!(drain_and_ack(&client, "I", "A").await, vec![2]);
+    assert_eq!(stream_state(&client, "I").await["messages"], 2, "B still needs both");
+    assert_eq!(drain_and_ack(&client, "I", "B").await, vec![2, 3]);
+    let st = stream_state(&client, "I").await;
+    assert_eq!((&st["messages"], &st["first_seq"]), (&json!(0), &json!(4)), "{st}");
+    // A message only B wants goes when B goes.
+    publish(&js, "i.b", "3").await;
+    assert_eq!(stream_state(&client, "I").await["messages"], 1);
+    let deleted = api(&client, "$JS.API.CONSUMER.DELETE.I.B", serde_json::Value::Null).await;
+    assert_eq!(deleted["success"], true);
+    let st = stream_state(&client, "I").await;
+    assert_eq!((&st["messages"], &st["first_seq"]), (&json!(0), &json!(5)), "{st}");
+}
+
+#[tokio::test]
+async fn workqueue_consumer_rules_answer_nats_server_error_codes() {
+    use serde_json::json;
+    let dir = StoreDir::new("wqrules");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let body = json!({"name": "W", "subjects": ["w.>"], "retention": "workqueue"});
+    api(&client, "$JS.API.STREAM.CREATE.W", body).await;
+    let code = |v: serde_json::Value| v["error"]["err_code"].clone();
+    let pull_none = json!({"durable_name": "X", "ack_policy": "none"});
+    assert_eq!(code(create_consumer(&client, "W", pull_none).await), 10084);
+    let push_none = json!({"durable_name": "X", "ack_policy": "none", "deliver_subject": "dx"});
+    assert_eq!(code(create_consumer(&client, "W", push_none).await), 10098);
+    let not_all = json!({"durable_name": "X", "ack_policy": "explicit", "deliver_policy": "new"});
+    assert_eq!(code(create_consumer(&client, "W", not_all).await), 10101);
+    let a = json!({"durable_name": "A", "ack_policy": "explicit", "filter_subject": "w.a"});
+    assert_eq!(create_consumer(&client, "W", a).await["name"], "A");
+    let overlap = json!({"durable_name": "B", "ack_policy": "explicit", "filter_subject": "w.*"});
+    assert_eq!(code(create_consumer(&client, "W", overlap).await), 10100);
+    let unfiltered = json!({"durable_name": "C", "ack_policy": "explicit"});
+    assert_eq!(code(create_consumer(&client, "W", unfiltered).await), 10099);
+    let disjoint = json!({"durable_name": "D", "ack_policy": "explicit", "filter_subject": "w.b"});
+    assert_eq!(create_consumer(&client, "W", disjoint).await["name"], "D");
+    // max_consumers is checked before the work-queue rules.
+    let body = json!({"name": "M", "subjects": ["m"], "max_consumers": 1});
+    api(&client, "$JS.API.STREAM.CREATE.M", body).await;
+    create_consumer(&client, "M", json!({"durable_name": "one", "ack_policy": "explicit"})).await;
+    let two = create_consumer(&client, "M", json!({"durable_name": "two"})).await;
+    assert_eq!(
+        two["error"],
+        json!({"code": 400, "err_code": 10026, "description": "maximum consumers limit reached"})
+    );
+}
+
+#[tokio::test]
+async fn ack_protocol_next_nak_delay_progress_term_and_double_ack() {
+    use serde_json::json;
+    let dir = StoreDir::new("acks");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    for i in 0..4 {
+        publish(&js, "s.a", &format!("{i}")).await;
+    }
+    let config =
+        json!({"durable_name": "C", "ack_policy": "explicit", "ack_wait": 30_000_000_000u64});
+    create_consumer(&client, "S", config).await;
+    let mut sub = pull_raw(&client, "S", "C", json!({"batch": 1})).await;
+    let first = next_msg(&mut sub).await;
+    assert_eq!(ack_seq(&first), 1);
+    // +NXT acks and pulls: the next two arrive on the ack's reply subject.
+    let inbox = client.new_inbox();
+    let mut next = client.subscribe(inbox.clone()).await.expect("subscribe");
+    let ack = first.reply.clone().expect("ack subject");
+    client.publish_with_reply(ack, inbox, "+NXT {\"batch\":2}".into()).await.expect("+NXT");
+    let (two, three) = (next_msg(&mut next).await, next_msg(&mut next).await);
+    assert_eq!((ack_seq(&two), ack_seq(&three)), (2, 3));
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(info["ack_floor"]["stream_seq"], 1, "+NXT acked 1: {info}");
+    assert_eq!(info["num_ack_pending"], 2);
+    // -NAK with a delay: redelivered, but not before the delay (the next new message is not
+    // held back by it).
+    let nak_at = std::time::Instant::now();
+    ack_confirmed(&client, &two, "-NAK {\"delay\": 400000000}").await;
+    let mut again =
+        pull_raw(&client, "S", "C", json!({"batch": 2, "expires": 5_000_000_000u64})).await;
+    let four = next_msg(&mut again).await;
+    assert_eq!(ack_seq(&four), 4);
+    let redelivered = next_msg(&mut again).await;
+    assert_eq!(ack_seq(&redelivered), 2);
+    assert!(nak_at.elapsed() >= Duration::from_millis(350), "{:?}", nak_at.elapsed());
+    let reply = redelivered.reply.as_ref().expect("ack subject").to_string();
+    assert!(reply.starts_with("$JS.ACK.S.C.2.2.5."), "second delivery, consumer seq 5: {reply}");
+    ack_confirmed(&client, &four, "+ACK").await;
+    // +WPI, +TERM with a reason and +ACK: each confirmed once the consumer state is written.
+    ack_confirmed(&client, &redelivered, "+WPI").await;
+    ack_confirmed(&client, &redelivered, "+TERM no longer wanted").await;
+    ack_confirmed(&client, &three, "+ACK").await;
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(
+        (&info["num_ack_pending"], &info["num_redelivered"]),
+        (&json!(0), &json!(0)),
+        "{info}"
+    );
+    assert_eq!(info["ack_floor"]["consumer_seq"], 5, "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], 4, "{info}");
+    assert_eq!(info["num_pending"], 0);
+}
+
+#[tokio::test]
+async fn backoff_paces_redeliveries_and_max_deliver_ends_them() {
+    use serde_json::json;
+    let dir = StoreDir::new("backoff");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    publish(&js, "s.a", "x").await;
+    let too_short = json!({"durable_name": "X", "ack_policy": "explicit", "max_deliver": 2,
+        "backoff": [100_000_000u64, 200_000_000u64, 300_000_000u64]});
+    let err = create_consumer(&client, "S", too_short).await;
+    assert_eq!(err["error"]["err_code"], 10116, "{err}");
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "max_deliver": 3,
+        "ack_wait": 30_000_000_000u64, "backoff": [300_000_000u64, 600_000_000u64]});
+    let created = create_consumer(&client, "S", config).await;
+    assert_eq!(created["config"]["ack_wait"], 300_000_000u64, "backoff[0] is the ack wait");
+    let mut sub =
+        pull_raw(&client, "S", "C", json!({"batch": 3, "expires": 10_000_000_000u64})).await;
+    let mut arrivals = Vec::new();
+    for _ in 0..3 {
+        let m = next_msg(&mut sub).await;
+        assert_eq!(ack_seq(&m), 1);
+        arrivals.push(std::time::Instant::now());
+    }
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(250), "first wait is backoff[0]: {gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(550), "second wait is backoff[1]: {gaps:?}");
+    // After the third delivery's wait, nothing comes back: this request ends empty.
+    let mut last =
+        pull_raw(&client, "S", "C", json!({"batch": 1, "expires": 1_500_000_000u64})).await;
+    let end = next_msg(&mut last).await;
+    assert_eq!(end.status.map(u16::from), Some(408), "{end:?}");
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(info["num_ack_pending"], 0, "out of deliveries is not pending: {info}");
+    assert_eq!(info["num_redelivered"], 1, "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], 0, "{info}");
+}
+
+#[tokio::test]
+async fn paused_consumer_delivers_nothing_until_the_pause_ends() {
+    use serde_json::json;
+    let dir = StoreDir::new("pause");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s.>"]).await;
+    publish(&js, "s.a", "x").await;
+    create_consumer(&client, "S", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    // Whole microseconds, as a client would write a deadline; formatted the way Go marshals it.
+    let until = Duration::from_micros((now + Duration::from_millis(1500)).as_micros() as u64);
+    let until_text = fjord_core::jetstream::api::rfc3339(until.as_nanos() as i64);
+    let paused =
+        api(&client, "$JS.API.CONSUMER.PAUSE.S.C", json!({"pause_until": until_text})).await;
+    assert_eq!(paused["type"], "io.nats.jetstream.api.v1.consumer_pause_response");
+    assert_eq!(
+        (&paused["paused"], &paused["pause_until"]),
+        (&json!(true), &json!(until_text)),
+        "{paused}"
+    );
+    assert!(paused["pause_remaining"].as_u64().is_some_and(|r| r > 0 && r <= 1_500_000_000));
+    let info = consumer_info(&client, "S", "C").await;
+    assert_eq!(
+        (&info["paused"], &info["config"]["pause_until"]),
+        (&json!(true), &json!(until_text))
+    );
+    let mut empty = pull_raw(&client, "S", "C", json!({"batch": 1, "no_wait": true})).await;
+    assert_eq!(next_msg(&mut empty).await.status.map(u16::from), Some(404));
+    let mut waiting =
+        pull_raw(&client, "S", "C", json!({"batch": 1, "expires": 5_000_000_000u64})).await;
+    let m = next_msg(&mut waiting).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert_eq!(ack_seq(&m), 1);
+    assert!(
+        now + Duration::from_millis(50) >= until,
+        "delivered {:?} before the pause ended",
+        until - now
+    );
+    let info = consumer_info(&client, "S", "C").await;
+    assert!(info.get("paused").is_none_or(|p| p == false), "{info}");
+    // Resuming: no time is Go's zero time.
+    let resumed = api(&client, "$JS.API.CONSUMER.PAUSE.S.C", serde_json::Value::Null).await;
+    assert_eq!(
+        resumed,
+        json!({"type": "io.nats.jetstream.api.v1.consumer_pause_response",
+        "paused": false, "pause_until": "0001-01-01T00:00:00Z"})
+    );
+    let missing = api(&client, "$JS.API.CONSUMER.PAUSE.S.nope", serde_json::Value::Null).await;
+    assert_eq!(missing["error"]["err_code"], 10014);
+    // deleted_details lists the gaps.
+    publish(&js, "s.a", "y").await;
+    publish(&js, "s.a", "z").await;
+    let del = api(&client, "$JS.API.STREAM.MSG.DELETE.S", json!({"seq": 2})).await;
+    assert_eq!(del["success"], true);
+    let info = api(
+        &client,
+        "$JS.API.STREAM.INFO.S",
+        json!({"deleted_details": true, "subjects_filter": ">"}),
+    )
+    .await;
+    assert_eq!(info["state"]["deleted"], json!([2]), "{info}");
+    assert_eq!(
+        (&info["state"]["num_deleted"], &info["state"]["subjects"]),
+        (&json!(1), &json!({"s.a": 2}))
+    );
+}
+
+#[tokio::test]
+async fn push_flow_control_stalls_until_answered_and_heartbeats_name_the_request() {
+    use serde_json::json;
+    let dir = StoreDir::new("flow");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "S", &["s"]).await;
+    let big = "x".repeat(300 * 1024);
+    for _ in 0..10 {
+        publish(&js, "s", &big).await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "deliver_subject": deliver,
+        "flow_control": true, "idle_heartbeat": 300_000_000u64});
+    create_consumer(&client, "S", config).await;
+    let mut delivered = 0;
+    let mut request = None;
+    // 300 KiB messages: past half the 2 MiB window (after the 4th) a request goes out, past all
+    // of it (after the 7th) delivery stalls; the next thing to arrive is an idle heartbeat.
+    let heartbeat = loop {
+        let m = next_msg(&mut sub).await;
+        match m.status.map(u16::from) {
+            None => delivered += 1,
+            Some(100) if m.reply.is_some() => {
+                assert_eq!(m.description.as_deref(), Some("FlowControl Request"));
+                assert_eq!(delivered, 4, "requested once past half the window");
+                request = m.reply.clone();
+            }
+            Some(100) => break m,
+            other => panic!("unexpected status {other:?}"),
+        }
+    };
+    let request = request.expect("a flow-control request").to_string();
+    assert!(request.starts_with("$JS.FC.S.C."), "{request}");
+    assert_eq!(delivered, 7, "stalled past the window");
+    assert_eq!(heartbeat.description.as_deref(), Some("Idle Heartbeat"));
+    assert_eq!(header_value(&heartbeat, "Nats-Consumer-Stalled"), Some(request.clone()));
+    assert_eq!(header_value(&heartbeat, "Nats-Last-Consumer").as_deref(), Some("7"));
+    assert_eq!(header_value(&heartbeat, "Nats-Last-Stream").as_deref(), Some("7"));
+    // Answering releases the rest.
+    client.publish(request, "".into()).await.expect("answer flow control");
+    while delivered < 10 {
+        let m = next_msg(&mut sub).await;
+        if m.status.is_none() {
+            delivered += 1;
+        }
+    }
+}
+
+/// A header of `msg` by name (async-nats files well-known names under its own constants, which a
+/// plain `get(&str)` does not find).
+fn header_value(msg: &async_nats::Message, name: &str) -> Option<String> {
+    let headers = msg.headers.as_ref()?;
+    let (_, values) = headers.iter().find(|(k, _)| AsRef::<str>::as_ref(*k) == name)?;
+    values.first().map(|v| v.as_str().to_string())
+}
+
+/// Arrival times of the next `n` deliveries (status messages skipped).
+async fn arrivals(sub: &mut async_nats::Subscriber, n: usize) -> Vec<std::time::Instant> {
+    let mut at = Vec::new();
+    while at.len() < n {
+        if next_msg(sub).await.status.is_none() {
+            at.push(std::time::Instant::now());
+        }
+    }
+    at
+}
+
+#[tokio::test]
+async fn push_replay_original_and_rate_limit_pace_deliveries() {
+    use serde_json::json;
+    let dir = StoreDir::new("pace");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "R", &["r"]).await;
+    // Stored 400 ms apart: the gaps are the scenario, not a wait for an event.
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        publish(&js, "r", "x").await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config =
+        json!({"durable_name": "C", "deliver_subject": deliver, "replay_policy": "original"});
+    create_consumer(&client, "R", config).await;
+    let at = arrivals(&mut sub, 3).await;
+    for gap in at.windows(2).map(|w| w[1] - w[0]) {
+        // 400 ms stored apart; the slack is for a loaded machine's delivery jitter.
+        assert!(gap >= Duration::from_millis(300), "replayed {gap:?} apart");
+    }
+
+    // 1 MiB/s after a 1 MiB burst: three 600 KiB messages need ~0.76 s more than the burst
+    // (without a limit they arrive within milliseconds).
+    create(&js, "L", &["l"]).await;
+    let body = "x".repeat(600 * 1024);
+    for _ in 0..3 {
+        publish(&js, "l", &body).await;
+    }
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config =
+        json!({"durable_name": "C", "deliver_subject": deliver, "rate_limit_bps": 8 * 1024 * 1024});
+    let created = create_consumer(&client, "L", config).await;
+    assert_eq!(created["config"]["rate_limit_bps"], 8 * 1024 * 1024, "{created}");
+    let at = arrivals(&mut sub, 3).await;
+    let spread = at[2] - at[0];
+    assert!(spread >= Duration::from_millis(600), "three rate-limited deliveries in {spread:?}");
+
+    let pull_rate = json!({"durable_name": "P", "rate_limit_bps": 1000});
+    assert_eq!(create_consumer(&client, "L", pull_rate).await["error"]["err_code"], 10086);
+    let pull_hb = json!({"durable_name": "P", "idle_heartbeat": 1_000_000_000u64});
+    assert_eq!(create_consumer(&client, "L", pull_hb).await["error"]["err_code"], 10088);
+    let fast_hb =
+        json!({"durable_name": "P", "deliver_subject": "d", "idle_heartbeat": 50_000_000});
+    assert_eq!(create_consumer(&client, "L", fast_hb).await["error"]["err_code"], 10083);
+}
+
+#[tokio::test]
+async fn message_ttl_expires_and_leaves_a_subject_delete_marker() {
+    use serde_json::json;
+    let dir = StoreDir::new("ttl");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let publish_ttl = |subject: &'static str, ttl: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-TTL", ttl);
+            let answer = timeout(WAIT, client.request_with_headers(subject, headers, "x".into()))
+                .await
+                .expect("publish timed out")
+                .expect("publish");
+            serde_json::from_slice::<serde_json::Value>(&answer.payload).expect("PubAck JSON")
+        }
+    };
+    api(&client, "$JS.API.STREAM.CREATE.N", json!({"name": "N", "subjects": ["n.>"]})).await;
+    let refused = publish_ttl("n.a", "2s").await;
+    assert_eq!(refused["error"]["err_code"], 10166, "{refused}");
+    let body =
+        json!({"name": "T", "subjects": ["t.>"], "subject_delete_marker_ttl": 1_000_000_000u64});
+    let created = api(&client, "$JS.API.STREAM.CREATE.T", body).await;
+    assert_eq!(
+        (&created["config"]["allow_msg_ttl"], &created["config"]["allow_rollup_hdrs"]),
+        (&json!(true), &json!(true)),
+        "{created}"
+    );
+    let too_short =
+        json!({"name": "T2", "subjects": ["t2"], "subject_delete_marker_ttl": 500_000_000});
+    assert_eq!(
+        api(&client, "$JS.API.STREAM.CREATE.T2", too_short).await["error"]["err_code"],
+        10052
+    );
+    assert_eq!(publish_ttl("t.a", "500ms").await["error"]["err_code"], 10165);
+    let disable = json!({"name": "T", "subjects": ["t.>"], "allow_rollup_hdrs": true});
+    let refused = api(&client, "$JS.API.STREAM.UPDATE.T", disable).await;
+    assert_eq!(refused["error"]["err_code"], 10052, "TTLs cannot be turned off: {refused}");
+    // Watch t.a for what comes after the message: the marker that replaces it.
+    let deliver = client.new_inbox();
+    let mut sub = client.subscribe(deliver.clone()).await.expect("subscribe");
+    let config = json!({"name": "W", "deliver_subject": deliver, "filter_subject": "t.a",
+        "deliver_policy": "new"});
+    create_consumer(&client, "T", config).await;
+    assert_eq!(publish_ttl("t.a", "1").await["seq"], 1);
+    let ttl_msg = next_msg(&mut sub).await;
+    assert_eq!(header_value(&ttl_msg, "Nats-TTL").as_deref(), Some("1"));
+    let marker = next_msg(&mut sub).await;
+    assert_eq!(header_value(&marker, "Nats-Marker-Reason").as_deref(), Some("MaxAge"));
+    assert_eq!(header_value(&marker, "Nats-TTL").as_deref(), Some("1s"));
+    assert_eq!(header_value(&marker, "Nats-Rollup").as_deref(), Some("sub"));
+    assert!(marker.payload.is_empty());
+    let gone = api(&client, "$JS.API.STREAM.MSG.GET.T", json!({"seq": 1})).await;
+    assert_eq!(gone["error"]["err_code"], 10037, "the rollup removed the expired message");
+}
+
+#[tokio::test]
+async fn headers_only_pull_and_the_max_bytes_409() {
+    use serde_json::json;
+    let dir = StoreDir::new("hdronly");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "H", &["h"]).await;
+    publish(&js, "h", "twelve bytes").await;
+    let config = json!({"durable_name": "C", "ack_policy": "explicit", "headers_only": true});
+    create_consumer(&client, "H", config).await;
+    let mut sub = pull_raw(&client, "H", "C", json!({"batch": 1})).await;
+    let m = next_msg(&mut sub).await;
+    assert_eq!(ack_seq(&m), 1);
+    assert!(m.payload.is_empty());
+    assert_eq!(header_value(&m, "Nats-Msg-Size").as_deref(), Some("12"));
+    // A request whose byte budget cannot take the next message ends with a 409 saying what it
+    // still wanted (the message stays for the next request).
+    publish(&js, "h", "more").await;
+    let mut small = pull_raw(&client, "H", "C", json!({"batch": 2, "max_bytes": 10})).await;
+    let refused = next_msg(&mut small).await;
+    assert_eq!(refused.status.map(u16::from), Some(409));
+    assert_eq!(refused.description.as_deref(), Some("Message Size Exceeds MaxBytes"));
+    assert_eq!(header_value(&refused, "Nats-Pending-Messages").as_deref(), Some("2"));
+    assert_eq!(header_value(&refused, "Nats-Pending-Bytes").as_deref(), Some("10"));
+    let mut next = pull_raw(&client, "H", "C", json!({"batch": 1})).await;
+    assert_eq!(ack_seq(&next_msg(&mut next).await), 2);
+}
+
+#[tokio::test]
+async fn pause_and_interest_retention_survive_kill_9() {
+    use serde_json::json;
+    let dir = StoreDir::new("pause-restart");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    let body = json!({"name": "I", "subjects": ["i.>"], "retention": "interest"});
+    api(&client, "$JS.API.STREAM.CREATE.I", body).await;
+    create_consumer(&client, "I", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let until = fjord_core::jetstream::api::rfc3339((now.as_secs() as i64 + 3600) * 1_000_000_000);
+    let paused = api(&client, "$JS.API.CONSUMER.PAUSE.I.C", json!({"pause_until": until})).await;
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(publish(&js, "i.a", "kept").await.sequence, 1);
+    drop(js);
+    drop(client);
+    drop(server);
+
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let info = consumer_info(&client, "I", "C").await;
+    assert_eq!(
+        (&info["paused"], &info["config"]["pause_until"]),
+        (&json!(true), &json!(until)),
+        "{info}"
+    );
+    let mut empty = pull_raw(&client, "I", "C", json!({"batch": 1, "no_wait": true})).await;
+    assert_eq!(next_msg(&mut empty).await.status.map(u16::from), Some(404), "still paused");
+    if ServerBinary::target().name == "fjord" {
+        // fjord synced the message before its PubAck (nats-server syncs lazily, so a SIGKILL
+        // may take it back there).
+        assert_eq!(stream_state(&client, "I").await["messages"], 1, "the consumer needs it");
+        api(&client, "$JS.API.CONSUMER.PAUSE.I.C", serde_json::Value::Null).await;
+        assert_eq!(drain_and_ack(&client, "I", "C").await, vec![1]);
+        assert_eq!(stream_state(&client, "I").await["messages"], 0);
+    }
+}
+
+#[tokio::test]
+async fn pull_request_heartbeats_carry_the_last_sequences() {
+    use serde_json::json;
+    let dir = StoreDir::new("pullhb");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "P", &["p.>"]).await;
+    publish(&js, "p.a", "x").await;
+    // Messages the filter skips still move the stream pointer the heartbeat reports.
+    publish(&js, "p.b", "y").await;
+    publish(&js, "p.b", "z").await;
+    let config = json!({"durable_name": "C", "ack_policy": "none", "filter_subject": "p.a"});
+    create_consumer(&client, "P", config).await;
+    let request = json!({"batch": 2, "expires": 5_000_000_000u64, "idle_heartbeat": 200_000_000});
+    let mut sub = pull_raw(&client, "P", "C", request).await;
+    assert_eq!(ack_seq(&next_msg(&mut sub).await), 1);
+    let hb = next_msg(&mut sub).await;
+    assert_eq!(hb.status.map(u16::from), Some(100));
+    assert_eq!(hb.description.as_deref(), Some("Idle Heartbeat"));
+    assert_eq!(header_value(&hb, "Nats-Last-Consumer").as_deref(), Some("1"));
+    assert_eq!(header_value(&hb, "Nats-Last-Stream").as_deref(), Some("3"));
+    let info = consumer_info(&client, "P", "C").await;
+    assert_eq!(info["delivered"]["stream_seq"], 1, "delivered is still the last delivery: {info}");
+}
+
+#[tokio::test]
+async fn push_consumer_delivers_as_soon_as_its_subscriber_arrives() {
+    use serde_json::json;
+    let dir = StoreDir::new("pushwake");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "W", &["w"]).await;
+    publish(&js, "w", "x").await;
+    // Created first, subscribed after, as clients do: delivery waits for the subscriber and
+    // starts when it comes (woken by the SUB, well before the server's once-a-second tick;
+    // three rounds, so a server that only noticed on its tick would be caught).
+    for round in 0..3 {
+        let deliver = client.new_inbox();
+        let config = json!({"durable_name": format!("C{round}"), "deliver_subject": deliver});
+        create_consumer(&client, "W", config).await;
+        let subscribed_at = std::time::Instant::now();
+        let mut sub = client.subscribe(deliver).await.expect("subscribe");
+        let m = next_msg(&mut sub).await;
+        assert_eq!(ack_seq(&m), 1);
+        let waited = subscribed_at.elapsed();
+        assert!(waited < Duration::from_millis(300), "round {round}: {waited:?} after the SUB");
+    }
+}
+
+#[tokio::test]
+async fn consumer_create_forms_names_and_stream_consumer_limits() {
+    use serde_json::json;
+    let dir = StoreDir::new("ccforms");
+    let server = start(&dir);
+    let client = connect_raw(&server).await;
+    let body = json!({"name": "S", "subjects": ["s.>"],
+        "consumer_limits": {"max_ack_pending": 10, "inactive_threshold": 2_000_000_000u64}});
+    let created = api(&client, "$JS.API.STREAM.CREATE.S", body).await;
+    assert_eq!(created["config"]["consumer_limits"]["max_ack_pending"], 10, "{created}");
+    let create = |subject: &str, config: serde_json::Value| {
+        let (client, subject) = (client.clone(), format!("$JS.API.CONSUMER.{subject}"));
+        async move { api(&client, &subject, json!({"stream_name": "S", "config": config})).await }
+    };
+    let code = |v: &serde_json::Value| v["error"]["err_code"].clone();
+    // The stream's consumer limits fill in what a consumer leaves unset, and cap max_ack_pending.
+    let c = create("CREATE.S.C", json!({"durable_name": "C", "ack_policy": "explicit"})).await;
+    assert_eq!(
+        (&c["config"]["max_ack_pending"], &c["config"]["inactive_threshold"]),
+        (&json!(10), &json!(2_000_000_000u64)),
+        "{c}"
+    );
+    let over = json!({"durable_name": "D", "ack_policy": "explicit", "max_ack_pending": 20});
+    let over = create("CREATE.S.D", over).await;
+    assert_eq!(over["error"]["description"], "consumer max ack pending exceeds system limit of 10");
+    assert_eq!(code(&over), 10121);
+    // Subject forms.
+    let renamed = create("CREATE.S.X", json!({"name": "Y", "ack_policy": "explicit"})).await;
+    assert_eq!(renamed["name"], "X", "the subject's name wins: {renamed}");
+    assert_eq!(code(&create("CREATE.S.E", json!({"durable_name": "F"})).await), 10017);
+    assert_eq!(code(&create("CREATE.S", json!({"durable_name": "G"})).await), 10020);
+    assert_eq!(code(&create("DURABLE.CREATE.S.H", json!({"ack_policy": "explicit"})).await), 10018);
+    assert_eq!(code(&create("CREATE.S.I.s.x", json!({"filter_subject": "s.y"})).await), 10131);
+    assert_eq!(code(&create("CREATE.S", json!({"name": "a*b"})).await), 10052);
+    // The old ephemeral form refuses a durable name before comparing it with the name.
+    assert_eq!(code(&create("CREATE.S", json!({"name": "a", "durable_name": "b"})).await), 10020);
+}

@@ -41,14 +41,6 @@ const MISSING_IN_FJORD: &[(&str, &str)] = &[
     ("/jsz:config.compress_ok", "fjord's stores do not compress (stream compression is not implemented)"),
     ("/jsz:limits.default_max_consumers", "fjord applies no server-wide default consumer limit"),
     (
-        "/jsz:account_details[].stream_detail[].config.allow_msg_ttl",
-        "the stream config fjord's JetStream API reports lacks per-message TTL (not implemented)",
-    ),
-    (
-        "/jsz:account_details[].stream_detail[].config.consumer_limits",
-        "the stream config fjord's JetStream API reports lacks consumer limits (not implemented)",
-    ),
-    (
         "/jsz:account_details[].stream_detail[].config.metadata",
         "nats-server stamps `_nats.req.level` (the API level that created the asset); fjord's API does not",
     ),

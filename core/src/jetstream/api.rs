@@ -44,6 +44,18 @@ fn is_false(b: &bool) -> bool {
 fn is_zero(n: &i64) -> bool {
     *n == 0
 }
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A field that clients may send as `null` meaning "unset".
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `StreamConfig` (server/stream.go). Limits use −1 for "unlimited" once defaulted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,10 +88,30 @@ pub struct StreamConfig {
     pub discard_new_per_subject: bool,
     #[serde(skip_serializing_if = "is_zero")]
     pub first_seq: i64,
+    /// Defaults and ceilings for the stream's consumers (async-nats sends `null` for none).
+    #[serde(deserialize_with = "null_as_default")]
+    pub consumer_limits: ConsumerLimits,
+    /// Per-message TTLs (`Nats-TTL`) are accepted.
+    pub allow_msg_ttl: bool,
+    /// Nanoseconds: when age or a TTL removes the last message of a subject, a delete marker
+    /// with this TTL takes its place.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+}
+
+/// `StreamConsumerLimits`: an `inactive_threshold` and `max_ack_pending` that consumers get when
+/// they set none, the latter also a ceiling. Always reported (as `{}` when unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerLimits {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inactive_threshold: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
 }
 
 /// Durations below this are refused, as nats-server does for `max_age` and `duplicate_window`.
@@ -138,6 +170,21 @@ impl StreamConfig {
         {
             return Err(ApiError::stream_invalid_config(
                 "discard new per subject requires discard new policy to be set",
+            ));
+        }
+        if self.subject_delete_marker_ttl > 0 {
+            if self.subject_delete_marker_ttl < 1_000_000_000 {
+                return Err(ApiError::stream_invalid_config(
+                    "subject delete marker TTL must be at least 1 second",
+                ));
+            }
+            // As nats-server (without pedantic mode): markers need TTLs and roll-ups.
+            self.allow_msg_ttl = true;
+            self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
+        } else if self.subject_delete_marker_ttl < 0 {
+            return Err(ApiError::stream_invalid_config(
+                "subject delete marker TTL must not be negative",
             ));
         }
         if self.subjects.is_empty() {
@@ -245,6 +292,8 @@ pub struct ConsumerConfig {
     pub deliver_group: Option<String>,
     #[serde(skip_serializing_if = "is_false")]
     pub flow_control: bool,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub rate_limit_bps: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub idle_heartbeat: i64,
     pub deliver_policy: DeliverPolicy,
@@ -280,6 +329,9 @@ pub struct ConsumerConfig {
     pub mem_storage: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// RFC 3339: the consumer delivers nothing before then (`CONSUMER.PAUSE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
@@ -297,6 +349,35 @@ impl ConsumerConfig {
         self.durable_name.as_deref().is_some_and(|d| !d.is_empty())
     }
 
+    pub fn is_push(&self) -> bool {
+        self.deliver_subject.as_deref().is_some_and(|d| !d.is_empty())
+    }
+
+    /// The stream's consumer limits, as nats-server's setConsumerConfigDefaults and
+    /// checkConsumerCfg apply them: defaults for what is unset (before `normalize`), then the
+    /// max_ack_pending ceiling (after).
+    pub fn with_stream_defaults(mut self, limits: &ConsumerLimits) -> Self {
+        if self.max_ack_pending == 0 && limits.max_ack_pending > 0 {
+            self.max_ack_pending = limits.max_ack_pending;
+        }
+        if self.inactive_threshold == 0 && limits.inactive_threshold > 0 {
+            self.inactive_threshold = limits.inactive_threshold;
+        }
+        self
+    }
+
+    pub fn check_stream_limits(&self, limits: &ConsumerLimits) -> Result<(), ApiError> {
+        if limits.max_ack_pending > 0 && self.max_ack_pending > limits.max_ack_pending {
+            return Err(ApiError::max_ack_pending_excess(limits.max_ack_pending));
+        }
+        Ok(())
+    }
+
+    /// `pause_until` as Unix nanoseconds (an unparsable or zero time is no pause).
+    pub fn pause_until_nanos(&self) -> Option<i64> {
+        self.pause_until.as_deref().and_then(parse_rfc3339).filter(|t| *t > 0)
+    }
+
     /// The filters this consumer selects by; empty means every message.
     pub fn filters(&self) -> Vec<String> {
         match &self.filter_subject {
@@ -309,15 +390,19 @@ impl ConsumerConfig {
     pub fn normalize(mut self) -> Result<ConsumerConfig, ApiError> {
         if let (Some(n), Some(d)) = (&self.name, &self.durable_name) {
             if !n.is_empty() && !d.is_empty() && n != d {
-                return Err(ApiError::consumer_create(
-                    "consumer name in subject does not match durable name in request",
-                ));
+                return Err(ApiError::durable_and_name_differ());
             }
         }
-        if let Some(id) = self.id() {
-            check_name(id).map_err(|_| {
-                ApiError::consumer_create("consumer name can not contain path separators")
-            })?;
+        // checkConsumerCfg's asset-name checks (name first, then durable).
+        if self.name.as_deref().is_some_and(|n| !n.is_empty() && check_name(n).is_err()) {
+            return Err(ApiError::stream_invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if self.durable_name.as_deref().is_some_and(|d| !d.is_empty() && check_name(d).is_err()) {
+            return Err(ApiError::stream_invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
         if self.filter_subject.as_deref() == Some("") {
             self.filter_subject = None;
@@ -337,27 +422,47 @@ impl ConsumerConfig {
         if self.deliver_subject.as_deref() == Some("") {
             self.deliver_subject = None;
         }
-        if self.flow_control && self.idle_heartbeat <= 0 {
-            return Err(ApiError::consumer_create(
-                "consumer with flow control also needs heartbeats",
-            ));
+        // nats-server's checkConsumerCfg order and codes.
+        if self.deliver_subject.is_some() {
+            if self.idle_heartbeat > 0 && self.idle_heartbeat < 100_000_000 {
+                return Err(ApiError::small_heartbeat());
+            }
+        } else {
+            if self.rate_limit_bps > 0 {
+                return Err(ApiError::pull_with_rate_limit());
+            }
+            if self.idle_heartbeat > 0 {
+                return Err(ApiError::heartbeat_requires_push());
+            }
+            if self.flow_control {
+                return Err(ApiError::flow_control_requires_push());
+            }
         }
-        if self.deliver_subject.is_none() && (self.flow_control || self.idle_heartbeat > 0) {
-            return Err(ApiError::consumer_create(
-                "consumer idle heartbeat requires a push based consumer",
-            ));
+        if self.flow_control && self.idle_heartbeat <= 0 {
+            return Err(ApiError::flow_control_needs_heartbeats());
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
-            self.ack_wait = match self.backoff.first() {
-                Some(b) => *b,
-                None => DEFAULT_ACK_WAIT,
-            };
+            self.ack_wait = DEFAULT_ACK_WAIT;
+        }
+        // A backoff list overrides ack_wait with its first entry (nats-server's
+        // setConsumerConfigDefaults), and max_deliver must outlast it.
+        if let Some(first) = self.backoff.first() {
+            self.ack_wait = *first;
         }
         if self.ack_wait < 0 {
             return Err(ApiError::consumer_create("consumer ack wait needs to be positive"));
         }
-        if self.max_deliver == 0 {
+        if self.max_deliver == 0 || self.max_deliver < -1 {
             self.max_deliver = -1;
+        }
+        if self.backoff.iter().any(|b| *b < 0) {
+            return Err(ApiError::backoff_negative());
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.backoff.len() as i64 > self.max_deliver
+        {
+            return Err(ApiError::max_deliver_backoff());
         }
         if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
             self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;
@@ -394,6 +499,13 @@ pub struct CreateConsumerRequest {
     pub stream_name: String,
     pub config: ConsumerConfig,
     pub action: String,
+}
+
+/// `$JS.API.CONSUMER.PAUSE` body: no time (or Go's zero time) resumes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PauseRequest {
+    pub pause_until: Option<String>,
 }
 
 /// `$JS.API.CONSUMER.MSG.NEXT` body (or a bare integer batch, or empty for one message).
@@ -467,7 +579,10 @@ pub fn rfc3339(unix_nanos: i64) -> String {
     if nanos == 0 {
         format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
     } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{nanos:09}Z")
+        // Go's RFC3339Nano drops trailing zeros of the fraction.
+        let fraction = format!("{nanos:09}");
+        let fraction = fraction.trim_end_matches('0');
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{fraction}Z")
     }
 }
 
@@ -542,6 +657,7 @@ mod tests {
         assert_eq!(s, "2025-11-27T18:40:00.123456789Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
         assert_eq!(parse_rfc3339("2025-11-27T19:40:00+01:00"), Some(1_764_268_800_000_000_000));
+        assert_eq!(rfc3339(1_764_268_800_120_000_000), "2025-11-27T18:40:00.12Z", "as Go trims");
     }
 
     #[test]
@@ -564,6 +680,15 @@ mod tests {
             StreamConfig { name: "S".into(), num_replicas: 3, ..Default::default() }.normalize();
         assert_eq!(r.unwrap_err().err_code, 10074);
         assert!(StreamConfig { name: "a.b".into(), ..Default::default() }.normalize().is_err());
+    }
+
+    #[test]
+    fn null_consumer_limits_read_as_unset() {
+        let c: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","consumer_limits":null}"#).unwrap();
+        assert_eq!(c.consumer_limits, ConsumerLimits::default());
+        let shown = serde_json::to_value(&c).unwrap();
+        assert_eq!(shown["consumer_limits"], serde_json::json!({}), "reported as {{}}");
     }
 
     #[test]

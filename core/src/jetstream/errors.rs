@@ -88,8 +88,51 @@ impl ApiError {
     pub fn rollup_invalid(value: &str) -> Self {
         Self::new(500, 10111, format!("rollup value invalid: {value:?}"))
     }
+    pub fn pull_requires_ack() -> Self {
+        Self::new(
+            400,
+            10084,
+            "consumer in pull mode requires explicit ack policy on workqueue stream",
+        )
+    }
     pub fn workqueue_needs_explicit_ack() -> Self {
-        Self::new(400, 10084, "workqueue stream requires explicit ack")
+        Self::new(400, 10098, "workqueue stream requires explicit ack")
+    }
+    pub fn workqueue_needs_deliver_all() -> Self {
+        Self::new(400, 10101, "consumer must be deliver all on workqueue stream")
+    }
+    pub fn maximum_consumers() -> Self {
+        Self::new(400, 10026, "maximum consumers limit reached")
+    }
+    pub fn max_deliver_backoff() -> Self {
+        Self::new(400, 10116, "max deliver is required to be > length of backoff values")
+    }
+    pub fn heartbeat_requires_push() -> Self {
+        Self::new(400, 10088, "consumer idle heartbeat requires a push based consumer")
+    }
+    pub fn flow_control_requires_push() -> Self {
+        Self::new(400, 10089, "consumer flow control requires a push based consumer")
+    }
+    pub fn flow_control_needs_heartbeats() -> Self {
+        Self::new(400, 10108, "consumer with flow control also needs heartbeats")
+    }
+    pub fn message_ttl_invalid() -> Self {
+        Self::new(400, 10165, "invalid per-message TTL")
+    }
+    pub fn message_ttl_disabled() -> Self {
+        Self::new(400, 10166, "per-message TTL is disabled")
+    }
+    pub fn max_ack_pending_excess(limit: i64) -> Self {
+        Self::new(400, 10121, format!("consumer max ack pending exceeds system limit of {limit}"))
+    }
+    pub fn small_heartbeat() -> Self {
+        Self::new(400, 10083, "consumer idle heartbeat needs to be >= 100ms")
+    }
+    pub fn pull_with_rate_limit() -> Self {
+        Self::new(400, 10086, "consumer in pull mode can not have rate limit set")
+    }
+    pub fn backoff_negative() -> Self {
+        Self::new(400, 10184, "consumer backoff needs to be positive")
     }
     pub fn workqueue_multiple_unfiltered() -> Self {
         Self::new(400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")
@@ -107,11 +150,30 @@ impl ApiError {
         Self::new(
             400,
             10131,
-            "consumer create request did not match filtered subject from create subject",
+            "Consumer create request did not match filtered subject from create subject",
         )
     }
     pub fn durable_name_mismatch() -> Self {
-        Self::new(400, 10132, "consumer name in subject does not match durable name in request")
+        Self::new(400, 10017, "consumer name in subject does not match durable name in request")
+    }
+    pub fn durable_and_name_differ() -> Self {
+        Self::new(400, 10132, "Consumer Durable and Name have to be equal if both are provided")
+    }
+    pub fn durable_name_not_set() -> Self {
+        Self::new(400, 10018, "consumer expected to be durable but a durable name was not set")
+    }
+    pub fn ephemeral_with_durable_name() -> Self {
+        Self::new(
+            400,
+            10020,
+            "consumer expected to be ephemeral but a durable name was set in request",
+        )
+    }
+    pub fn consumer_name_path_separators() -> Self {
+        Self::new(400, 10127, "Consumer name can not contain path separators")
+    }
+    pub fn multiple_filters_with_subject_api() -> Self {
+        Self::new(400, 10137, "consumer with multiple subject filters cannot use subject based API")
     }
     pub fn stream_delete_denied() -> Self {
         Self::new(400, 10050, "message delete not permitted")

@@ -8,6 +8,8 @@ pub const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 pub const EXPECTED_LAST_SUBJ_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 pub const ROLLUP: &str = "Nats-Rollup";
+pub const TTL: &str = "Nats-TTL";
+pub const MARKER_REASON: &str = "Nats-Marker-Reason";
 
 /// The value of the first header named `name` (compared ASCII-case-insensitively, as Go's
 /// canonical MIME keys make lookups in nats-server), trimmed.
@@ -72,6 +74,29 @@ pub fn with_extra(stored: &[u8], extra: &[(&str, String)]) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// `block` without the headers named `name` (ASCII-case-insensitively); a block left with no
+/// header at all comes back empty.
+pub fn without(block: &[u8], name: &str) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(block) else { return block.to_vec() };
+    let mut lines = text.split("\r\n");
+    let Some(status) = lines.next() else { return Vec::new() };
+    let kept: Vec<&str> = lines
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.split_once(':').is_none_or(|(k, _)| !k.trim().eq_ignore_ascii_case(name)))
+        .collect();
+    if kept.is_empty() && status == "NATS/1.0" {
+        return Vec::new();
+    }
+    let mut out = String::from(status);
+    out.push_str("\r\n");
+    for line in kept {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// A status-only header block, e.g. `NATS/1.0 404 No Messages`, with extra headers.

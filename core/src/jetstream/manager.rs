@@ -124,6 +124,17 @@ fn response(op: &str, body: Result<Value, ApiError>) -> Bytes {
     Bytes::from(v.to_string())
 }
 
+/// nats-server's pause response carries `paused` and `pause_until` even beside an error.
+fn pause_error_fields(body: Bytes) -> Bytes {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) else { return body };
+    if !map.contains_key("error") {
+        return body;
+    }
+    map.insert("paused".into(), json!(false));
+    map.insert("pause_until".into(), json!(api::rfc3339(0)));
+    Bytes::from(Value::Object(map).to_string())
+}
+
 impl<D: Disk + Send + 'static> Manager<D> {
     /// Recovers every persisted stream (and its store) and durable consumer. A metadata file
     /// that does not parse stops the start: deleting assets on corrupt metadata would lose
@@ -180,8 +191,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
             let cm: ConsumerMeta = serde_json::from_slice(&bytes)
                 .map_err(|e| OpenError::Meta(path.clone(), e.to_string()))?;
             if let Some(s) = m.streams.get_mut(sname) {
-                let c =
+                let mut c =
                     Consumer::recovered(sname, cname, cm.config, cm.created, cm.state, now.mono);
+                c.refresh_pause(now.mono, now.wall);
                 s.consumers.insert(cname.to_string(), c);
             }
         }
@@ -204,7 +216,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     /// Subjects the driver must deliver to `handle`.
     pub fn subjects(&self) -> Vec<String> {
-        let mut subjects = vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string()];
+        let mut subjects =
+            vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string(), "$JS.FC.>".to_string()];
         for s in self.streams.values() {
             subjects.extend(s.config.subjects.iter().cloned());
         }
@@ -257,6 +270,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
             self.api(now, op, reply, payload);
         } else if let Some(rest) = subject.strip_prefix("$JS.ACK.") {
             self.ack(now, rest, reply, payload);
+        } else if let Some(rest) = subject.strip_prefix("$JS.FC.") {
+            // A flow-control answer: `<stream>.<consumer>.<id>`; the next flush delivers on.
+            let mut tokens = rest.split('.');
+            if let (Some(stream), Some(consumer)) = (tokens.next(), tokens.next()) {
+                let c = self.streams.get_mut(stream).and_then(|s| s.consumers.get_mut(consumer));
+                if let Some(c) = c {
+                    c.flow_control_answered(subject);
+                }
+            }
         } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
             let (_, answer) = s.publish(now.wall, subject, reply, headers, payload);
             if let Some((to, body)) = answer {
@@ -293,16 +315,20 @@ impl<D: Disk + Send + 'static> Manager<D> {
             }
             let done: Vec<u64> =
                 s.consumers.values_mut().flat_map(|c| std::mem::take(&mut c.done)).collect();
-            s.remove_worked(&done);
+            s.retire(&done);
             // Ephemerals go once nobody has used them for their inactive threshold: no pull
             // request or ack, and (push) no subscriber on the deliver subject. The driver
             // flushes at least once a second, so the check needs no timer of its own.
+            let before = s.consumers.len();
             s.consumers.retain(|_, c| {
                 c.config.is_durable()
                     || c.num_waiting() > 0
                     || now.mono.saturating_since(c.last_active).as_nanos()
                         < c.config.inactive_threshold.max(0) as u128
             });
+            if s.consumers.len() != before {
+                s.sweep_interest();
+            }
         }
         // Consumer state is written when an ack confirmation waits on it, else at most once per
         // CONSUMER_WRITE_EVERY: a plain ack promises nothing, and losing it to a crash means a
@@ -349,12 +375,11 @@ impl<D: Disk + Send + 'static> Manager<D> {
     pub fn tick(&mut self, now: Now) {
         let mut out = Vec::new();
         for s in self.streams.values_mut() {
-            if s.config.max_age > 0 {
-                let _ = s.store.expire(now.wall);
+            if s.config.max_age > 0 || s.config.allow_msg_ttl {
+                s.expire(now.wall);
             }
-            let store = s.store.as_store_ref();
             for c in s.consumers.values_mut() {
-                c.tick(now.mono, store, &mut out);
+                c.tick(now.mono, &mut out);
             }
         }
         self.held.extend(out);
@@ -393,27 +418,38 @@ impl<D: Disk + Send + 'static> Manager<D> {
     }
 
     fn ack(&mut self, now: Now, rest: &str, reply: Option<&str>, payload: &[u8]) {
-        // <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        // <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or the newer form with
+        // <domain>.<account hash> in front and a random token behind.
         let tokens: Vec<&str> = rest.split('.').collect();
-        if tokens.len() != 7 {
+        let tokens = match tokens.len() {
+            7 => &tokens[..],
+            n if n >= 9 => &tokens[2..9],
+            _ => return,
+        };
+        let (Ok(sseq), Ok(dseq)) = (tokens[3].parse::<u64>(), tokens[4].parse::<u64>()) else {
             return;
-        }
-        let Ok(sseq) = tokens[3].parse::<u64>() else { return };
+        };
         let Some(kind) = AckKind::parse(payload) else { return };
-        let Some(s) = self.streams.get_mut(tokens[0]) else { return };
-        let Some(c) = s.consumers.get_mut(tokens[1]) else { return };
-        c.ack(now.mono, sseq, kind);
+        let (stream, consumer) = (tokens[0].to_string(), tokens[1].to_string());
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let Some(c) = s.consumers.get_mut(&consumer) else { return };
+        let confirm = c.ack(now.mono, sseq, dseq, &kind) && kind.confirms();
         let done = std::mem::take(&mut c.done);
         let reply = reply.filter(|r| !r.is_empty());
-        if reply.is_some() {
+        if confirm && reply.is_some() {
             // Its confirmation waits for the next write of this consumer's state.
             c.sync_now = true;
         }
-        s.remove_worked(&done);
-        if let Some(reply) = reply {
+        s.retire(&done);
+        if let AckKind::Next(request) = &kind {
+            // `+NXT`: the reply subject pulls the next messages.
+            self.next(now, &stream, &consumer, reply, request.as_bytes());
+            return;
+        }
+        if let Some(reply) = reply.filter(|_| confirm) {
             // Held until the flush has written the consumer's state ("double ack").
             let confirm = Outgoing::reply(reply, Bytes::new());
-            self.held_acks.push((tokens[0].to_string(), tokens[1].to_string(), confirm));
+            self.held_acks.push((stream, consumer, confirm));
         }
     }
 
@@ -447,16 +483,19 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 self.consumer_create(now, stream, Some(name), None, true, payload),
             ),
             ["CONSUMER", "INFO", stream, name] => {
-                ("consumer_info", self.consumer_info(stream, name))
+                ("consumer_info", self.consumer_info(now, stream, name))
             }
             ["CONSUMER", "DELETE", stream, name] => {
                 ("consumer_delete", self.consumer_delete(stream, name))
             }
+            ["CONSUMER", "PAUSE", stream, name] => {
+                ("consumer_pause", self.consumer_pause(now, stream, name, payload))
+            }
             ["CONSUMER", "LIST", stream] => {
-                ("consumer_list", self.consumer_list(stream, payload, false))
+                ("consumer_list", self.consumer_list(now, stream, payload, false))
             }
             ["CONSUMER", "NAMES", stream] => {
-                ("consumer_names", self.consumer_list(stream, payload, true))
+                ("consumer_names", self.consumer_list(now, stream, payload, true))
             }
             ["DIRECT", "GET", stream, subject @ ..] => {
                 let subject = (!subject.is_empty()).then(|| subject.join("."));
@@ -475,20 +514,28 @@ impl<D: Disk + Send + 'static> Manager<D> {
             self.api_errors += 1;
         }
         if let Some(reply) = reply.filter(|r| !r.is_empty()) {
-            self.held.push(Outgoing::reply(reply, response(kind, result)));
+            let mut body = response(kind, result);
+            if kind == "consumer_pause" {
+                body = pause_error_fields(body);
+            }
+            self.held.push(Outgoing::reply(reply, body));
         }
     }
 
     /// What the monitoring port's `/jsz` shows, read in one go: `account` is the account
     /// totals as `$JS.API.INFO` reports them; `streams` each stream's info (name order) with
     /// its consumers' infos (name order) under `consumers`. Reading it counts no API request.
-    pub fn monitor_view(&self) -> Value {
+    /// `now` dates what depends on it (a paused consumer's `pause_remaining`).
+    pub fn monitor_view(&self, now: Now) -> Value {
         let streams: Vec<Value> = self
             .streams
             .values()
             .map(|s| {
-                let consumers: Vec<Value> =
-                    s.consumers.values().map(|c| Self::consumer_info_value(s, c)).collect();
+                let consumers: Vec<Value> = s
+                    .consumers
+                    .values()
+                    .map(|c| Self::consumer_info_value(s, c, now.mono))
+                    .collect();
                 json!({"info": self.stream_info(s, None), "consumers": consumers})
             })
             .collect();
@@ -522,12 +569,17 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     fn stream_info(&self, s: &Stream, subjects_filter: Option<&str>) -> Value {
         let st = s.store.state();
+        // nats-server reports first_seq 0 until the first message, and omits num_subjects at 0.
+        let first_seq = if st.last_seq == 0 && st.msgs == 0 { 0 } else { st.first_seq };
         let mut state = json!({
             "messages": st.msgs, "bytes": st.bytes,
-            "first_seq": st.first_seq, "first_ts": api::rfc3339(st.first_ts),
+            "first_seq": first_seq, "first_ts": api::rfc3339(st.first_ts),
             "last_seq": st.last_seq, "last_ts": api::rfc3339(st.last_ts),
-            "num_subjects": st.num_subjects, "consumer_count": s.consumers.len(),
+            "consumer_count": s.consumers.len(),
         });
+        if st.num_subjects > 0 {
+            state["num_subjects"] = json!(st.num_subjects);
+        }
         if st.num_deleted > 0 {
             state["num_deleted"] = json!(st.num_deleted);
         }
@@ -611,6 +663,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 "stream configuration update can not change retention policy",
             ));
         }
+        if old.allow_msg_ttl && !config.allow_msg_ttl {
+            return Err(ApiError::stream_invalid_config("message TTL status can not be disabled"));
+        }
         if old.sealed && !config.sealed {
             return Err(ApiError::stream_update(
                 "stream configuration update can not unseal a sealed stream",
@@ -668,10 +723,18 @@ impl<D: Disk + Send + 'static> Manager<D> {
         #[serde(default)]
         struct Req {
             subjects_filter: Option<String>,
+            deleted_details: bool,
         }
         let req: Req = body(payload)?;
         let s = self.stream(name)?;
-        Ok(self.stream_info(s, req.subjects_filter.as_deref()))
+        let mut info = self.stream_info(s, req.subjects_filter.as_deref());
+        if req.deleted_details {
+            let deleted = s.store.deleted();
+            if !deleted.is_empty() {
+                info["state"]["deleted"] = json!(deleted);
+            }
+        }
+        Ok(info)
     }
 
     fn stream_list(&self, payload: &[u8], names: bool) -> Result<Value, ApiError> {
@@ -816,15 +879,47 @@ impl<D: Disk + Send + 'static> Manager<D> {
         Ok(json!({"success": true}))
     }
 
-    fn consumer_info_value(s: &Stream, c: &Consumer) -> Value {
-        json!({
+    fn consumer_info_value(s: &Stream, c: &Consumer, now: Instant) -> Value {
+        let mut info = json!({
             "stream_name": s.name(), "name": c.name, "created": api::rfc3339(c.created),
             "config": c.config,
             "delivered": c.state.delivered, "ack_floor": c.state.ack_floor,
             "num_ack_pending": c.num_ack_pending(), "num_redelivered": c.num_redelivered(),
             "num_waiting": c.num_waiting(), "num_pending": c.num_pending(s.store.as_store_ref()),
             "cluster": {"leader": "fjord"}, "ts": api::rfc3339(c.created),
-        })
+        });
+        if let Some(remaining) = c.pause_remaining(now) {
+            info["paused"] = json!(true);
+            info["pause_remaining"] = json!(remaining);
+        }
+        info
+    }
+
+    /// `CONSUMER.PAUSE`: sets (or with no time, clears) `pause_until`, persisted like any
+    /// config change before the answer.
+    fn consumer_pause(
+        &mut self,
+        now: Now,
+        stream: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Value, ApiError> {
+        let req: api::PauseRequest = body(payload)?;
+        let until = req.pause_until.as_deref().and_then(api::parse_rfc3339).filter(|t| *t > 0);
+        let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
+        let c = s.consumers.get_mut(name).ok_or_else(ApiError::consumer_not_found)?;
+        c.config.pause_until = until.map(api::rfc3339);
+        c.refresh_pause(now.mono, now.wall);
+        let remaining = c.pause_remaining(now.mono);
+        self.write_consumer(stream, name).map_err(ApiError::consumer_create)?;
+        let mut v = json!({
+            "paused": remaining.is_some(),
+            "pause_until": api::rfc3339(until.unwrap_or(0)),
+        });
+        if let Some(r) = remaining {
+            v["pause_remaining"] = json!(r);
+        }
+        Ok(v)
     }
 
     fn consumer_create(
@@ -838,31 +933,49 @@ impl<D: Disk + Send + 'static> Manager<D> {
     ) -> Result<Value, ApiError> {
         let req: api::CreateConsumerRequest =
             serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
-        if !req.stream_name.is_empty() && req.stream_name != stream {
+        // jsConsumerCreateRequest's checks, in its order.
+        if req.stream_name != stream {
             return Err(ApiError::stream_name_mismatch());
         }
         let mut config = req.config;
-        if let Some(name) = name {
-            if durable_form {
-                if config.durable_name.as_deref().is_some_and(|d| d != name) {
+        let durable = config.durable_name.clone().filter(|d| !d.is_empty());
+        if name.is_some_and(|n| n.contains(['\\', '/'])) {
+            return Err(ApiError::consumer_name_path_separators());
+        }
+        match (name, durable_form) {
+            // DURABLE.CREATE.<stream>.<durable>
+            (Some(name), true) => {
+                let Some(durable) = durable else { return Err(ApiError::durable_name_not_set()) };
+                if durable != name {
                     return Err(ApiError::durable_name_mismatch());
-                }
-                config.durable_name = Some(name.to_string());
-            } else {
-                if config.name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
-                    return Err(ApiError::consumer_create(
-                        "consumer name in subject does not match name in request",
-                    ));
                 }
                 config.name = Some(name.to_string());
             }
-            if let Some(filter) = &filter {
-                if config.filter_subject.as_deref() != Some(filter.as_str()) {
-                    return Err(ApiError::consumer_filter_mismatch());
+            // CREATE.<stream>.<name>[.<filter>]: the subject's name wins.
+            (Some(name), false) => {
+                if durable.is_some_and(|d| d != name) {
+                    return Err(ApiError::durable_name_mismatch());
+                }
+                config.name = Some(name.to_string());
+            }
+            // CREATE.<stream>: the old ephemeral form.
+            (None, _) => {
+                if durable.is_some() {
+                    return Err(ApiError::ephemeral_with_durable_name());
                 }
             }
         }
-        let mut config = config.normalize()?;
+        if let Some(filter) = &filter {
+            if !config.filter_subjects.is_empty() {
+                return Err(ApiError::multiple_filters_with_subject_api());
+            }
+            if config.filter_subject.as_deref() != Some(filter.as_str()) {
+                return Err(ApiError::consumer_filter_mismatch());
+            }
+        }
+        let limits = self.stream(stream)?.config.consumer_limits.clone();
+        let mut config = config.with_stream_defaults(&limits).normalize()?;
+        config.check_stream_limits(&limits)?;
         let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
         let cname = match config.id() {
             Some(id) => id.to_string(),
@@ -886,37 +999,67 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 ));
             }
         }
-        if s.config.retention == api::Retention::Workqueue && !s.consumers.contains_key(&cname) {
+        let workqueue = s.config.retention == api::Retention::Workqueue;
+        if workqueue && !config.is_push() && config.ack_policy == api::AckPolicy::None {
+            return Err(ApiError::pull_requires_ack());
+        }
+        // nats-server's order (`addConsumerWithAssignment`): an existing consumer is checked
+        // for partition overlap only, then max_consumers, then the work-queue rules.
+        let exists = s.consumers.contains_key(&cname);
+        let partition_unique = |s: &Stream, mine: &[String]| {
+            mine.iter().all(|a| {
+                s.consumers.iter().filter(|(n, _)| **n != cname).all(|(_, o)| {
+                    let theirs = o.config.filters();
+                    !theirs.is_empty() && !theirs.iter().any(|b| api::overlaps(a, b))
+                })
+            })
+        };
+        if exists && workqueue && !partition_unique(s, &config.filters()) {
+            return Err(ApiError::workqueue_overlapping_filters());
+        }
+        if !exists
+            && s.config.max_consumers > 0
+            && s.consumers.len() as i64 >= s.config.max_consumers
+        {
+            return Err(ApiError::maximum_consumers());
+        }
+        if workqueue && !exists {
             if config.ack_policy != api::AckPolicy::Explicit {
                 return Err(ApiError::workqueue_needs_explicit_ack());
             }
-            let mine = config.filters();
-            for other in s.consumers.values() {
-                let theirs = other.config.filters();
-                if mine.is_empty() || theirs.is_empty() {
+            if config.deliver_policy != api::DeliverPolicy::All {
+                return Err(ApiError::workqueue_needs_deliver_all());
+            }
+            if !s.consumers.is_empty() {
+                let mine = config.filters();
+                if mine.is_empty() {
                     return Err(ApiError::workqueue_multiple_unfiltered());
                 }
-                if mine.iter().any(|a| theirs.iter().any(|b| api::overlaps(a, b))) {
+                if !partition_unique(s, &mine) {
                     return Err(ApiError::workqueue_overlapping_filters());
                 }
             }
         }
         match (s.consumers.get(&cname), req.action.as_str()) {
             (Some(c), action) => {
+                // An update never changes the pause (CONSUMER.PAUSE does), as in nats-server.
+                config.pause_until = c.config.pause_until.clone();
                 if c.config == config {
-                    return Ok(Self::consumer_info_value(s, c));
+                    return Ok(Self::consumer_info_value(s, c, now.mono));
                 }
                 if action == "create" {
                     return Err(ApiError::consumer_exists());
                 }
                 if let Some(c) = s.consumers.get_mut(&cname) {
                     c.config = config;
+                    c.refresh_pause(now.mono, now.wall);
                 }
             }
             (None, "update") => return Err(ApiError::consumer_does_not_exist()),
             (None, _) => {
-                let c =
+                let mut c =
                     Consumer::new(stream, &cname, config, now.wall, s.store.as_store(), now.mono);
+                c.refresh_pause(now.mono, now.wall);
                 s.consumers.insert(cname.clone(), c);
             }
         }
@@ -928,25 +1071,32 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         let s = self.stream(stream)?;
         let c = s.consumers.get(&cname).ok_or_else(ApiError::consumer_not_found)?;
-        Ok(Self::consumer_info_value(s, c))
+        Ok(Self::consumer_info_value(s, c, now.mono))
     }
 
-    fn consumer_info(&self, stream: &str, name: &str) -> Result<Value, ApiError> {
+    fn consumer_info(&self, now: Now, stream: &str, name: &str) -> Result<Value, ApiError> {
         let s = self.stream(stream)?;
         let c = s.consumers.get(name).ok_or_else(ApiError::consumer_not_found)?;
-        Ok(Self::consumer_info_value(s, c))
+        Ok(Self::consumer_info_value(s, c, now.mono))
     }
 
     fn consumer_delete(&mut self, stream: &str, name: &str) -> Result<Value, ApiError> {
         let s = self.streams.get_mut(stream).ok_or_else(ApiError::stream_not_found)?;
         let mut c = s.consumers.remove(name).ok_or_else(ApiError::consumer_not_found)?;
         c.close(&mut self.held);
+        s.sweep_interest();
         self.remove_file(CONSUMERS_DIR, &format!("{stream}.{name}.json"))
             .map_err(ApiError::consumer_create)?;
         Ok(json!({"success": true}))
     }
 
-    fn consumer_list(&self, stream: &str, payload: &[u8], names: bool) -> Result<Value, ApiError> {
+    fn consumer_list(
+        &self,
+        now: Now,
+        stream: &str,
+        payload: &[u8],
+        names: bool,
+    ) -> Result<Value, ApiError> {
         let req: api::PagedRequest = body(payload)?;
         let s = self.stream(stream)?;
         let limit = if names { NAMES_LIMIT } else { LIST_LIMIT };
@@ -954,7 +1104,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let items: Vec<Value> = if names {
             page.map(|c| json!(c.name)).collect()
         } else {
-            page.map(|c| Self::consumer_info_value(s, c)).collect()
+            page.map(|c| Self::consumer_info_value(s, c, now.mono)).collect()
         };
         Ok(
             json!({"total": s.consumers.len(), "offset": req.offset, "limit": limit, "consumers": items}),

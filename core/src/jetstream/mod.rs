@@ -1,9 +1,10 @@
-//! JetStream on one server, sans-IO: streams, pull consumers and the `$JS.API` handlers.
+//! JetStream on one server, sans-IO: streams, pull and push consumers and the `$JS.API`
+//! handlers.
 //!
 //! Rooms: `api` (request/response bodies, nats-server's JSON shapes), `errors` (nats-server's
 //! error codes), `headers` (header blocks), `stream` (config, publish path, dedup, group-commit
-//! PubAcks), `consumer` (pull consumer state machine), `manager` (routes `$JS.API.>`, `$JS.ACK.>`
-//! and stream subjects to the above, persists metadata).
+//! PubAcks, retention, TTL expiry), `consumer` (consumer state machine), `manager` (routes
+//! `$JS.API.>`, `$JS.ACK.>`, `$JS.FC.>` and stream subjects to the above, persists metadata).
 //!
 //! How a driver runs it (the runtime's actor does exactly this; a simulator can too):
 //! 1. for each message that reached a JetStream subscription, `Manager::handle(now, ...)`;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::api::{DiscardPolicy, StreamConfig};
+use super::api::{DiscardPolicy, Retention, StreamConfig};
 use super::consumer::Consumer;
 use super::errors::ApiError;
 use super::headers;
@@ -21,6 +21,8 @@ use crate::store::{Discard, Engine, Limits, Log, StoreError, StreamStore};
 /// `set_limits`; both store kinds are an `Engine`, which does).
 pub trait Store: StreamStore + Send {
     fn set_limits(&mut self, limits: Limits);
+    /// What `expire(now)` would remove.
+    fn expiring(&self, now: i64) -> Vec<u64>;
     fn as_store(&mut self) -> &mut dyn StreamStore;
     fn as_store_ref(&self) -> &dyn StreamStore;
 }
@@ -31,6 +33,9 @@ where
 {
     fn set_limits(&mut self, limits: Limits) {
         Engine::set_limits(self, limits)
+    }
+    fn expiring(&self, now: i64) -> Vec<u64> {
+        Engine::expiring(self, now)
     }
     fn as_store(&mut self) -> &mut dyn StreamStore {
         self
@@ -190,6 +195,12 @@ impl Stream {
                 return Published::Rejected(ApiError::expected_stream_mismatch());
             }
         }
+        // A TTL on a stream without them is refused outright; an unparsable one is refused
+        // below, after the other checks (nats-server's order).
+        let ttl = headers::get(hdrs, headers::TTL).map(parse_message_ttl);
+        if matches!(ttl, Some(Ok(t)) if t != 0) && !self.config.allow_msg_ttl {
+            return Published::Rejected(ApiError::message_ttl_disabled());
+        }
         let last_seq = self.store.state().last_seq;
         if let Some(expected) = headers::get(hdrs, headers::EXPECTED_LAST_SEQ) {
             // An unparsable number reads as a wrong sequence, as in nats-server.
@@ -221,10 +232,47 @@ impl Stream {
             Some(v) if v.eq_ignore_ascii_case("all") => Some(">".to_string()),
             Some(v) => return Published::Rejected(ApiError::rollup_invalid(v)),
         };
+        let mut raised_ttl_headers = None;
+        let ttl = match ttl {
+            None | Some(Ok(0)) => None,
+            // "never": no TTL, and `expire` spares it from max age.
+            Some(Ok(t)) if t < 0 => None,
+            Some(Ok(secs)) => {
+                // Markers must outlive nothing they replace: TTLs are at least the marker TTL
+                // (unless a subject only ever holds one message), and the header says so.
+                let marker = self.config.subject_delete_marker_ttl / 1_000_000_000;
+                if marker > secs && self.config.max_msgs_per_subject != 1 {
+                    let rest = headers::without(hdrs, headers::TTL);
+                    raised_ttl_headers =
+                        Some(headers::with_extra(&rest, &[(headers::TTL, marker.to_string())]));
+                    Some((marker as u64).saturating_mul(1_000_000_000))
+                } else {
+                    Some((secs as u64).saturating_mul(1_000_000_000))
+                }
+            }
+            Some(Err(e)) => return Published::Rejected(e),
+        };
+        let hdrs: &[u8] = raised_ttl_headers.as_deref().unwrap_or(hdrs);
+        if !self.has_interest(subject) {
+            // Interest retention with no consumer for this subject: nats-server takes the
+            // sequence (and acknowledges it) but keeps nothing.
+            return match self.store.skip(1, wall) {
+                Ok(seq) => {
+                    self.dirty = true;
+                    if let Some(id) = msg_id {
+                        self.dedup.insert(id.to_string(), (seq, wall));
+                        self.dedup_order.push_back((wall, id.to_string()));
+                        self.last_msg_id = Some(id.to_string());
+                    }
+                    Published::Stored(seq)
+                }
+                Err(e) => Published::Rejected(store_error(e)),
+            };
+        }
         if let Err(e) = self.discard_old_per_subject(subject) {
             return Published::Rejected(store_error(e));
         }
-        match self.store.store(subject.as_bytes(), hdrs, payload, wall, None) {
+        match self.store.store(subject.as_bytes(), hdrs, payload, wall, ttl) {
             Ok(seq) => {
                 self.dirty = true;
                 if let Some(filter) = rollup {
@@ -284,15 +332,104 @@ impl Stream {
         }
     }
 
-    /// Work-queue retention: a message is gone once its consumer is done with it. The removal
-    /// is durable with the next flush, which also holds back any ack confirmation.
-    pub fn remove_worked(&mut self, seqs: &[u64]) {
-        if self.config.retention != super::api::Retention::Workqueue {
+    /// Max age and per-message TTLs at `wall`. On a stream that allows TTLs, each expiring
+    /// message is looked at: `Nats-TTL: never` keeps it from max age (nats-server skips it too),
+    /// and with subject delete markers a message that is the last of its subject is not just
+    /// removed: a marker (`Nats-Marker-Reason: MaxAge`, with the marker TTL) is published on its
+    /// subject with a subject rollup, which removes it, so watchers learn the key went
+    /// (nats-server's handleRemovalOrSdm). Markers themselves just expire.
+    pub fn expire(&mut self, wall: i64) {
+        if !self.config.allow_msg_ttl {
+            if self.store.expire(wall).is_ok_and(|n| n > 0) {
+                self.dirty = true;
+            }
             return;
         }
-        for &seq in seqs {
-            // Already gone (limits, purge) is fine; a failing store shows up at flush.
+        let marker_ttl = self.config.subject_delete_marker_ttl / 1_000_000_000;
+        for seq in self.store.expiring(wall) {
+            let Ok(Some(msg)) = self.store.load(seq) else { continue };
+            let ttl = headers::get(&msg.headers, headers::TTL).map(parse_message_ttl);
+            if matches!(ttl, Some(Ok(t)) if t < 0) {
+                continue;
+            }
+            let subject = String::from_utf8_lossy(&msg.subject).into_owned();
+            let is_marker = headers::get(&msg.headers, headers::MARKER_REASON).is_some()
+                || headers::get(&msg.headers, "KV-Operation") == Some("PURGE");
+            let last = marker_ttl > 0
+                && self
+                    .store
+                    .subjects_totals(subject.as_bytes())
+                    .get(subject.as_bytes())
+                    .is_some_and(|n| *n == 1);
+            if last && !is_marker {
+                let hdr = headers::with_extra(
+                    b"",
+                    &[
+                        (headers::MARKER_REASON, "MaxAge".to_string()),
+                        (headers::TTL, go_duration_secs(marker_ttl)),
+                        (headers::ROLLUP, "sub".to_string()),
+                    ],
+                );
+                let _ = self.try_publish(wall, &subject, Some(&hdr), b"");
+            } else {
+                let _ = self.store.remove(seq);
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Whether a message on `subject` is worth storing: always, except on an interest stream
+    /// where no consumer's filter takes the subject (nats-server's consumer sublist check).
+    fn has_interest(&self, subject: &str) -> bool {
+        if self.config.retention != Retention::Interest {
+            return true;
+        }
+        self.consumers.values().any(|c| {
+            let filters = c.config.filters();
+            filters.is_empty()
+                || filters.iter().any(|f| crate::subject::matches(f.as_bytes(), subject.as_bytes()))
+        })
+    }
+
+    /// Messages some consumer is done with (acked, terminated, delivered without acks):
+    /// work-queue retention removes them; interest retention removes those no consumer still
+    /// needs. The removal is durable with the next flush, which also holds back any ack
+    /// confirmation.
+    pub fn retire(&mut self, seqs: &[u64]) {
+        match self.config.retention {
+            Retention::Limits => {}
+            Retention::Workqueue => {
+                for &seq in seqs {
+                    // Already gone (limits, purge) is fine; a failing store shows up at flush.
+                    let _ = self.store.remove(seq);
+                }
+            }
+            Retention::Interest => {
+                for &seq in seqs {
+                    self.retire_if_unwanted(seq);
+                }
+            }
+        }
+    }
+
+    fn retire_if_unwanted(&mut self, seq: u64) {
+        let Ok(Some(msg)) = self.store.load(seq) else { return };
+        let subject = String::from_utf8_lossy(&msg.subject);
+        if !self.consumers.values().any(|c| c.needs(seq, &subject)) {
             let _ = self.store.remove(seq);
+        }
+    }
+
+    /// After a consumer left an interest stream: every message nobody needs any more goes, as
+    /// nats-server does when a consumer is deleted.
+    pub fn sweep_interest(&mut self) {
+        if self.config.retention != Retention::Interest {
+            return;
+        }
+        let mut seq = self.store.state().first_seq;
+        while let Ok(Some(msg)) = self.store.load_next(b">", seq) {
+            seq = msg.seq + 1;
+            self.retire_if_unwanted(msg.seq);
         }
     }
 
@@ -323,6 +460,31 @@ impl Stream {
     }
 }
 
+/// A `Nats-TTL` value as nats-server reads it: a Go duration of at least a second, or whole
+/// seconds; seconds out, -1 for `never`, 0 for none.
+pub fn parse_message_ttl(text: &str) -> Result<i64, ApiError> {
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(-1);
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return if secs < 0 { Err(ApiError::message_ttl_invalid()) } else { Ok(secs) };
+    }
+    match crate::time::parse_go_duration(text) {
+        Ok(d) if d.as_secs() >= 1 => Ok(d.as_secs() as i64),
+        _ => Err(ApiError::message_ttl_invalid()),
+    }
+}
+
+/// Whole seconds as Go prints a `time.Duration` (`1s`, `1m30s`, `2h0m0s`).
+fn go_duration_secs(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// The PubAck error nats-server gives for a store refusal (`NewJSStreamStoreFailedError`).
 pub fn store_error(e: StoreError) -> ApiError {
     ApiError::store_failed(e)
@@ -333,13 +495,15 @@ mod tests {
     use super::*;
     use crate::store::MemStore;
 
-    fn stream() -> Stream {
-        let config =
-            StreamConfig { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() }
-                .normalize()
-                .unwrap();
+    /// A memory-backed stream over `config` (normalized).
+    fn open(config: StreamConfig) -> Stream {
+        let config = config.normalize().unwrap();
         let store = MemStore::new(limits(&config));
         Stream::new(config, 1, Box::new(store), 1)
+    }
+
+    fn stream() -> Stream {
+        open(StreamConfig { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() })
     }
 
     fn hdr(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -414,21 +578,143 @@ mod tests {
 
     #[test]
     fn discard_new_still_replaces_per_subject_as_kv_needs() {
-        let config = StreamConfig {
+        let mut s = open(StreamConfig {
             name: "KV".into(),
             subjects: vec!["k.>".into()],
             discard: DiscardPolicy::New,
             max_msgs_per_subject: 1,
             ..Default::default()
-        }
-        .normalize()
-        .unwrap();
-        let store = MemStore::new(limits(&config));
-        let mut s = Stream::new(config, 1, Box::new(store), 1);
+        });
         assert_eq!(s.publish(10, "k.a", None, None, b"1").0, Published::Stored(1));
         assert_eq!(s.publish(10, "k.a", None, None, b"2").0, Published::Stored(2));
         assert_eq!(s.store.state().msgs, 1);
         s.config.discard_new_per_subject = true;
         assert!(matches!(s.publish(10, "k.a", None, None, b"3").0, Published::Rejected(_)));
+    }
+
+    #[test]
+    fn interest_keeps_only_what_a_consumer_still_needs() {
+        use super::super::api::{AckPolicy, ConsumerConfig, Retention};
+        use super::super::consumer::AckKind;
+        use crate::time::Instant;
+        let mut s = open(StreamConfig {
+            name: "I".into(),
+            subjects: vec!["i.>".into()],
+            retention: Retention::Interest,
+            ..Default::default()
+        });
+        assert_eq!(s.publish(10, "i.a", None, None, b"1").0, Published::Stored(1));
+        let st = s.store.state();
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (0, 2, 1), "no consumer: not kept");
+        let consumer = |name: &str, filter: Option<&str>, s: &mut Stream| {
+            let config = ConsumerConfig {
+                durable_name: Some(name.into()),
+                ack_policy: AckPolicy::Explicit,
+                filter_subject: filter.map(Into::into),
+                ..Default::default()
+            }
+            .normalize()
+            .unwrap();
+            let c = Consumer::new("I", name, config, 0, s.store.as_store(), Instant::ZERO);
+            s.consumers.insert(name.into(), c);
+        };
+        consumer("A", Some("i.a"), &mut s);
+        assert_eq!(s.publish(10, "i.b", None, None, b"2").0, Published::Stored(2));
+        assert_eq!(s.store.state().msgs, 0, "no consumer takes i.b");
+        consumer("B", None, &mut s);
+        s.publish(10, "i.a", None, None, b"3");
+        s.publish(10, "i.b", None, None, b"4");
+        assert_eq!(s.store.state().msgs, 2);
+        let mut out = Vec::new();
+        let ack_all = |s: &mut Stream, name: &str, out: &mut Vec<_>| {
+            let c = s.consumers.get_mut(name).unwrap();
+            c.request(
+                Instant::ZERO,
+                "inbox",
+                super::super::api::NextRequest {
+                    batch: Some(9),
+                    no_wait: Some(true),
+                    ..Default::default()
+                },
+                out,
+            );
+            c.pump(Instant::ZERO, 0, s.store.as_store(), 4, out);
+            let seqs: Vec<u64> = c.state.pending.keys().copied().collect();
+            for seq in seqs {
+                c.ack(Instant::ZERO, seq, 0, &AckKind::Ack);
+            }
+            let done = std::mem::take(&mut c.done);
+            s.retire(&done);
+        };
+        ack_all(&mut s, "A", &mut out);
+        assert_eq!(s.store.state().msgs, 2, "B has acked nothing yet");
+        ack_all(&mut s, "B", &mut out);
+        assert_eq!(s.store.state().msgs, 0, "everyone acked both");
+        s.publish(10, "i.b", None, None, b"5");
+        s.consumers.remove("B");
+        s.sweep_interest();
+        assert_eq!(s.store.state().msgs, 0, "the only consumer that wanted it left");
+    }
+
+    #[test]
+    fn message_ttls_and_subject_delete_markers() {
+        const SEC: i64 = 1_000_000_000;
+        let ttl = |v: &str| hdr(&[("Nats-TTL", v)]);
+        let mut plain = stream();
+        assert_eq!(
+            plain.publish(0, "s.a", None, Some(&ttl("2s")), b"x").0,
+            Published::Rejected(ApiError::message_ttl_disabled())
+        );
+        let mut s = open(StreamConfig {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            subject_delete_marker_ttl: SEC,
+            ..Default::default()
+        });
+        assert!(s.config.allow_msg_ttl && s.config.allow_rollup_hdrs, "markers imply both");
+        for bad in ["500ms", "bogus", "-3"] {
+            assert_eq!(
+                s.publish(0, "t.a", None, Some(&ttl(bad)), b"x").0,
+                Published::Rejected(ApiError::message_ttl_invalid()),
+                "{bad}"
+            );
+        }
+        assert_eq!(s.publish(0, "t.a", None, Some(&ttl("1")), b"x").0, Published::Stored(1));
+        s.config.subject_delete_marker_ttl = 5 * SEC;
+        let raised = hdr(&[("Nats-Msg-Id", "r"), ("Nats-TTL", "2s")]);
+        assert_eq!(s.publish(0, "t.r", None, Some(&raised), b"r").0, Published::Stored(2));
+        let stored = s.store.load(2).unwrap().unwrap();
+        assert_eq!(&stored.headers[..], &b"NATS/1.0\r\nNats-Msg-Id: r\r\nNats-TTL: 5\r\n\r\n"[..]);
+        s.store.remove(2).unwrap();
+        s.config.subject_delete_marker_ttl = SEC;
+        assert_eq!(s.publish(0, "t.b", None, Some(&ttl("never")), b"y").0, Published::Stored(3));
+        assert_eq!(s.publish(0, "t.c", None, Some(&ttl("2s")), b"z").0, Published::Stored(4));
+        assert_eq!(s.publish(0, "t.c", None, None, b"z2").0, Published::Stored(5));
+        s.expire(SEC);
+        // t.a's only message expired: a marker took its place.
+        let marker = s.store.load_last(b"t.a").unwrap().unwrap();
+        assert_eq!(marker.seq, 6);
+        assert_eq!(
+            &marker.headers[..],
+            &b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 1s\r\nNats-Rollup: sub\r\n\r\n"
+                [..]
+        );
+        assert!(s.store.load(1).unwrap().is_none());
+        s.expire(2 * SEC);
+        // The marker expired without a marker of its own; t.c keeps its newer message.
+        let left: Vec<u64> = (1..=6).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![3, 5]);
+        // Max age spares `never`, and nothing else.
+        s.config.max_age = 10 * SEC;
+        s.store.set_limits(limits(&s.config));
+        s.expire(100 * SEC);
+        let left: Vec<u64> = (1..=7).filter(|q| s.store.load(*q).unwrap().is_some()).collect();
+        assert_eq!(left, vec![3, 7], "t.c's last message became a marker (7); t.b lives on");
+        // A TTL past the end of time is accepted (nats-server takes any whole seconds) and must
+        // not overflow.
+        let huge = ttl("9223372036854775807");
+        assert!(matches!(s.publish(0, "t.z", None, Some(&huge), b"x").0, Published::Stored(_)));
+        assert_eq!(go_duration_secs(90), "1m30s");
+        assert_eq!(go_duration_secs(7200), "2h0m0s");
     }
 }

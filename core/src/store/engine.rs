@@ -92,6 +92,12 @@ impl<L: Log> Engine<L> {
         self.limits = limits;
     }
 
+    /// The sequences `expire(now)` would remove (max age and per-message TTLs), so a caller can
+    /// act on them first (JetStream's subject delete markers). Reads only.
+    pub fn expiring(&self, now: i64) -> Vec<u64> {
+        self.index.expired(now, self.limits.max_age)
+    }
+
     pub fn log(&self) -> &L {
         &self.log
     }

@@ -43,9 +43,6 @@ use crate::server::Shared;
 const SYSTEM_CLIENT_ID: u64 = 0;
 /// Max age and inactive ephemerals are checked at least this often.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// While a push consumer waits for a subscriber, the index generation is checked this often
-/// (a SUB does not wake the actor; polling one atomic is cheaper than a hook on every SUB).
-const INTEREST_POLL: Duration = Duration::from_millis(5);
 
 /// Opens the JetStream state under `store_dir` (recovering streams and consumers) and starts
 /// the actor. Returns once recovery is done, so the server is ready only with JetStream up.
@@ -138,7 +135,7 @@ impl Actor {
                     self.commit(now);
                     // Under constant load the loop never idles; answer monitoring here too.
                     while let Ok(reply) = self.views.try_recv() {
-                        let _ = reply.send(self.manager.monitor_view());
+                        let _ = reply.send(self.manager.monitor_view(now));
                     }
                 }
                 Drain::Idle => {
@@ -146,23 +143,35 @@ impl Actor {
                         .manager
                         .poll_timeout()
                         .map_or(self.shared.deadline(None), |t| self.shared.deadline(Some(t)));
+                    let idle = tokio::time::Instant::now() + IDLE_TICK;
+                    // A push consumer without a subscriber delivers as soon as one subscribes:
+                    // the index wakes us on the next SUB (registered before the generation
+                    // check, so one racing it is not missed).
                     let awaiting = self.manager.awaiting_interest();
-                    let idle = tokio::time::Instant::now()
-                        + if awaiting { INTEREST_POLL } else { IDLE_TICK };
+                    let shared = self.shared.clone();
+                    let index = &shared.index;
+                    index.watch_subscriptions(awaiting);
+                    let subscribed = index.subscribed();
+                    tokio::pin!(subscribed);
+                    subscribed.as_mut().enable();
+                    let missed = awaiting && index.generation() != self.flushed_gen;
                     tokio::select! {
                         _ = self.handle.outbound.wait() => {}
                         Some(reply) = self.views.recv() => {
-                            let _ = reply.send(self.manager.monitor_view());
+                            let _ = reply.send(self.manager.monitor_view(now(&self.shared)));
+                        }
+                        _ = subscribed, if awaiting && !missed => {
+                            let now = now(&self.shared);
+                            self.commit(now);
+                        }
+                        _ = std::future::ready(()), if missed => {
+                            let now = now(&self.shared);
+                            self.commit(now);
                         }
                         _ = tokio::time::sleep_until(wake.min(idle)) => {
-                            let due = tokio::time::Instant::now() >= wake
-                                || !awaiting
-                                || self.shared.index.generation() != self.flushed_gen;
-                            if due {
-                                let now = now(&self.shared);
-                                self.manager.tick(now);
-                                self.commit(now);
-                            }
+                            let now = now(&self.shared);
+                            self.manager.tick(now);
+                            self.commit(now);
                         }
                         _ = shutdown.cancelled() => break,
                     }
