@@ -810,8 +810,12 @@ impl<D: Disk> Engine<FileLog<D>> {
             Body::Msg { .. } | Body::Skip { .. } => seq.checked_sub(1),
             Body::Base { last_seq, .. } => Some(*last_seq),
             // A truncate read whole inside the gap: whatever was lost above its point is gone
-            // anyway, so the gap starts again after it, and only what it keeps is suspect.
+            // anyway, so the gap starts again after it. What was lost at or below it is lost
+            // (seed 5424), and what it keeps from before the gap is suspect.
             Body::Truncate { .. } => {
+                if from <= seq {
+                    self.corrupt.push((from, Some(seq)));
+                }
                 self.suspect(scan.gap_floor, (from - 1).min(seq));
                 scan.open_gap = Some(seq + 1);
                 scan.gap_floor = self.index.first().map_or(seq + 1, |(s, _)| s.min(seq + 1));

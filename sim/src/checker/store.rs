@@ -495,6 +495,12 @@ impl StoreChecker {
         // as they were removed or truncated) took: forget them so a reused sequence is not
         // required to hold the old message.
         self.acked.retain(|s, m| next.msgs.get(s) == Some(m));
+        // A message in a range the recovery reported (lost, or suspect: a removal of it may
+        // have been lost) is no longer promised either way: a later recovery that starts from
+        // a checkpoint written before the damage may rightly have it removed (seed 4840: a
+        // purge's compaction record lost, the purged messages back and reported; the next
+        // recovery, from a checkpoint, had them purged).
+        self.acked.retain(|s, _| !covered(*s, &r.corrupt));
         self.unacked.clear();
         self.base = next.clone();
         self.current = next;
