@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use super::checkpoint::{self, Checkpoint};
+use super::crypt::{self, BlockKey, Crypt, Encryption, KeyFileError};
 use super::engine::{Base, Engine, Log};
 use super::index::{Entry, Index};
 use super::record::{self, Body, Kind, RecordError, HEADER_LEN};
@@ -80,6 +81,9 @@ pub struct FileStoreConfig {
     /// Compress each block with snappy when it is sealed (replacing it atomically). Loads from
     /// a compressed block decompress it whole, through the cache.
     pub compress: bool,
+    /// Encrypt records at rest (see `crypt.rs`). With `compress` too, each record's body is
+    /// compressed before it is sealed instead of whole blocks after.
+    pub encryption: Option<Encryption>,
     #[cfg(any(test, feature = "canaries"))]
     pub canaries: Canaries,
 }
@@ -92,6 +96,7 @@ impl FileStoreConfig {
             checkpoint_every: 1024,
             cache_bytes: 32 << 20,
             compress: false,
+            encryption: None,
             #[cfg(any(test, feature = "canaries"))]
             canaries: Canaries::default(),
         }
@@ -154,6 +159,12 @@ pub struct FileLog<D> {
     cache: BlockCache,
     /// Blocks whose file is compressed (`blocks` keeps their plain length).
     compressed: BTreeSet<u32>,
+    /// The store key and CSPRNG, when encryption is on.
+    crypt: Option<Crypt>,
+    /// Encrypted blocks' keys; a block without one is plain.
+    keys: BTreeMap<u32, BlockKey>,
+    /// Encrypted blocks whose key file is damaged: nothing in them can be read.
+    unreadable: BTreeSet<u32>,
 }
 
 /// Sealed blocks' bytes, least recently used evicted once over budget. Only sealed blocks are
@@ -221,9 +232,41 @@ fn parse_block_name(name: &str) -> Option<u32> {
     name.strip_suffix(".blk")?.parse().ok()
 }
 
+fn key_name(id: u32) -> String {
+    format!("{id:010}.key")
+}
+
+fn parse_key_name(name: &str) -> Option<u32> {
+    name.strip_suffix(".key")?.parse().ok()
+}
+
 impl<D: Disk> FileLog<D> {
     fn path(&self, block: u32) -> String {
         join(&self.config.dir, &block_name(block))
+    }
+
+    fn key_path(&self, block: u32) -> String {
+        join(&self.config.dir, &key_name(block))
+    }
+
+    /// Seals the plain record in `buf` if `block` is encrypted. `compress` is off for rewrites
+    /// in place, which must keep the record's exact length.
+    fn seal_for(&mut self, block: u32, buf: &mut Vec<u8>, compress: bool) {
+        let (Some(crypt), Some(key)) = (self.crypt.as_mut(), self.keys.get(&block)) else {
+            return;
+        };
+        let mut sealed = Vec::with_capacity(buf.len() + crypt::OVERHEAD);
+        crypt::seal_record(key, crypt.nonce(), buf, compress, &mut sealed);
+        *buf = sealed;
+    }
+
+    /// Bytes sealing may add to a record appended to a new block.
+    fn seal_overhead(&self) -> u64 {
+        if self.crypt.is_some() {
+            crypt::OVERHEAD as u64
+        } else {
+            0
+        }
     }
 
     fn tail(&self) -> Option<(u32, u64)> {
@@ -275,6 +318,12 @@ impl<D: Disk> FileLog<D> {
         }
         let id = self.tail().map_or(1, |(t, _)| t + 1);
         let path = self.path(id);
+        if let Some(crypt) = self.crypt.as_mut() {
+            // The key is durable before the block exists: no block is ever without its key.
+            let (key, file) = crypt.new_block_key(id);
+            self.disk.replace_atomically(&self.key_path(id), &file)?;
+            self.keys.insert(id, key);
+        }
         self.disk.create(&path)?;
         self.dir_dirty = true;
         self.blocks.insert(id, 0);
@@ -284,6 +333,7 @@ impl<D: Disk> FileLog<D> {
             &Body::Base { last_seq: base.last_seq, last_ts: base.last_ts },
             &mut buf,
         );
+        self.seal_for(id, &mut buf, false);
         if let Err(e) = self.write_record(id, &buf) {
             // A block without its `Base` must never become the tail: the next flush deletes
             // every block before the tail, and the state they carried (the last sequence, so
@@ -302,7 +352,12 @@ impl<D: Disk> FileLog<D> {
     /// the file holds the plain or the compressed bytes, both whole. Best effort: on any
     /// failure (a full disk, say) the block simply stays plain.
     fn compress_block(&mut self, id: u32) {
-        if self.compressed.contains(&id) {
+        // An encrypted block's records are compressed one by one before sealing (ciphertext
+        // does not compress).
+        if self.compressed.contains(&id)
+            || self.keys.contains_key(&id)
+            || self.unreadable.contains(&id)
+        {
             return;
         }
         let path = self.path(id);
@@ -326,6 +381,9 @@ impl<D: Disk> FileLog<D> {
 
     /// A block's plain bytes; `None` if it is compressed and damaged.
     fn block_bytes(&mut self, id: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.unreadable.contains(&id) {
+            return Ok(None);
+        }
         let file = self.disk.read_all(&self.path(id))?;
         if !self.compressed.contains(&id) {
             return Ok(Some(file));
@@ -380,6 +438,11 @@ impl<D: Disk> FileLog<D> {
             &blocks,
             index.iter_exact(),
         );
+        // It lists every subject: sealed whole when the store is encrypted.
+        let bytes = match self.crypt.as_mut() {
+            Some(crypt) => crypt.seal_file(&bytes),
+            None => bytes,
+        };
         self.disk.replace_atomically(&join(&self.config.dir, CHECKPOINT), &bytes)?;
         self.flushes_since_checkpoint = 0;
         self.force_checkpoint = false;
@@ -406,21 +469,23 @@ impl<D: Disk> Log for FileLog<D> {
                 // must not take records: a tail without a `Base` lets the next flush delete
                 // the blocks that carry the stream's state. Seal it and start a proper one.
                 Some((_, tail_len)) => {
+                    let overhead = self.seal_overhead();
                     self.roll_next
                         || tail_len == 0
-                        || (tail_len > HEADER_LEN as u64 + 16
-                            && tail_len + len as u64 > self.config.block_size)
+                        || (tail_len > HEADER_LEN as u64 + 16 + overhead
+                            && tail_len + len as u64 + overhead > self.config.block_size)
                 }
             };
             if roll {
                 self.start_block(base)?;
             }
             let (id, _) = self.tail().ok_or(StoreError::Disk(DiskError::NoSpace))?;
+            self.seal_for(id, &mut buf, self.config.compress);
             let offset = self.write_record(id, &buf)?;
             Ok(matches!(body, Body::Msg { .. }).then_some(FileLoc {
                 block: id,
                 offset,
-                len: len as u32,
+                len: buf.len() as u32,
             }))
         })();
         self.buf = buf;
@@ -447,6 +512,11 @@ impl<D: Disk> Log for FileLog<D> {
                 own = bytes;
             }
         }
+        if self.unreadable.contains(&id) {
+            return Err(corrupt);
+        }
+        let key = self.keys.get(&id).cloned();
+        let mut scratch = Vec::new();
         let range = e.loc.offset as usize..e.loc.offset as usize + e.loc.len as usize;
         let buf: &[u8] = if !own.is_empty() {
             own.get(range).ok_or(corrupt.clone())?
@@ -460,7 +530,7 @@ impl<D: Disk> Log for FileLog<D> {
             }
             &own
         };
-        match record::decode(buf, self.config.verify()) {
+        match crypt::decode(key.as_ref(), buf, self.config.verify(), &mut scratch) {
             Ok((h, Body::Msg { ts, ttl, subject, headers, payload })) if h.seq == seq => {
                 Ok(StoredMsg {
                     seq,
@@ -480,8 +550,19 @@ impl<D: Disk> Log for FileLog<D> {
         // of an old block and lose the tail, and a half-erased message nobody removed would be
         // reported as corruption.
         self.sync_written()?;
+        if self.unreadable.contains(&loc.block) {
+            // Its key is lost: nothing readable is left to erase.
+            return Ok(());
+        }
+        let len = if self.keys.contains_key(&loc.block) {
+            crypt::plain_body_len(loc.len)
+        } else {
+            loc.len - HEADER_LEN as u32
+        };
         let mut buf = Vec::new();
-        record::encode(seq, &Body::Erased { ts, len: loc.len - HEADER_LEN as u32 }, &mut buf);
+        record::encode(seq, &Body::Erased { ts, len }, &mut buf);
+        // Sealed under a fresh nonce, uncompressed so that it keeps the record's exact length.
+        self.seal_for(loc.block, &mut buf, false);
         self.cache.forget(loc.block);
         if self.compressed.contains(&loc.block) {
             // A compressed block cannot be patched in place: rewrite it whole, plain, atomically.
@@ -520,6 +601,14 @@ impl<D: Disk> Log for FileLog<D> {
                 self.compressed.remove(&id);
                 self.disk.remove(&self.path(id))?;
                 self.blocks.remove(&id);
+                if self.keys.remove(&id).is_some() | self.unreadable.remove(&id) {
+                    // After its block: a crash in between leaves an orphan key, which open
+                    // removes, never a block without its key.
+                    match self.disk.remove(&self.key_path(id)) {
+                        Ok(()) | Err(DiskError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             self.disk.sync_dir(&self.config.dir)?;
             self.force_checkpoint = true;
@@ -563,6 +652,7 @@ impl<D: Disk> Engine<FileLog<D>> {
         disk.create_dir_all(&config.dir)?;
         let mut blocks = BTreeMap::new();
         let mut compressed = BTreeSet::new();
+        let mut key_files = Vec::new();
         for name in disk.list(&config.dir)? {
             let path = join(&config.dir, &name);
             if name.ends_with(".tmp") {
@@ -581,8 +671,11 @@ impl<D: Disk> Engine<FileLog<D>> {
                 } else {
                     blocks.insert(id, disk.len(&path)?);
                 }
+            } else if let Some(id) = parse_key_name(&name) {
+                key_files.push(id);
             }
         }
+        let (crypt, keys, unreadable) = open_keys(&mut disk, &config, &blocks, key_files)?;
         let log = FileLog {
             disk,
             config,
@@ -597,6 +690,9 @@ impl<D: Disk> Engine<FileLog<D>> {
             buf: Vec::new(),
             cache: BlockCache::default(),
             compressed,
+            crypt,
+            keys,
+            unreadable,
         };
         let mut engine = Engine::with_log(log, limits);
         let mut scan = Scan { report: RecoveryReport::default(), open_gap: None, gap_floor: 0 };
@@ -630,6 +726,12 @@ impl<D: Disk> Engine<FileLog<D>> {
             engine.corrupt.push((from, None));
         }
         engine.log.damaged = !engine.corrupt.is_empty();
+        let plain_tail_under_key = engine.log.crypt.is_some()
+            && engine.log.tail().is_some_and(|(tail, _)| !engine.log.keys.contains_key(&tail));
+        if plain_tail_under_key {
+            // Encryption was turned on for a plain store: new records go to encrypted blocks.
+            engine.log.roll_next = true;
+        }
         if engine.log.tail().is_some_and(|(tail, _)| engine.log.compressed.contains(&tail)) {
             // The newer tail's name was lost: never append plain records to a compressed file.
             engine.log.roll_next = true;
@@ -651,6 +753,14 @@ impl<D: Disk> Engine<FileLog<D>> {
             return Ok(None);
         }
         let bytes = self.log.disk.read_all(&path).map_err(|e| e.to_string())?;
+        let bytes = match &self.log.crypt {
+            Some(crypt) => crypt.open_file(&bytes).ok_or("checkpoint does not decrypt")?,
+            None => bytes,
+        };
+        if !self.log.unreadable.is_empty() {
+            // A full scan reports what the damaged key files cost.
+            return Err("a block's key file is damaged".into());
+        }
         let cp = checkpoint::decode(&bytes).map_err(|e| e.to_string())?;
         for (id, len) in &cp.blocks {
             match self.log.blocks.get(id) {
@@ -706,9 +816,11 @@ impl<D: Disk> Engine<FileLog<D>> {
             return Ok(());
         };
         let verify = self.log.config.verify();
+        let key = self.log.keys.get(&id).cloned();
+        let mut scratch = Vec::new();
         let mut off = from as usize;
         while off < data.len() {
-            match record::decode(&data[off..], verify) {
+            match crypt::decode(key.as_ref(), &data[off..], verify, &mut scratch) {
                 Ok((h, body)) => {
                     self.close_gap(h.seq, &body, scan);
                     let loc = FileLoc { block: id, offset: off as u64, len: h.record_len() as u32 };
@@ -740,8 +852,9 @@ impl<D: Disk> Engine<FileLog<D>> {
                 }
                 Err(_) => {
                     // Framing lost: find the next record whose both checksums hold.
-                    let next =
-                        (off + 1..data.len()).find(|&o| record::decode(&data[o..], true).is_ok());
+                    let next = (off + 1..data.len()).find(|&o| {
+                        crypt::decode(key.as_ref(), &data[o..], true, &mut scratch).is_ok()
+                    });
                     // The region runs to the next good record, or to the block's end: an
                     // erase of a block's last message can tear there too (seed 73).
                     let region = &data[off..next.unwrap_or(data.len())];
@@ -877,4 +990,44 @@ fn torn_message_header(region: &[u8], last_seq: u64) -> Option<u64> {
 /// A sound header whose record runs past the end of the file: torn while being appended.
 fn incomplete(rest: &[u8]) -> bool {
     matches!(record::decode_header(rest), Ok(h) if h.record_len() > rest.len())
+}
+
+/// Opens the key files of an encrypted store: `None` crypt when no key is configured (and
+/// then no key file may exist). A key file that is intact but does not open under the
+/// configured key stops the open: that is the wrong key, and guessing on would serve garbage or
+/// an empty stream. A damaged key file makes its block unreadable (reported as corruption by
+/// the scan). Key files without a block are left from a block creation a crash cut short.
+#[allow(clippy::type_complexity)]
+fn open_keys<D: Disk>(
+    disk: &mut D,
+    config: &FileStoreConfig,
+    blocks: &BTreeMap<u32, u64>,
+    key_files: Vec<u32>,
+) -> Result<(Option<Crypt>, BTreeMap<u32, BlockKey>, BTreeSet<u32>), StoreError> {
+    let mut keys = BTreeMap::new();
+    let mut unreadable = BTreeSet::new();
+    let Some(encryption) = &config.encryption else {
+        if key_files.iter().any(|id| blocks.contains_key(id)) {
+            return Err(StoreError::KeyRequired);
+        }
+        return Ok((None, keys, unreadable));
+    };
+    let crypt = Crypt::new(encryption);
+    for id in key_files {
+        let path = join(&config.dir, &key_name(id));
+        if !blocks.contains_key(&id) {
+            disk.remove(&path)?;
+            continue;
+        }
+        match crypt.open_key_file(id, &disk.read_all(&path)?) {
+            Ok(key) => {
+                keys.insert(id, key);
+            }
+            Err(KeyFileError::Damaged) => {
+                unreadable.insert(id);
+            }
+            Err(KeyFileError::WrongKey) => return Err(StoreError::KeyMismatch),
+        }
+    }
+    Ok((Some(crypt), keys, unreadable))
 }

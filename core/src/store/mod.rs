@@ -16,6 +16,7 @@
 //! calls `expire(now)`.
 
 pub mod checkpoint;
+pub mod crypt;
 mod engine;
 mod file;
 mod index;
@@ -28,6 +29,7 @@ mod tests;
 
 use bytes::Bytes;
 
+pub use crypt::{Cipher, Encryption, StoreKey};
 pub use engine::{Engine, Log};
 #[cfg(any(test, feature = "canaries"))]
 pub use file::Canaries;
@@ -123,6 +125,10 @@ pub enum StoreError {
         to: Option<u64>,
     },
     Disk(DiskError),
+    /// The configured encryption key does not open this store's key files.
+    KeyMismatch,
+    /// The store is encrypted and no key is configured.
+    KeyRequired,
 }
 
 impl From<DiskError> for StoreError {
@@ -147,6 +153,10 @@ impl std::fmt::Display for StoreError {
             }
             StoreError::Corrupt { from, to: None } => write!(f, "corrupt sequences from {from}"),
             StoreError::Disk(e) => write!(f, "disk: {e}"),
+            StoreError::KeyMismatch => f.write_str("encryption key does not match"),
+            StoreError::KeyRequired => {
+                f.write_str("stream is encrypted and no encryption key is configured")
+            }
         }
     }
 }

@@ -165,11 +165,18 @@ pub fn encode(seq: u64, body: &Body<'_>, out: &mut Vec<u8>) -> usize {
             out.extend_from_slice(&last_ts.to_le_bytes());
         }
     }
+    frame(out, start, body.kind() as u8, seq)
+}
+
+/// Fills in the header reserved at `out[start..start + HEADER_LEN]` for the body that follows
+/// it to the end of `out` (whatever its encoding: plain here, sealed in `crypt.rs`); returns
+/// the record's length.
+pub(crate) fn frame(out: &mut [u8], start: usize, kind: u8, seq: u64) -> usize {
     let body_len = (out.len() - start - HEADER_LEN) as u32;
     let body_crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
     let h = &mut out[start..start + HEADER_LEN];
     h[0..4].copy_from_slice(&body_len.to_le_bytes());
-    h[4] = body.kind() as u8;
+    h[4] = kind;
     h[5..13].copy_from_slice(&seq.to_le_bytes());
     h[13..17].copy_from_slice(&body_crc.to_le_bytes());
     let header_crc = crc32c::crc32c(&h[..17]);
@@ -207,7 +214,7 @@ pub fn decode(buf: &[u8], verify: bool) -> Result<(Header, Body<'_>), RecordErro
     Ok((header, decode_body(header.kind, body)?))
 }
 
-fn decode_body(kind: Kind, b: &[u8]) -> Result<Body<'_>, RecordError> {
+pub(crate) fn decode_body(kind: Kind, b: &[u8]) -> Result<Body<'_>, RecordError> {
     let exact = |n: usize| if b.len() == n { Ok(()) } else { Err(RecordError::Malformed) };
     Ok(match kind {
         Kind::Msg => {

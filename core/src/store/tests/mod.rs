@@ -3,5 +3,6 @@
 mod cache;
 mod compress;
 mod crash;
+mod crypt;
 mod model;
 mod snapshot;

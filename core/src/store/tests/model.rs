@@ -397,10 +397,20 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60),
         block_size in 64..600u64,
         checkpoint_every in 0..4u64,
+        encrypted in any::<bool>(),
     ) {
         let mut model = Model { limits, ..Model::default() };
         let mut mem = MemStore::new(limits);
-        let cfg = file_config(block_size, checkpoint_every);
+        let mut cfg = file_config(block_size, checkpoint_every);
+        // Encryption changes only the bytes on disk, never an answer.
+        let with_seed = |mut c: FileStoreConfig, seed: u8| {
+            if encrypted {
+                let key = StoreKey::derive(b"model", b"s1");
+                c.encryption = Some(Encryption { key, cipher: Cipher::ChaChaPoly, seed: [seed; 32] });
+            }
+            c
+        };
+        cfg = with_seed(cfg, 0);
         let (mut file, report) = FileStore::open(MemDisk::new(1, FaultConfig::default()), cfg.clone(), limits).unwrap();
         prop_assert_eq!(report, RecoveryReport::default());
         for (i, op) in ops.iter().enumerate() {
@@ -409,7 +419,9 @@ proptest! {
             prop_assert_eq!(&run(&mut file, op), &want, "file, op {} {:?}", i, op);
             if matches!(op, Op::Reopen) {
                 let disk = file.into_log().into_disk();
-                let (reopened, report) = FileStore::open(disk, cfg.clone(), limits).unwrap();
+                // Every open draws a fresh seed, as the runtime's does.
+                let cfg = with_seed(cfg.clone(), i as u8 + 1);
+                let (reopened, report) = FileStore::open(disk, cfg, limits).unwrap();
                 prop_assert!(report.corrupt.is_empty() && report.torn_bytes == 0, "{:?}", report);
                 file = reopened;
             }
