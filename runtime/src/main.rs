@@ -175,7 +175,11 @@ async fn run(mut opts: Options, flags: Flags) -> ExitCode {
         None => None,
     };
     if opts.jetstream {
-        if let Err(e) = fjord::jetstream::start(shared.clone(), opts.jetstream_store_dir()) {
+        if let Err(e) = fjord::jetstream::start(
+            shared.clone(),
+            opts.jetstream_store_dir(),
+            opts.jetstream_encryption.clone(),
+        ) {
             error!("Can't start JetStream: {e}");
             return ExitCode::from(1);
         }

@@ -6,6 +6,22 @@ use std::time::Duration;
 
 use fjord_core::config::CoreConfig;
 
+/// `jetstream { key: "...", cipher: chachapoly }`. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JetStreamEncryption {
+    pub key: String,
+    pub cipher: fjord_core::store::Cipher,
+}
+
+impl std::fmt::Debug for JetStreamEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamEncryption")
+            .field("key", &"[redacted]")
+            .field("cipher", &self.cipher)
+            .finish()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     /// The rules core obeys: limits, auth, keepalive, names.
@@ -36,6 +52,8 @@ pub struct Options {
     pub jetstream_max_memory: Option<i64>,
     /// JetStream file-store limit in bytes (`jetstream { max_file_store }`); None = default.
     pub jetstream_max_file: Option<i64>,
+    /// Encryption at rest of file stores (`jetstream { key, cipher }`); None = plain.
+    pub jetstream_encryption: Option<JetStreamEncryption>,
     /// Lame duck mode: clients are closed spread over this long (`lame_duck_duration`)...
     pub lame_duck_duration: Duration,
     /// ...after waiting this long first (`lame_duck_grace_period`).
@@ -90,6 +108,7 @@ impl Default for Options {
             store_dir: None,
             jetstream_max_memory: None,
             jetstream_max_file: None,
+            jetstream_encryption: None,
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             max_closed_clients: crate::monitor::closed::DEFAULT_MAX_CLOSED_CLIENTS,

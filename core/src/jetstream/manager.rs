@@ -26,7 +26,7 @@ use super::errors::ApiError;
 use super::stream::{self, Store, Stream};
 use super::{Now, Outgoing};
 use crate::disk::{join, Disk, DiskError};
-use crate::store::{FileStoreConfig, MemStore, StoreError};
+use crate::store::{EncryptionConfig, FileStoreConfig, MemStore, StoreError};
 use crate::time::Instant;
 
 const STREAMS_DIR: &str = "jetstream/streams";
@@ -66,6 +66,8 @@ pub struct Manager<D: Disk + Send + 'static> {
     rng: ChaCha8Rng,
     api_total: u64,
     api_errors: u64,
+    /// Encryption at rest for file stores (`jetstream { key }`), if configured.
+    encryption: Option<EncryptionConfig>,
 }
 
 /// Why the manager could not start.
@@ -139,11 +141,19 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// Recovers every persisted stream (and its store) and durable consumer. A metadata file
     /// that does not parse stops the start: deleting assets on corrupt metadata would lose
     /// acknowledged data (one of the failures found in nats-server).
-    pub fn open(
+    pub fn open(meta: D, new_disk: DiskFactory<D>, now: Now, seed: u64) -> Result<Self, OpenError> {
+        Self::open_with(meta, new_disk, now, seed, None)
+    }
+
+    /// `open`, with file stores encrypted at rest under `encryption`. A stream whose store does
+    /// not open under it (`encryption key does not match`) stops the start, like corrupt
+    /// metadata: serving without it would hand its sequences out again.
+    pub fn open_with(
         mut meta: D,
         new_disk: DiskFactory<D>,
         now: Now,
         seed: u64,
+        encryption: Option<EncryptionConfig>,
     ) -> Result<Self, OpenError> {
         meta.create_dir_all(STREAMS_DIR)?;
         meta.create_dir_all(CONSUMERS_DIR)?;
@@ -159,6 +169,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             rng: ChaCha8Rng::seed_from_u64(seed),
             api_total: 0,
             api_errors: 0,
+            encryption,
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -207,8 +218,10 @@ impl<D: Disk + Send + 'static> Manager<D> {
             Storage::File => {
                 let disk = (self.new_disk)()?;
                 let dir = join(MSGS_DIR, &config.name);
-                let (store, _report) =
-                    crate::store::FileStore::open(disk, FileStoreConfig::new(dir), limits)?;
+                let mut store_config = FileStoreConfig::new(dir);
+                store_config.encryption =
+                    self.encryption.as_mut().map(|e| e.for_store(config.name.as_bytes()));
+                let (store, _report) = crate::store::FileStore::open(disk, store_config, limits)?;
                 Ok(Box::new(store))
             }
         }

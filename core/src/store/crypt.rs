@@ -109,6 +109,36 @@ pub struct Encryption {
     pub seed: [u8; 32],
 }
 
+/// What a driver configures once for all its file stores: the operator's secret, the cipher,
+/// and fresh randomness for this process, from which each store gets its own key and seed.
+#[derive(Clone)]
+pub struct EncryptionConfig {
+    secret: Vec<u8>,
+    cipher: Cipher,
+    rng: ChaCha20Rng,
+}
+
+impl std::fmt::Debug for EncryptionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionConfig").field("cipher", &self.cipher).finish_non_exhaustive()
+    }
+}
+
+impl EncryptionConfig {
+    /// `seed` must be fresh randomness from the OS for this process.
+    pub fn new(secret: &[u8], cipher: Cipher, seed: [u8; 32]) -> Self {
+        EncryptionConfig { secret: secret.to_vec(), cipher, rng: ChaCha20Rng::from_seed(seed) }
+    }
+
+    /// One store's settings: a key derived for `context` (the stream's name) and a seed of its
+    /// own, drawn fresh for every open.
+    pub fn for_store(&mut self, context: &[u8]) -> Encryption {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        Encryption { key: StoreKey::derive(&self.secret, context), cipher: self.cipher, seed }
+    }
+}
+
 /// Why a block's key file cannot give its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyFileError {

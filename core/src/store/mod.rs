@@ -29,7 +29,7 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use crypt::{Cipher, Encryption, StoreKey};
+pub use crypt::{Cipher, Encryption, EncryptionConfig, StoreKey};
 pub use engine::{Engine, Log};
 #[cfg(any(test, feature = "canaries"))]
 pub use file::Canaries;

@@ -92,13 +92,11 @@ const UNSUPPORTED_JETSTREAM: &[&str] = &[
     "sync_interval",
     "sync",
     "domain",
-    "key",
-    "ek",
-    "encryption_key",
+    // key / ek / encryption_key and cipher are supported (encryption at rest); rotating to a
+    // new key is not yet.
     "prev_key",
     "prev_ek",
     "prev_encryption_key",
-    "cipher",
     "limits",
     "unique_tag",
     "max_outstanding_catchup",
@@ -517,6 +515,7 @@ impl Applier {
             Value::Map(block) => {
                 // A jetstream block turns JetStream on unless it says otherwise.
                 let mut enabled = true;
+                let (mut secret, mut cipher) = (None, fjord_core::store::Cipher::default());
                 for e in block.entries() {
                     let key = e.key.to_ascii_lowercase();
                     match key.as_str() {
@@ -530,11 +529,29 @@ impl Applier {
                         "max_file_store" | "max_file" => {
                             self.opts.jetstream_max_file = store_limit(e)?
                         }
+                        "key" | "ek" | "encryption_key" => {
+                            let k = string(e)?;
+                            if k.is_empty() {
+                                return Err(invalid(e, "the encryption key must not be empty"));
+                            }
+                            secret = Some(k.to_string());
+                        }
+                        "cipher" => {
+                            let name = string(e)?;
+                            cipher = fjord_core::store::Cipher::parse(name).ok_or_else(|| {
+                                invalid(
+                                    e,
+                                    format!("cipher '{name}' is not supported (use chachapoly)"),
+                                )
+                            })?;
+                        }
                         k if UNSUPPORTED_JETSTREAM.contains(&k) => self.unsupported(e, "jetstream"),
                         _ if e.used_as_variable => {}
                         _ => return Err(unknown(e, " in jetstream")),
                     }
                 }
+                self.opts.jetstream_encryption =
+                    secret.map(|key| crate::options::JetStreamEncryption { key, cipher });
                 self.set_jetstream(enabled);
             }
             _ => return Err(wrong_type(entry, "'enabled', 'disabled', a boolean or a map")),
@@ -988,7 +1005,7 @@ mod tests {
         fails("jetstream: foo", 1, 1, "'enabled' or 'disabled'");
         // Keys (and aliases) nats-server 2.15.1 accepts (checked with its `-t`): warnings.
         let (o, _) = run("trace_headers: true\nno_fast_producer_stall: true\n\
-                          jetstream { ek: \"k\", prev_encryption_key: \"p\" }\n\
+                          jetstream { prev_ek: \"k\", prev_encryption_key: \"p\" }\n\
                           authorization { proxy_required: true, default_permission: {} }")
         .unwrap();
         assert_eq!(
@@ -996,7 +1013,7 @@ mod tests {
             vec![
                 "trace_headers",
                 "no_fast_producer_stall",
-                "jetstream.ek",
+                "jetstream.prev_ek",
                 "jetstream.prev_encryption_key",
                 "authorization.proxy_required"
             ]
@@ -1004,6 +1021,16 @@ mod tests {
         assert!(o.core.auth.default_permissions.is_some(), "default_permission is an alias");
         fails("jetstream {\n  foo: 1\n}", 2, 3, "unknown field \"foo\"");
         fails("jetstream { max_memory_store: \"lots\" }", 1, 13, "not a size");
+        let o = ok("jetstream { store_dir: /x, key: \"s3cr3t\", cipher: chachapoly }");
+        let enc = o.jetstream_encryption.expect("a key turns encryption on");
+        assert_eq!(
+            (enc.key.as_str(), enc.cipher),
+            ("s3cr3t", fjord_core::store::Cipher::ChaChaPoly)
+        );
+        assert!(!format!("{enc:?}").contains("s3cr3t"), "Debug shows the key");
+        assert!(ok("jetstream { store_dir: /x }").jetstream_encryption.is_none());
+        fails("jetstream { key: \"k\", cipher: aes }", 1, 23, "cipher 'aes' is not supported");
+        fails("jetstream { key: \"\" }", 1, 13, "must not be empty");
     }
 
     #[test]

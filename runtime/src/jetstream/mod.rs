@@ -46,7 +46,14 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Opens the JetStream state under `store_dir` (recovering streams and consumers) and starts
 /// the actor. Returns once recovery is done, so the server is ready only with JetStream up.
-pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
+///
+/// With `encryption`, file stores are encrypted at rest; the store randomness is drawn from the
+/// OS here (core has none of its own).
+pub fn start(
+    shared: Arc<Shared>,
+    store_dir: PathBuf,
+    encryption: Option<crate::options::JetStreamEncryption>,
+) -> Result<(), String> {
     let meta = FsDisk::new(&store_dir).map_err(|e| format!("{}: {e}", store_dir.display()))?;
     let root = store_dir.clone();
     let factory = Box::new(move || {
@@ -56,7 +63,11 @@ pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
             detail: e.to_string(),
         })
     });
-    let manager = Manager::open(meta, factory, now(&shared), shared.seed)
+    let encrypted = encryption.is_some();
+    let encryption = encryption.map(|e| {
+        fjord_core::store::EncryptionConfig::new(e.key.as_bytes(), e.cipher, rand::random())
+    });
+    let manager = Manager::open_with(meta, factory, now(&shared), shared.seed, encryption)
         .map_err(|e| format!("JetStream recovery failed: {e}"))?;
     let handle = Arc::new(ClientHandle::new(
         SYSTEM_CLIENT_ID,
@@ -81,6 +92,9 @@ pub fn start(shared: Arc<Shared>, store_dir: PathBuf) -> Result<(), String> {
     actor.resubscribe();
     info!("Starting JetStream");
     info!("  Storage Directory: {}", store_dir.display());
+    if encrypted {
+        info!("  Encryption: ChaCha20-Poly1305");
+    }
     std::thread::Builder::new()
         .name("jetstream".into())
         .spawn(move || {
