@@ -189,53 +189,241 @@ mod tests {
     }
 }
 
-/// Group-commit throughput on the real disk (not a timed test: run with
+/// Store benchmarks on the real disk (not timed tests). Run them with
 /// `FJORD_BENCH_DIR=<dir on the disk to measure> cargo test --release -p fjord --lib
-/// disk::bench -- --ignored --nocapture`). With W writers each waiting for its acknowledgement,
-/// a store actor appends whatever arrived and syncs once, so W appends share each sync: this
-/// measures that loop (W stores, one flush) directly.
+/// disk::bench -- --ignored --nocapture --test-threads 1`; each figure is the median of three
+/// runs (all three printed), with encryption off and on.
 #[cfg(test)]
 mod bench {
     use super::*;
-    use fjord_core::store::{FileStore, FileStoreConfig, Limits, StreamStore};
+    use fjord_core::store::{
+        Cipher, Encryption, FileStore, FileStoreConfig, Limits, StoreKey, StreamStore,
+    };
     use std::time::{Duration, Instant};
 
+    const RUN: Duration = Duration::from_secs(2);
+
+    fn base() -> PathBuf {
+        std::env::var("FJORD_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir())
+    }
+
+    fn config(encrypted: bool) -> FileStoreConfig {
+        let mut c = FileStoreConfig::new("s/msgs");
+        if encrypted {
+            c.encryption = Some(Encryption {
+                key: StoreKey::derive(b"bench key", b"BENCH"),
+                cipher: Cipher::ChaChaPoly,
+                seed: rand::random(),
+            });
+        }
+        c
+    }
+
+    fn label(encrypted: bool) -> &'static str {
+        if encrypted {
+            "chachapoly"
+        } else {
+            "plain"
+        }
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = base().join(format!("fjord-bench-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A new, empty store in a fresh directory.
+    fn open_fresh(name: &str, encrypted: bool) -> (FileStore<FsDisk>, PathBuf) {
+        let dir = fresh_dir(name);
+        let (store, _) =
+            FileStore::open(FsDisk::new(&dir).unwrap(), config(encrypted), Limits::default())
+                .unwrap();
+        (store, dir)
+    }
+
+    /// A fresh store of `msgs` 1 KiB messages, flushed every `batch`, checkpointed, closed.
+    fn filled(name: &str, encrypted: bool, msgs: u64, batch: u64) -> PathBuf {
+        let (mut store, dir) = open_fresh(name, encrypted);
+        let payload = vec![7u8; 1024];
+        for i in 0..msgs {
+            store.store(b"bench.subject", b"", &payload, i as i64, None).unwrap();
+            if i % batch == batch - 1 {
+                store.flush().unwrap();
+            }
+        }
+        store.checkpoint().unwrap();
+        dir
+    }
+
+    /// The median of three runs of `f`, and all three.
+    fn median3(mut f: impl FnMut() -> f64) -> (f64, [f64; 3]) {
+        let runs = [f(), f(), f()];
+        let mut sorted = runs;
+        sorted.sort_by(f64::total_cmp);
+        (sorted[1], runs)
+    }
+
+    fn report(what: &str, unit: &str, (median, runs): (f64, [f64; 3])) {
+        println!(
+            "{what:<52} median {median:>10.0} {unit}   runs {:.0} / {:.0} / {:.0}",
+            runs[0], runs[1], runs[2]
+        );
+    }
+
+    /// With W writers each waiting for its acknowledgement, a store actor appends whatever
+    /// arrived and syncs once, so W appends share each sync: this measures that loop (W
+    /// stores, one flush) directly.
     #[test]
     #[ignore]
     fn group_commit_appends_per_second() {
-        let base = std::env::var("FJORD_BENCH_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir());
-        for size in [128usize, 1024] {
-            for writers in [1usize, 16, 256] {
-                let dir = base.join(format!("fjord-bench-{}-{size}-{writers}", std::process::id()));
-                let _ = fs::remove_dir_all(&dir);
-                let (mut store, _) = FileStore::open(
+        for encrypted in [false, true] {
+            for size in [128usize, 1024] {
+                for writers in [1usize, 16, 256] {
+                    let figure = median3(|| {
+                        let (mut store, dir) =
+                            open_fresh(&format!("gc-{size}-{writers}"), encrypted);
+                        let payload = vec![7u8; size];
+                        let mut acked = 0u64;
+                        let start = Instant::now();
+                        while start.elapsed() < RUN {
+                            for _ in 0..writers {
+                                store.store(b"bench.subject", b"", &payload, 0, None).unwrap();
+                            }
+                            acked += store.flush().unwrap().len() as u64;
+                        }
+                        let rate = acked as f64 / start.elapsed().as_secs_f64();
+                        drop(store);
+                        let _ = fs::remove_dir_all(&dir);
+                        rate
+                    });
+                    let what = format!(
+                        "sync always {size:>4} B {writers:>3} writers {}",
+                        label(encrypted)
+                    );
+                    report(&what, "appends/s", figure);
+                }
+            }
+        }
+    }
+
+    /// Interval mode: appends are not waited on; the driver syncs once per `INTERVAL` (and
+    /// may lose up to that much acknowledged data on power loss).
+    #[test]
+    #[ignore]
+    fn interval_sync_appends_per_second() {
+        const INTERVAL: Duration = Duration::from_secs(1);
+        for encrypted in [false, true] {
+            for size in [128usize, 1024] {
+                let figure = median3(|| {
+                    let (mut store, dir) = open_fresh(&format!("interval-{size}"), encrypted);
+                    let payload = vec![7u8; size];
+                    let mut stored = 0u64;
+                    let start = Instant::now();
+                    let mut last_sync = start;
+                    while start.elapsed() < RUN {
+                        for _ in 0..64 {
+                            store.store(b"bench.subject", b"", &payload, 0, None).unwrap();
+                        }
+                        stored += 64;
+                        if last_sync.elapsed() >= INTERVAL {
+                            store.flush().unwrap();
+                            last_sync = Instant::now();
+                        }
+                    }
+                    store.flush().unwrap();
+                    let rate = stored as f64 / start.elapsed().as_secs_f64();
+                    drop(store);
+                    let _ = fs::remove_dir_all(&dir);
+                    rate
+                });
+                let what = format!("sync every 1 s {size:>4} B {}", label(encrypted));
+                report(&what, "appends/s", figure);
+            }
+        }
+    }
+
+    /// Loads of 1 KiB messages from a 64 Ki-message store (~68 MB, twice the default 32 MiB
+    /// block cache), in order and at random, after a reopen (so through recovery's index).
+    #[test]
+    #[ignore]
+    fn loads_per_second() {
+        const MSGS: u64 = 64 * 1024;
+        for encrypted in [false, true] {
+            let dir = filled("loads", encrypted, MSGS, 1024);
+            let (mut store, _) =
+                FileStore::open(FsDisk::new(&dir).unwrap(), config(encrypted), Limits::default())
+                    .unwrap();
+            let sequential = median3(|| {
+                let (mut n, mut seq) = (0u64, 1u64);
+                let start = Instant::now();
+                while start.elapsed() < RUN {
+                    assert!(store.load(seq).unwrap().is_some());
+                    seq = seq % MSGS + 1;
+                    n += 1;
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            });
+            report(&format!("load sequential 1 KiB {}", label(encrypted)), "loads/s", sequential);
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let random = median3(|| {
+                let mut n = 0u64;
+                let start = Instant::now();
+                while start.elapsed() < RUN {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    assert!(store.load(x % MSGS + 1).unwrap().is_some());
+                    n += 1;
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            });
+            report(&format!("load random 1 KiB {}", label(encrypted)), "loads/s", random);
+            drop(store);
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Opening a 1 GiB store (1 Mi messages of 1 KiB) with a valid checkpoint and without one
+    /// (a full scan of every block). The blocks are in the page cache (just written), so this
+    /// is the CPU cost of recovery, not the disk's read rate.
+    #[test]
+    #[ignore]
+    fn recovery_of_a_1_gib_store() {
+        const MSGS: u64 = 1 << 20;
+        for encrypted in [false, true] {
+            let dir = filled("recovery", encrypted, MSGS, 4096);
+            let open_ms = |remove_checkpoint: bool| {
+                let ckp = dir.join("s/msgs/index.ckp");
+                let saved = fs::read(&ckp).unwrap();
+                if remove_checkpoint {
+                    fs::remove_file(&ckp).unwrap();
+                }
+                let start = Instant::now();
+                let (store, report) = FileStore::open(
                     FsDisk::new(&dir).unwrap(),
-                    FileStoreConfig::new("s/msgs"),
+                    config(encrypted),
                     Limits::default(),
                 )
                 .unwrap();
-                let payload = vec![7u8; size];
-                let (mut acked, mut syncs) = (0u64, 0u64);
-                let start = Instant::now();
-                while start.elapsed() < Duration::from_secs(2) {
-                    for _ in 0..writers {
-                        store.store(b"bench.subject", b"", &payload, 0, None).unwrap();
-                    }
-                    acked += store.flush().unwrap().len() as u64;
-                    syncs += 1;
-                }
-                let secs = start.elapsed().as_secs_f64();
-                println!(
-                    "size {size:>5} B  writers {writers:>3}  {:>9.0} acked appends/s  {:>7.0} syncs/s  {:>7.1} MB/s",
-                    acked as f64 / secs,
-                    syncs as f64 / secs,
-                    acked as f64 * size as f64 / secs / 1e6
-                );
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                assert_eq!(store.state().msgs, MSGS);
+                assert_eq!(report.used_checkpoint, !remove_checkpoint);
                 drop(store);
-                let _ = fs::remove_dir_all(&dir);
-            }
+                fs::write(&ckp, saved).unwrap();
+                ms
+            };
+            report(
+                &format!("open 1 GiB, valid checkpoint {}", label(encrypted)),
+                "ms",
+                median3(|| open_ms(false)),
+            );
+            report(
+                &format!("open 1 GiB, no checkpoint (full scan) {}", label(encrypted)),
+                "ms",
+                median3(|| open_ms(true)),
+            );
+            let _ = fs::remove_dir_all(&dir);
         }
     }
 }
