@@ -44,6 +44,9 @@ pub const OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
 
 const KEY_MAGIC: &[u8; 4] = b"FJBK";
 const FILE_MAGIC: &[u8; 4] = b"FJCE";
+const CHECK_MAGIC: &[u8; 4] = b"FJKC";
+/// `"FJKC" | nonce | tag of the empty message | crc32c u32`.
+const CHECK_LEN: usize = 4 + NONCE_LEN + TAG_LEN + 4;
 const VERSION: u8 = 1;
 /// `"FJBK" | version u8 | cipher u8 | block u32 | nonce | sealed block key | tag | crc32c u32`.
 pub const KEY_FILE_LEN: usize = 4 + 1 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4;
@@ -247,6 +250,42 @@ impl Crypt {
         Ok(BlockKey(ChaCha20Poly1305::new(Key::from_slice(&key))))
     }
 
+    /// The store's key check file: the store key's tag over nothing, so that a wrong key is
+    /// refused even by a store that holds no block yet (and so no block key file to test).
+    pub fn key_check(&mut self) -> Vec<u8> {
+        let nonce = self.nonce();
+        let mut out = Vec::with_capacity(CHECK_LEN);
+        out.extend_from_slice(CHECK_MAGIC);
+        out.extend_from_slice(&nonce);
+        let tag = self
+            .store
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), CHECK_MAGIC, &mut [])
+            .expect("ChaCha20-Poly1305 seals an empty buffer");
+        out.extend_from_slice(&tag);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Whether a key check file was made by this store key (`WrongKey` if intact but not).
+    pub fn verify_key_check(&self, file: &[u8]) -> Result<(), KeyFileError> {
+        if file.len() != CHECK_LEN || &file[..4] != CHECK_MAGIC {
+            return Err(KeyFileError::Damaged);
+        }
+        let (body, crc) = file.split_at(CHECK_LEN - 4);
+        if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+            return Err(KeyFileError::Damaged);
+        }
+        self.store
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&body[4..4 + NONCE_LEN]),
+                CHECK_MAGIC,
+                &mut [],
+                Tag::from_slice(&body[4 + NONCE_LEN..]),
+            )
+            .map_err(|_| KeyFileError::WrongKey)
+    }
+
     /// Seals a whole small file (the checkpoint) under the store key:
     /// `"FJCE" | nonce | ciphertext | tag`.
     pub fn seal_file(&mut self, plain: &[u8]) -> Vec<u8> {
@@ -298,25 +337,41 @@ pub fn seal_record(
 ) {
     let (kind, seq) = (plain[4], u64::from_le_bytes(plain[5..13].try_into().unwrap_or([0; 8])));
     let body = &plain[HEADER_LEN..];
-    out.clear();
-    out.resize(HEADER_LEN, 0);
-    out.extend_from_slice(&nonce);
-    let sealed_from = out.len();
     let packed = if compress && body.len() > 64 {
         snap::raw::Encoder::new().compress_vec(body).ok().filter(|p| p.len() + 8 < body.len())
     } else {
         None
     };
+    let mut inner = Vec::with_capacity(1 + body.len());
     match &packed {
         Some(p) => {
-            out.push(FLAG_SNAPPY);
-            out.extend_from_slice(p);
+            inner.push(FLAG_SNAPPY);
+            inner.extend_from_slice(p);
         }
         None => {
-            out.push(FLAG_RAW);
-            out.extend_from_slice(body);
+            inner.push(FLAG_RAW);
+            inner.extend_from_slice(body);
         }
     }
+    seal_inner(key, nonce, kind, seq, &inner, out);
+}
+
+/// Seals `inner` (`flag | body`, as `seal_record` builds it) as the body of a record of `kind`
+/// and `seq`, replacing `out`'s contents. Public for the fuzzer, which seals arbitrary
+/// plaintext to reach the decoder behind the AEAD.
+pub fn seal_inner(
+    key: &BlockKey,
+    nonce: [u8; NONCE_LEN],
+    kind: u8,
+    seq: u64,
+    inner: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.resize(HEADER_LEN, 0);
+    out.extend_from_slice(&nonce);
+    let sealed_from = out.len();
+    out.extend_from_slice(inner);
     let tag = key
         .0
         .encrypt_in_place_detached(

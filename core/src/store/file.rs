@@ -28,6 +28,8 @@ use super::{Limits, StoreError, StoredMsg};
 use crate::disk::{join, Disk, DiskError};
 
 const CHECKPOINT: &str = "index.ckp";
+/// Written when an encrypted store is first opened: see `Crypt::key_check`.
+const KEY_CHECK: &str = "key.chk";
 
 /// A sealed block compressed with snappy: `"FJSZ" | plain_len u64 | crc32c u32 of the
 /// compressed bytes | snappy raw bytes`. A plain block starts with its `Base` record, whose
@@ -653,6 +655,7 @@ impl<D: Disk> Engine<FileLog<D>> {
         let mut blocks = BTreeMap::new();
         let mut compressed = BTreeSet::new();
         let mut key_files = Vec::new();
+        let mut key_check = false;
         for name in disk.list(&config.dir)? {
             let path = join(&config.dir, &name);
             if name.ends_with(".tmp") {
@@ -673,9 +676,12 @@ impl<D: Disk> Engine<FileLog<D>> {
                 }
             } else if let Some(id) = parse_key_name(&name) {
                 key_files.push(id);
+            } else if name == KEY_CHECK {
+                key_check = true;
             }
         }
-        let (crypt, keys, unreadable) = open_keys(&mut disk, &config, &blocks, key_files)?;
+        let (crypt, keys, unreadable) =
+            open_keys(&mut disk, &config, &blocks, key_files, key_check)?;
         let log = FileLog {
             disk,
             config,
@@ -1003,16 +1009,28 @@ fn open_keys<D: Disk>(
     config: &FileStoreConfig,
     blocks: &BTreeMap<u32, u64>,
     key_files: Vec<u32>,
+    key_check: bool,
 ) -> Result<(Option<Crypt>, BTreeMap<u32, BlockKey>, BTreeSet<u32>), StoreError> {
     let mut keys = BTreeMap::new();
     let mut unreadable = BTreeSet::new();
+    let check = join(&config.dir, KEY_CHECK);
     let Some(encryption) = &config.encryption else {
-        if key_files.iter().any(|id| blocks.contains_key(id)) {
+        if key_check || key_files.iter().any(|id| blocks.contains_key(id)) {
             return Err(StoreError::KeyRequired);
         }
         return Ok((None, keys, unreadable));
     };
-    let crypt = Crypt::new(encryption);
+    let mut crypt = Crypt::new(encryption);
+    let verified = key_check
+        && match crypt.verify_key_check(&disk.read_all(&check)?) {
+            Ok(()) => true,
+            Err(KeyFileError::WrongKey) => return Err(StoreError::KeyMismatch),
+            // Only a guard: a damaged one is written again (the block key files still check).
+            Err(KeyFileError::Damaged) => false,
+        };
+    if !verified {
+        disk.replace_atomically(&check, &crypt.key_check())?;
+    }
     for id in key_files {
         let path = join(&config.dir, &key_name(id));
         if !blocks.contains_key(&id) {

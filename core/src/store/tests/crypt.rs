@@ -109,6 +109,23 @@ fn compression_comes_before_encryption() {
 }
 
 #[test]
+fn a_wrong_key_is_refused_even_by_a_store_without_blocks() {
+    let (s, _) = open(MemDisk::new(1, FaultConfig::default()), cfg("right", 1, false));
+    assert!(s.log().block_ids().is_empty());
+    let disk = s.into_log().into_disk();
+    let err = FileStore::open(disk.clone(), cfg("wrong", 2, false), Limits::default()).unwrap_err();
+    assert_eq!(err, StoreError::KeyMismatch);
+    let mut plain = cfg("right", 2, false);
+    plain.encryption = None;
+    assert_eq!(
+        FileStore::open(disk.clone(), plain, Limits::default()).unwrap_err(),
+        StoreError::KeyRequired
+    );
+    let (mut s, _) = open(disk, cfg("right", 3, false));
+    assert_eq!(s.store(b"a", b"", b"x", 0, None).unwrap(), 1);
+}
+
+#[test]
 fn a_wrong_or_missing_key_is_refused_at_open() {
     let disk = filled(cfg("right", 1, false), 50).into_log().into_disk();
     let err = FileStore::open(disk.clone(), cfg("wrong", 2, false), Limits::default()).unwrap_err();
@@ -209,7 +226,8 @@ fn sealings(disk: &mut MemDisk, seen: &mut BTreeMap<[u8; NONCE_LEN], (String, Ve
             }
         } else if path.ends_with(".key") {
             found.push((bytes[10..22].try_into().unwrap(), bytes[22..].to_vec()));
-        } else if path.ends_with(".ckp") {
+        } else if path.ends_with(".chk") || path.ends_with(".ckp") {
+            // The key check file and the sealed checkpoint: magic, nonce, sealed bytes.
             found.push((bytes[4..16].try_into().unwrap(), bytes[16..].to_vec()));
         }
         for (nonce, sealed) in found {
