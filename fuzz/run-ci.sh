@@ -16,7 +16,7 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]]; then
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-targets=(parser)
+targets=(parser store_record store_checkpoint store_crypt)
 
 have_nightly() { [[ "${FJORD_FUZZ_STABLE:-}" != 1 ]] && cargo +nightly --version >/dev/null 2>&1; }
 have_cargo_fuzz() { cargo +nightly fuzz --version >/dev/null 2>&1; }

@@ -40,7 +40,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
+    pub fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Msg,
             2 => Kind::Tombstone,
@@ -171,7 +171,7 @@ pub fn encode(seq: u64, body: &Body<'_>, out: &mut Vec<u8>) -> usize {
 /// Fills in the header reserved at `out[start..start + HEADER_LEN]` for the body that follows
 /// it to the end of `out` (whatever its encoding: plain here, sealed in `crypt.rs`); returns
 /// the record's length.
-pub(crate) fn frame(out: &mut [u8], start: usize, kind: u8, seq: u64) -> usize {
+pub fn frame(out: &mut [u8], start: usize, kind: u8, seq: u64) -> usize {
     let body_len = (out.len() - start - HEADER_LEN) as u32;
     let body_crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
     let h = &mut out[start..start + HEADER_LEN];
@@ -214,7 +214,7 @@ pub fn decode(buf: &[u8], verify: bool) -> Result<(Header, Body<'_>), RecordErro
     Ok((header, decode_body(header.kind, body)?))
 }
 
-pub(crate) fn decode_body(kind: Kind, b: &[u8]) -> Result<Body<'_>, RecordError> {
+pub fn decode_body(kind: Kind, b: &[u8]) -> Result<Body<'_>, RecordError> {
     let exact = |n: usize| if b.len() == n { Ok(()) } else { Err(RecordError::Malformed) };
     Ok(match kind {
         Kind::Msg => {
