@@ -26,7 +26,7 @@ use super::errors::ApiError;
 use super::stream::{self, Store, Stream};
 use super::{Now, Outgoing};
 use crate::disk::{join, Disk, DiskError};
-use crate::store::{EncryptionConfig, FileStoreConfig, MemStore, StoreError};
+use crate::store::{EncryptionConfig, FileStoreConfig, MemStore, RecoveryReport, StoreError};
 use crate::time::Instant;
 
 const STREAMS_DIR: &str = "jetstream/streams";
@@ -68,6 +68,9 @@ pub struct Manager<D: Disk + Send + 'static> {
     api_errors: u64,
     /// Encryption at rest for file stores (`jetstream { key }`), if configured.
     encryption: Option<EncryptionConfig>,
+    /// What each file store's recovery found at open, for the driver to log: damage must be
+    /// said where an operator sees it, not only kept inside the store.
+    recoveries: Vec<(String, RecoveryReport)>,
 }
 
 /// Why the manager could not start.
@@ -170,6 +173,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             api_total: 0,
             api_errors: 0,
             encryption,
+            recoveries: Vec::new(),
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -221,10 +225,22 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 let mut store_config = FileStoreConfig::new(dir);
                 store_config.encryption =
                     self.encryption.as_mut().map(|e| e.for_store(config.name.as_bytes()));
-                let (store, _report) = crate::store::FileStore::open(disk, store_config, limits)?;
+                let (store, report) = crate::store::FileStore::open(disk, store_config, limits)?;
+                let notable = !report.corrupt.is_empty()
+                    || report.torn_bytes > 0
+                    || report.checkpoint_rejected.is_some();
+                if notable {
+                    self.recoveries.push((config.name.clone(), report));
+                }
                 Ok(Box::new(store))
             }
         }
+    }
+
+    /// What the recovery of each file store opened since the last call found (stream name,
+    /// report), for the driver to log.
+    pub fn take_recoveries(&mut self) -> Vec<(String, RecoveryReport)> {
+        std::mem::take(&mut self.recoveries)
     }
 
     /// Subjects the driver must deliver to `handle`.

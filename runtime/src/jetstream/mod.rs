@@ -32,7 +32,7 @@ use fjord_core::proto::encode;
 use fjord_core::route::{self, Delivery};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::disk::FsDisk;
 use crate::index::{ClientHandle, Subscription};
@@ -67,8 +67,11 @@ pub fn start(
     let encryption = encryption.map(|e| {
         fjord_core::store::EncryptionConfig::new(e.key.as_bytes(), e.cipher, rand::random())
     });
-    let manager = Manager::open_with(meta, factory, now(&shared), shared.seed, encryption)
+    let mut manager = Manager::open_with(meta, factory, now(&shared), shared.seed, encryption)
         .map_err(|e| format!("JetStream recovery failed: {e}"))?;
+    for (stream, report) in manager.take_recoveries() {
+        log_recovery(&stream, &report);
+    }
     let handle = Arc::new(ClientHandle::new(
         SYSTEM_CLIENT_ID,
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -287,6 +290,36 @@ impl Actor {
                 }
                 true
             },
+        );
+    }
+}
+
+/// Says what a stream's store recovery found that an operator must know: damage (sequences
+/// lost, or kept though a lost record may have removed them), a torn tail cut (a write that was
+/// never acknowledged), a checkpoint that could not be used.
+fn log_recovery(stream: &str, report: &fjord_core::store::RecoveryReport) {
+    if let Some(why) = &report.checkpoint_rejected {
+        warn!("JetStream stream '{stream}': index checkpoint not used ({why}); rebuilt from the message blocks");
+    }
+    if report.torn_bytes > 0 {
+        warn!(
+            "JetStream stream '{stream}': cut a torn tail of {} bytes (a write never acknowledged)",
+            report.torn_bytes
+        );
+    }
+    if !report.corrupt.is_empty() {
+        let ranges: Vec<String> = report
+            .corrupt
+            .iter()
+            .map(|(from, to)| match to {
+                Some(to) if to == from => format!("{from}"),
+                Some(to) => format!("{from}-{to}"),
+                None => format!("{from}-"),
+            })
+            .collect();
+        error!(
+            "JetStream stream '{stream}': damaged records found at recovery; sequences {} may be lost or stale",
+            ranges.join(", ")
         );
     }
 }
