@@ -154,6 +154,23 @@ fn a_stale_read_after_a_completed_write_is_caught_and_explained() {
 }
 
 #[test]
+fn writes_nobody_observed_are_left_out_of_the_explanation() {
+    let history = [
+        put(0, 7, 100, 0, 1),
+        put(1, 7, 101, 2, 3),
+        put(0, 7, 1, 4, 10),
+        get(2, 7, Some(101), 4, 5),
+        put(0, 7, 2, 20, 30),
+        get(2, 7, Some(1), 40, 50),
+    ];
+    let c = counterexample(&history);
+    assert_eq!(c.culprit.0, 5);
+    // put(100) is observed by nothing; put(101) only by a read that is not needed.
+    assert_eq!(shown(&c), vec![2, 4, 5], "{c}");
+    assert!(c.minimal);
+}
+
+#[test]
 fn two_readers_seeing_concurrent_writes_in_opposite_orders_is_not_linearizable() {
     let history = [
         put(0, 1, 1, 0, 100),

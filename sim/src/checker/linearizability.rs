@@ -179,8 +179,8 @@ pub struct Counterexample<K, V> {
     /// just after its return (operations still running then count as unreturned) cannot be
     /// linearized; cut just before it, it can.
     pub culprit: (usize, KvOp<K, V>),
-    /// A small history that cannot be linearized: that cut, less the reads and failed `cas`
-    /// not needed to show it, in invocation order. Operations the cut left running appear
+    /// A small history that cannot be linearized: that cut, less the reads, failed `cas` and
+    /// unobserved writes not needed to show it, in invocation order. Operations the cut left running appear
     /// with their real return (if any); the search treated them as unreturned.
     pub ops: Vec<(usize, KvOp<K, V>)>,
     /// The longest order of `ops` the search could build before getting stuck (history
@@ -563,6 +563,44 @@ fn cut_at<V: KvValue>(ops: &[SearchOp<V>], cut: EventKey) -> Vec<SearchOp<V>> {
         .collect()
 }
 
+/// Which operations of a failing history may be removed (any of them together) so that, if
+/// what remains still fails, it is a true witness: every linearization of the whole would
+/// give one of the rest, so the rest failing means the whole fails for a reason the rest
+/// shows. That holds for a read or failed cas (they change no state), and for a write whose
+/// value no other operation observes (no read of it, no cas expecting it) while no failed cas
+/// remains: dropping it from a linearization leaves the value before it in place until the
+/// next write, which nothing then could tell apart (an unreturned cas that would now take
+/// effect is left out). Never the culprit.
+fn removable<V: KvValue>(sub: &[SearchOp<V>], culprit: usize) -> Vec<bool> {
+    let mut observed: FxHashSet<&V> = FxHashSet::default();
+    let mut failed_cas = false;
+    for o in sub {
+        match &o.step {
+            Step::Read(Some(v)) => {
+                observed.insert(v);
+            }
+            Step::Cas { expected, outcome, .. } => {
+                failed_cas |= *outcome == Some(false);
+                if let Some(v) = expected {
+                    observed.insert(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    sub.iter()
+        .map(|o| {
+            o.index != culprit
+                && (o.step.is_read_only()
+                    || (!failed_cas
+                        && match &o.step {
+                            Step::Write(v) | Step::Cas { new: v, .. } => !observed.contains(v),
+                            Step::Read(_) => false,
+                        }))
+        })
+        .collect()
+}
+
 /// Builds the explanation for a key known not to be linearizable.
 fn explain<K: KvKey, V: KvValue>(
     key: K,
@@ -611,40 +649,45 @@ fn explain<K: KvKey, V: KvValue>(
     let prefix_ops = sub.len();
     let culprit = cut.2;
 
-    // Remove unneeded reads, in shrinking chunks (delta debugging): a read or failed cas
-    // changes no state, so a failing history without it is still a true witness.
-    let mut chunk = sub.len().div_ceil(2).max(1);
-    loop {
-        let mut start = 0;
-        while start < sub.len() {
-            let end = (start + chunk).min(sub.len());
-            let removable: Vec<bool> = sub
-                .iter()
-                .enumerate()
-                .map(|(i, o)| i >= start && i < end && o.step.is_read_only() && o.index != culprit)
-                .collect();
-            if removable.iter().any(|r| *r) {
-                let candidate: Vec<SearchOp<V>> = sub
-                    .iter()
-                    .zip(&removable)
-                    .filter(|(_, r)| !**r)
-                    .map(|(o, _)| o.clone())
-                    .collect();
-                match fails(&candidate, &mut spent) {
-                    Some(true) => {
-                        sub = candidate;
-                        continue;
+    // Remove what is not needed to show the contradiction, in shrinking chunks (delta
+    // debugging), keeping only removals after which the rest is still a true witness (see
+    // `removable`); again while a round removes something, as removing reads frees writes.
+    for _ in 0..3 {
+        let before = sub.len();
+        let mut chunk = sub.len().div_ceil(2).max(1);
+        loop {
+            let mut start = 0;
+            while start < sub.len() {
+                let end = (start + chunk).min(sub.len());
+                let can_go = removable(&sub, culprit);
+                let gone: Vec<bool> =
+                    (0..sub.len()).map(|i| i >= start && i < end && can_go[i]).collect();
+                if gone.iter().any(|g| *g) {
+                    let candidate: Vec<SearchOp<V>> = sub
+                        .iter()
+                        .zip(&gone)
+                        .filter(|(_, g)| !**g)
+                        .map(|(o, _)| o.clone())
+                        .collect();
+                    match fails(&candidate, &mut spent) {
+                        Some(true) => {
+                            sub = candidate;
+                            continue;
+                        }
+                        Some(false) => {}
+                        None => minimal = false,
                     }
-                    Some(false) => {}
-                    None => minimal = false,
                 }
+                start = end;
             }
-            start = end;
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
         }
-        if chunk == 1 {
+        if sub.len() == before {
             break;
         }
-        chunk = chunk.div_ceil(2);
     }
 
     // The longest order for what remains (unbudgeted beyond the per-key budget: one search).
