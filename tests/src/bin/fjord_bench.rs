@@ -1,17 +1,22 @@
 //! `fjord-bench`: core NATS throughput and latency benchmark speaking the raw protocol
-//! over TCP, runnable against any NATS-compatible server.
+//! over TCP, and JetStream benchmarks through async-nats, runnable against any
+//! NATS-compatible server (JetStream ones need it started with JetStream enabled).
 //!
 //! ```text
 //! fjord-bench --url nats://127.0.0.1:4222 pubsub --size 128 --msgs 1000000 --runs 3
 //! fjord-bench --url nats://127.0.0.1:4222 all --runs 3 [--json] [--only pubsub-16,reqrep-128]
+//! fjord-bench --url nats://127.0.0.1:4222 js-all --runs 3 [--json] [--only js-pub-128]
 //! ```
 
 #[path = "../bench/conn.rs"]
 mod conn;
+#[path = "../bench/jetstream.rs"]
+mod jetstream;
 #[path = "../bench/scenarios.rs"]
 mod scenarios;
 
 use clap::{Parser, ValueEnum};
+use jetstream::JsSample;
 use scenarios::{Delivery, Latency, Throughput};
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -27,8 +32,20 @@ enum Scenario {
     Queue,
     /// Request/reply round-trip latency, one request at a time.
     Reqrep,
-    /// Every scenario above with default sizes and counts; prints a table.
+    /// Every core scenario above with default sizes and counts; prints a table.
     All,
+    /// JetStream publish to a file stream, each PubAck awaited before the next publish.
+    JsPub,
+    /// JetStream publish to a file stream with --inflight PubAcks outstanding.
+    JsPubAsync,
+    /// Durable pull consumer fetching a pre-filled file stream in --batch batches, acking each.
+    JsConsume,
+    /// KV put (file bucket, history 1, 1000 keys) with --inflight puts outstanding.
+    KvPut,
+    /// KV get of 1000 pre-filled keys with --inflight gets outstanding.
+    KvGet,
+    /// Every JetStream scenario above with default sizes and counts; prints a table.
+    JsAll,
 }
 
 #[derive(Debug, Parser)]
@@ -69,6 +86,12 @@ struct Cli {
     /// previous PING's PONG before sending the next one.
     #[arg(long, default_value_t = 10_000)]
     ping_every: u64,
+    /// JetStream: PubAcks (js-pub-async) or KV operations (kv-put, kv-get) outstanding.
+    #[arg(long, default_value_t = 256)]
+    inflight: usize,
+    /// JetStream: messages per pull request (js-consume).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
     /// Print machine-readable JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -95,13 +118,31 @@ fn default_cases() -> Vec<Case> {
     ]
 }
 
+/// The cases `js-all` runs, in order. Counts are small because a server that syncs each
+/// message on its own (nats-server with `sync_interval: always`) stores only about 500-1,000
+/// a second on a slow disk, whatever the number of publishers.
+fn default_js_cases() -> Vec<Case> {
+    let c = |name: &str, scenario, msgs, size| Case { name: name.into(), scenario, msgs, size };
+    vec![
+        c("js-pub-128", Scenario::JsPub, 1_000, 128),
+        c("js-pub-1k", Scenario::JsPub, 1_000, 1024),
+        c("js-pub-async-128", Scenario::JsPubAsync, 10_000, 128),
+        c("js-pub-async-1k", Scenario::JsPubAsync, 10_000, 1024),
+        c("js-consume-128", Scenario::JsConsume, 50_000, 128),
+        c("kv-put-128", Scenario::KvPut, 10_000, 128),
+        c("kv-get-128", Scenario::KvGet, 50_000, 128),
+    ]
+}
+
 enum Sample {
     Tput(Throughput),
     Lat(Latency),
+    Js(JsSample),
 }
 
 fn run_once(cli: &Cli, addr: &str, case: &Case) -> Result<Sample, String> {
     let timeout = Duration::from_secs(cli.timeout);
+    let (n, size) = (case.msgs, case.size);
     match case.scenario {
         Scenario::Pubsub => {
             scenarios::throughput(addr, case.msgs, case.size, 1, Delivery::All, timeout)
@@ -119,7 +160,20 @@ fn run_once(cli: &Cli, addr: &str, case: &Case) -> Result<Sample, String> {
             let warmup = cli.warmup.unwrap_or((case.msgs / 20).clamp(100, 2000));
             scenarios::reqrep(addr, case.msgs, warmup, case.size, timeout).map(Sample::Lat)
         }
-        Scenario::All => unreachable!(),
+        Scenario::JsPub => jetstream::publish(&cli.url, n, size, 1, timeout).map(Sample::Js),
+        Scenario::JsPubAsync => {
+            jetstream::publish(&cli.url, n, size, cli.inflight, timeout).map(Sample::Js)
+        }
+        Scenario::JsConsume => {
+            jetstream::consume(&cli.url, n, size, cli.batch, timeout).map(Sample::Js)
+        }
+        Scenario::KvPut => {
+            jetstream::kv_put(&cli.url, n, size, cli.inflight, timeout).map(Sample::Js)
+        }
+        Scenario::KvGet => {
+            jetstream::kv_get(&cli.url, n, size, cli.inflight, timeout).map(Sample::Js)
+        }
+        Scenario::All | Scenario::JsAll => unreachable!(),
     }
 }
 
@@ -168,13 +222,25 @@ fn run_case(cli: &Cli, addr: &str, case: &Case) -> Result<Value, String> {
                     l.p90_us,
                     l.p99_us
                 ),
+                Sample::Js(j) => eprintln!(
+                    "  {} run {}: {:.0} ops/s, {:.1} MB/s ({} ops in {:.3}s){}",
+                    case.name,
+                    r + 1,
+                    j.ops_per_sec,
+                    j.mb_per_sec,
+                    j.ops,
+                    j.secs,
+                    j.lat
+                        .map(|l| format!("; p50 {:.0}us p99 {:.0}us", l.p50_us, l.p99_us))
+                        .unwrap_or_default(),
+                ),
             }
         }
         samples.push(s);
     }
     let base = json!({
         "name": case.name,
-        "scenario": format!("{:?}", case.scenario).to_lowercase(),
+        "scenario": case.scenario.to_possible_value().map(|v| v.get_name().to_string()),
         "msgs": case.msgs,
         "size": case.size,
         "runs": cli.runs,
@@ -200,6 +266,31 @@ fn run_case(cli: &Cli, addr: &str, case: &Case) -> Result<Value, String> {
         if case.scenario == Scenario::Queue {
             rec.insert("member_min".into(), json!(tputs[0].min_member));
             rec.insert("member_max".into(), json!(tputs[0].max_member));
+        }
+    }
+    let js: Vec<&JsSample> =
+        samples.iter().filter_map(|s| if let Sample::Js(j) = s { Some(j) } else { None }).collect();
+    if !js.is_empty() {
+        let m = |f: fn(&JsSample) -> f64| median(js.iter().map(|j| f(j)).collect());
+        rec.insert("msgs_per_sec".into(), json!(m(|j| j.ops_per_sec).round()));
+        rec.insert("mb_per_sec".into(), json!(round2(m(|j| j.mb_per_sec))));
+        rec.insert(
+            "samples_msgs_per_sec".into(),
+            json!(js.iter().map(|j| j.ops_per_sec.round()).collect::<Vec<_>>()),
+        );
+        match case.scenario {
+            Scenario::JsPub => rec.insert("inflight".into(), json!(1)),
+            Scenario::JsConsume => rec.insert("batch".into(), json!(cli.batch)),
+            _ => rec.insert("inflight".into(), json!(cli.inflight)),
+        };
+        let lat: Vec<jetstream::Percentiles> = js.iter().filter_map(|j| j.lat).collect();
+        if !lat.is_empty() {
+            let m =
+                |f: fn(&jetstream::Percentiles) -> f64| round2(median(lat.iter().map(f).collect()));
+            rec.insert("p50_us".into(), json!(m(|l| l.p50_us)));
+            rec.insert("p90_us".into(), json!(m(|l| l.p90_us)));
+            rec.insert("p99_us".into(), json!(m(|l| l.p99_us)));
+            rec.insert("max_us".into(), json!(m(|l| l.max_us)));
         }
     }
     if !lats.is_empty() {
@@ -233,7 +324,7 @@ fn fmt_int(x: f64) -> String {
 fn print_table(url: &str, runs: usize, recs: &[Value]) {
     println!("fjord-bench against {url} (median of {runs} run(s))");
     println!(
-        "{:<12} {:>9} {:>6} {:>12} {:>9} {:>9} {:>9} {:>9}",
+        "{:<16} {:>9} {:>6} {:>12} {:>9} {:>9} {:>9} {:>9}",
         "case", "msgs", "size", "msgs/s", "MB/s", "p50 us", "p90 us", "p99 us"
     );
     for r in recs {
@@ -243,7 +334,7 @@ fn print_table(url: &str, runs: usize, recs: &[Value]) {
             None => "-".to_string(),
         };
         println!(
-            "{:<12} {:>9} {:>6} {:>12} {:>9} {:>9} {:>9} {:>9}",
+            "{:<16} {:>9} {:>6} {:>12} {:>9} {:>9} {:>9} {:>9}",
             r["name"].as_str().unwrap_or("?"),
             r["msgs"].as_u64().unwrap_or(0),
             r["size"].as_u64().unwrap_or(0),
@@ -259,9 +350,10 @@ fn print_table(url: &str, runs: usize, recs: &[Value]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     scenarios::PING_EVERY.store(cli.ping_every.max(1), std::sync::atomic::Ordering::Relaxed);
+    let group = |s| if s == Scenario::JsAll { default_js_cases() } else { default_cases() };
     if cli.list {
-        for c in default_cases() {
-            println!("{:<12} {:?} msgs={} size={}", c.name, c.scenario, c.msgs, c.size);
+        for c in group(cli.scenario) {
+            println!("{:<16} {:?} msgs={} size={}", c.name, c.scenario, c.msgs, c.size);
         }
         return ExitCode::SUCCESS;
     }
@@ -272,12 +364,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cli.runs == 0 || cli.subs == 0 || cli.msgs == Some(0) {
-        eprintln!("fjord-bench: --runs, --subs and --msgs must be at least 1");
+    if cli.runs == 0 || cli.subs == 0 || cli.msgs == Some(0) || cli.inflight == 0 || cli.batch == 0
+    {
+        eprintln!("fjord-bench: --runs, --subs, --msgs, --inflight and --batch must be at least 1");
         return ExitCode::from(2);
     }
-    let cases: Vec<Case> = if cli.scenario == Scenario::All {
-        let all = default_cases();
+    let cases: Vec<Case> = if matches!(cli.scenario, Scenario::All | Scenario::JsAll) {
+        let all = group(cli.scenario);
         for name in &cli.only {
             if !all.iter().any(|c| &c.name == name) {
                 eprintln!("fjord-bench: unknown case {name:?} (see --list)");
@@ -297,10 +390,14 @@ fn main() -> ExitCode {
         let (msgs, size) = match cli.scenario {
             Scenario::Pubsub => (1_000_000, 128),
             Scenario::Fanout | Scenario::Queue => (500_000, 128),
+            Scenario::JsPub => (1_000, 128),
+            Scenario::JsPubAsync | Scenario::KvPut => (10_000, 128),
+            Scenario::JsConsume | Scenario::KvGet => (50_000, 128),
             _ => (20_000, 128),
         };
         let size = cli.size.unwrap_or(size);
-        let kind = format!("{:?}", cli.scenario).to_lowercase();
+        let kind = cli.scenario.to_possible_value().map(|v| v.get_name().to_string());
+        let kind = kind.unwrap_or_else(|| format!("{:?}", cli.scenario).to_lowercase());
         vec![Case {
             name: format!("{kind}-{size}"),
             scenario: cli.scenario,
