@@ -7,10 +7,13 @@
 //! A target is a function from (seed, case) to a verdict; add one by writing a module with a
 //! `run_case` and listing it in `TARGETS`.
 
+mod conn;
+mod consumer;
 mod parser;
 mod raft;
 mod store;
 mod store_crypt;
+mod sublist;
 
 use std::panic;
 use std::process::ExitCode;
@@ -27,6 +30,9 @@ const TARGETS: &[(&str, CaseFn)] = &[
     ("store_checkpoint", store::run_case),
     ("store_crypt", store_crypt::run_case),
     ("raft", raft::run_case),
+    ("conn", conn::run_case),
+    ("sublist", sublist::run_case),
+    ("consumer", consumer::run_case),
 ];
 
 const DEFAULT_ITERATIONS: u64 = 10_000;
