@@ -101,20 +101,21 @@ fn raft_commit_previous_term_by_counting_is_found() {
 
 /// A node that loses its whole disk and comes back as a blank voter (plain Raft, without the
 /// fenced replacement the wipe fault models) forgets entries it helped commit and votes again
-/// in terms it voted in. Today the first failure is at seed 101 (6 of the first 300 seeds
-/// fail: only worlds that draw a disk-loss rate and a 3- or 5-node cluster can).
+/// in terms it voted in. Today the first failure is at seed 185 (5 of the first 600 seeds
+/// fail, by leader completeness or two leaders in a term: only worlds that draw a disk-loss
+/// rate and a 3- or 5-node cluster can).
 #[test]
 fn raft_disk_loss_without_fence_is_found() {
     found(
         Canary::RaftWipeUnfenced,
-        0..150,
+        0..250,
         &["leader completeness", "election safety", "state machine safety", "acknowledged"],
     );
 }
 
 /// A paused node that never resumes must fail the liveness phase: proof that a pause really
 /// stops the node's messages, timers and syncs, and that liveness notices a stuck node. Today
-/// the first failure is at seed 1.
+/// the first failure is at seed 4.
 #[test]
 fn raft_pause_without_resume_is_found() {
     found(Canary::PauseForever, 0..30, &["liveness"]);

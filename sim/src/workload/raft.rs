@@ -351,8 +351,11 @@ struct SimNode {
     /// Bit flips and disk losses only ever hit a fixed minority of nodes, as the fault model
     /// promises.
     flippable: bool,
-    /// Paused until this simulated time: events for the node wait until then.
+    /// Paused until this simulated time (`u64::MAX`: for good, the canary).
     paused_until: Option<u64>,
+    /// Message deliveries and sync completions that arrived while paused, in arrival order;
+    /// the node handles them when it resumes.
+    deferred: Vec<Ev>,
 }
 
 #[derive(Clone, Debug)]
@@ -402,6 +405,9 @@ pub struct RaftSim {
     drops: u64,
     pauses: u64,
     wipes: u64,
+    /// Timer rounds at one instant for one node (the spin check).
+    spins: u32,
+    spin_at: (usize, u64),
     trace: bool,
     failure: Option<String>,
 }
@@ -425,6 +431,7 @@ impl RaftSim {
                     clock: NodeClock::new(w.drift_ppm[i], origin),
                     flippable: i < flippable,
                     paused_until: None,
+                    deferred: Vec::new(),
                 }
             })
             .collect();
@@ -460,6 +467,8 @@ impl RaftSim {
             drops: 0,
             pauses: 0,
             wipes: 0,
+            spins: 0,
+            spin_at: (usize::MAX, 0),
             trace,
             failure: None,
         }
@@ -690,6 +699,13 @@ impl RaftSim {
         n.life += 1;
         n.armed = None;
         n.paused_until = None;
+        // What waited for the paused process is gone with it.
+        for ev in std::mem::take(&mut n.deferred) {
+            if let Ev::Deliver { id } = ev {
+                self.in_flight.remove(&id);
+            }
+        }
+        let n = &mut self.nodes[node];
         n.disk.crash();
         if n.flippable && self.w.bit_flip > 0.0 && self.faults.random_bool(self.w.bit_flip) {
             let files =
@@ -897,9 +913,9 @@ impl RaftSim {
         match ev {
             Ev::Deliver { id } => {
                 let to = self.in_flight.get(&id).map(|m| (m.to - 1) as usize);
-                if let Some(until) = to.and_then(|to| self.paused(to)) {
+                if let Some(to) = to.filter(|&to| self.nodes[to].paused_until.is_some()) {
                     // A stopped process reads its socket when it resumes.
-                    self.push(until, Ev::Deliver { id });
+                    self.nodes[to].deferred.push(Ev::Deliver { id });
                     return;
                 }
                 let Some(m) = self.in_flight.remove(&id) else { return };
@@ -947,11 +963,25 @@ impl RaftSim {
                 let Some(up) = n.up.as_mut() else { return };
                 up.raft.tick(now);
                 self.drive(node);
+                // A timer that is due again at once after `tick` means the node would spin
+                // (a real driver burns a core; here simulated time would stop). Tolerate a few
+                // rounds, as a timer may legitimately be re-armed for the same instant.
+                if self.nodes[node].armed == Some(self.now) {
+                    self.spins = if self.spin_at == (node, self.now) { self.spins + 1 } else { 1 };
+                    self.spin_at = (node, self.now);
+                    if self.spins > 1_000 {
+                        let due = self.nodes[node].up.as_ref().and_then(|u| u.raft.poll_timeout());
+                        self.fail(Violation(format!(
+                            "node{node} spins: after tick({now:?}) its poll_timeout is still due ({due:?}), {} rounds at the same instant",
+                            self.spins
+                        )));
+                    }
+                }
             }
             Ev::Sync { node, life } => {
-                if let Some(until) = self.paused(node) {
+                if self.nodes[node].paused_until.is_some() {
                     // The disk finished; the stopped process learns it when it resumes.
-                    self.push(until, Ev::Sync { node, life });
+                    self.nodes[node].deferred.push(Ev::Sync { node, life });
                     return;
                 }
                 let now = self.local(node);
@@ -1159,23 +1189,19 @@ impl RaftSim {
         }
     }
 
-    /// `Some(resume time)` while `node` is paused.
-    fn paused(&self, node: usize) -> Option<u64> {
-        self.nodes[node].paused_until
-    }
-
-    /// The process continues with its memory as it was: its overdue timer fires now (late),
-    /// then the messages and sync completions that waited are handled in arrival order (they
-    /// were re-queued at the resume time, after this event).
+    /// The process continues with its memory as it was: what arrived meanwhile (messages,
+    /// sync completions) is queued now, in arrival order, and its overdue timer fires (late),
+    /// after them.
     fn resume(&mut self, node: usize) {
+        let deferred = std::mem::take(&mut self.nodes[node].deferred);
+        for ev in deferred {
+            self.push(self.now, ev);
+        }
         let n = &mut self.nodes[node];
         n.paused_until = None;
-        n.armed = None;
-        let now = n.clock.local(self.now);
-        if let Some(up) = n.up.as_mut() {
-            up.raft.tick(now);
-        }
-        self.drive(node);
+        n.armed = Some(self.now);
+        let life = n.life;
+        self.push(self.now, Ev::Timer { node, life });
     }
 
     /// The node loses its whole disk (a replaced drive, a reimaged machine) and comes back
@@ -1363,7 +1389,7 @@ impl RaftSim {
             let from = (up.applied.commit + 1).max(up.raft.log().offset()).max(1);
             for index in from..=commit {
                 let term = up.raft.log().term(index);
-                if let Err(v) = self.checker.committed(i, index, term) {
+                if let Err(v) = self.checker.committed(i, up.raft.term(), index, term) {
                     self.fail(v);
                     return;
                 }
