@@ -48,10 +48,13 @@ pub enum Canary {
     /// Pub/sub and Raft workloads: a paused node is never resumed (not even when the faults
     /// stop), so the liveness checks must report it.
     PauseForever,
+    /// Raft workload: after the first simulated second the driver stops calling `tick` when a
+    /// node's timer is due (the spin check must report the node's timer staying due).
+    RaftSkipTick,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 13] = [
+    pub const ALL: [Canary; 14] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -65,6 +68,7 @@ impl Canary {
         Canary::StoreExpireMonotonic,
         Canary::RaftWipeUnfenced,
         Canary::PauseForever,
+        Canary::RaftSkipTick,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Canary {
             Canary::StoreExpireMonotonic => "store-expire-monotonic",
             Canary::RaftWipeUnfenced => "raft-wipe-unfenced",
             Canary::PauseForever => "pause-forever",
+            Canary::RaftSkipTick => "raft-skip-tick",
         }
     }
 

@@ -42,8 +42,7 @@ use fjord_core::disk::{FaultConfig, MemDisk};
 use fjord_core::raft::storage::LOST_META;
 use fjord_core::raft::{
     Body, ConfChange, Config, HardState, Message, Mutations, ProposeError, RaftNode, Role,
-    Snapshot, Storage,
-    StorageMutations,
+    Snapshot, Storage, StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::Rng;
@@ -961,7 +960,9 @@ impl RaftSim {
                 n.armed = None;
                 let now = n.clock.local(self.now);
                 let Some(up) = n.up.as_mut() else { return };
-                up.raft.tick(now);
+                if self.w.canary != Canary::RaftSkipTick || self.now < 1_000_000_000 {
+                    up.raft.tick(now);
+                }
                 self.drive(node);
                 // A timer that is due again at once after `tick` means the node would spin
                 // (a real driver burns a core; here simulated time would stop). Tolerate a few
