@@ -101,9 +101,9 @@ fn raft_commit_previous_term_by_counting_is_found() {
 
 /// A node that loses its whole disk and comes back as a blank voter (plain Raft, without the
 /// fenced replacement the wipe fault models) forgets entries it helped commit and votes again
-/// in terms it voted in. Today the first failure is at seed 185 (5 of the first 600 seeds
+/// in terms it voted in. Today the first failure is at seed 185 (2 of the first 600 seeds
 /// fail, by leader completeness or two leaders in a term: only worlds that draw a disk-loss
-/// rate and a 3- or 5-node cluster can).
+/// rate, a 3- or 5-node cluster and no membership changes can).
 #[test]
 fn raft_disk_loss_without_fence_is_found() {
     found(
