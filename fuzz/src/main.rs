@@ -7,10 +7,13 @@
 //! A target is a function from (seed, case) to a verdict; add one by writing a module with a
 //! `run_case` and listing it in `TARGETS`.
 
+mod conn;
+mod consumer;
 mod parser;
 mod raft;
 mod store;
 mod store_crypt;
+mod sublist;
 
 use std::panic;
 use std::process::ExitCode;
@@ -27,6 +30,9 @@ const TARGETS: &[(&str, CaseFn)] = &[
     ("store_checkpoint", store::run_case),
     ("store_crypt", store_crypt::run_case),
     ("raft", raft::run_case),
+    ("conn", conn::run_case),
+    ("sublist", sublist::run_case),
+    ("consumer", consumer::run_case),
 ];
 
 const DEFAULT_ITERATIONS: u64 = 10_000;
@@ -110,4 +116,25 @@ fn main() -> ExitCode {
 
 thread_local! {
     static LAST_PANIC: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TARGETS;
+
+    /// Every target runs clean on a few cases of seed 0 (CI fuzzes them for longer), in a debug
+    /// build, so with overflow checks. Except `store` (and its aliases): its seed 0 case 5
+    /// overflows in `Engine::state` (`num_deleted`, a store recovered from damaged blocks), a
+    /// store bug reported to be fixed there; put it back in then.
+    #[test]
+    fn every_target_passes_its_first_cases() {
+        let store = ["store", "store_record", "store_checkpoint"];
+        for (name, run_case) in TARGETS.iter().filter(|(name, _)| !store.contains(name)) {
+            for case in 0..30 {
+                if let Err(why) = run_case(0, case) {
+                    panic!("{name} seed 0 case {case}: {why}");
+                }
+            }
+        }
+    }
 }

@@ -49,6 +49,15 @@ pub enum Event {
     Quiesce,
     /// The liveness bound.
     Deadline,
+    /// Fault: the node's process stops (SIGSTOP, a long GC, a VM migration).
+    NodePause {
+        node: usize,
+    },
+    /// The pause begun in `incarnation` ends: the node carries on with its memory intact.
+    NodeResume {
+        node: usize,
+        incarnation: u64,
+    },
 }
 
 impl Event {
@@ -65,6 +74,8 @@ impl Event {
             Event::ClientDrop { .. } => 8,
             Event::Quiesce => 9,
             Event::Deadline => 10,
+            Event::NodePause { .. } => 11,
+            Event::NodeResume { .. } => 12,
         }
     }
 }

@@ -30,6 +30,11 @@ pub struct Node {
     config: CoreConfig,
     canary: Canary,
     canary_rng: ChaCha8Rng,
+    /// Paused until this simulated time: the process handles nothing until then.
+    pub paused_until: Option<u64>,
+    /// Bytes the network took off the node's send buffers while it was paused; the process
+    /// learns of them when it resumes.
+    pub written_while_paused: Vec<(u64, usize)>,
 }
 
 impl Node {
@@ -52,6 +57,8 @@ impl Node {
             config,
             canary: world.canary,
             canary_rng: rng::stream(world.seed, "canary", id as u64),
+            paused_until: None,
+            written_while_paused: Vec::new(),
         }
     }
 
@@ -71,6 +78,8 @@ impl Node {
         self.incarnation += 1;
         self.armed = None;
         self.server = None;
+        self.paused_until = None;
+        self.written_while_paused.clear();
     }
 
     pub fn local(&self, sim_now: u64) -> Instant {

@@ -5,6 +5,10 @@
 //! event to event. Every event is folded into a digest (FNV-1a over its time, kind, fields
 //! and bytes), so two runs of a seed can be compared event by event.
 //!
+//! Process faults: a node crashes (every connection reset, all state lost) and restarts, or
+//! pauses: it handles nothing (bytes wait in its socket buffers, its timers fire late) and
+//! then carries on with its memory intact, typically finding its clients' PONGs overdue.
+//!
 //! Phases: the safety phase (faults and workload on) lasts `world.safety`; then faults and
 //! new operations stop, a crashed node restarts, every client must reconnect and pass a final
 //! PING barrier within `world.liveness_bound`, and the end-of-run checks run.
@@ -24,7 +28,7 @@ use crate::node::{self, Node};
 use crate::rng::{self, Fnv64};
 use crate::workload::proto::show;
 use crate::workload::pubsub::{ClientOut, SimClient};
-use crate::world::World;
+use crate::world::{Canary, World};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -56,6 +60,8 @@ pub struct Sim {
     clients: Vec<SimClient>,
     checker: PubSubChecker,
     faults: ChaCha8Rng,
+    /// Process pauses: their own stream, so the other faults keep their draws.
+    pauses: ChaCha8Rng,
     phase: Phase,
     digest: Fnv64,
     events: u64,
@@ -64,6 +70,7 @@ pub struct Sim {
     outputs: Vec<ServerOutput>,
     crashes: u64,
     drops: u64,
+    paused: u64,
 }
 
 impl Sim {
@@ -83,6 +90,7 @@ impl Sim {
         Sim {
             net: Network::new(&world, rng::stream(seed, "network", 0)),
             faults: rng::stream(seed, "faults", 0),
+            pauses: rng::stream(seed, "pause", 0),
             world,
             now: 0,
             q: Queue::default(),
@@ -97,6 +105,7 @@ impl Sim {
             outputs: Vec::new(),
             crashes: 0,
             drops: 0,
+            paused: 0,
         }
     }
 
@@ -131,6 +140,12 @@ impl Sim {
                 self.q.push(gap, Event::NodeCrash { node: n });
             }
         }
+        if self.world.pause_rate > 0.0 {
+            for n in 0..self.nodes.len() {
+                let gap = Self::exp_gap(&mut self.pauses, self.world.pause_rate);
+                self.q.push(gap, Event::NodePause { node: n });
+            }
+        }
         let safety = self.world.safety.as_nanos() as u64;
         self.q.push(safety, Event::Quiesce);
         self.q.push(safety + self.world.liveness_bound.as_nanos() as u64, Event::Deadline);
@@ -149,6 +164,12 @@ impl Sim {
         }
         if self.failure.is_none() && self.phase != Phase::Done {
             self.failure = Some("the event queue ran dry before the run ended".into());
+        }
+        if self.trace {
+            println!(
+                "pubsub: node crashes {} pauses {} client drops {}",
+                self.crashes, self.paused, self.drops
+            );
         }
         Outcome {
             seed: self.world.seed,
@@ -197,6 +218,11 @@ impl Sim {
         match event {
             Event::Segment { conn, to } => self.segment(conn, to),
             Event::Reset { conn, to, client, node } => {
+                if let (Side::Server, Some(until)) = (to, self.nodes[node].paused_until) {
+                    // A stopped process sees the reset when it resumes.
+                    self.q.push(until, Event::Reset { conn, to, client, node });
+                    return;
+                }
                 self.digest.write_u64(conn);
                 match to {
                     Side::Server => {
@@ -215,7 +241,11 @@ impl Sim {
             }
             Event::NodeTimer { node, incarnation } => {
                 let n = &mut self.nodes[node];
-                if n.incarnation != incarnation || n.armed != Some(self.now) {
+                if n.incarnation != incarnation
+                    || n.armed != Some(self.now)
+                    || n.paused_until.is_some()
+                {
+                    // A paused node's timer fires when it resumes (late).
                     return;
                 }
                 n.armed = None;
@@ -283,9 +313,40 @@ impl Sim {
                 let gap = Self::exp_gap(&mut self.faults, self.world.drop_rate);
                 self.q.push(self.now + gap, Event::ClientDrop { client });
             }
+            Event::NodePause { node } => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                let n = &mut self.nodes[node];
+                if n.is_up() && n.paused_until.is_none() {
+                    let length =
+                        self.pauses.random_range(1..=self.world.pause_max.as_nanos() as u64);
+                    if self.world.canary == Canary::PauseForever {
+                        n.paused_until = Some(u64::MAX);
+                    } else {
+                        n.paused_until = Some(self.now + length);
+                        let incarnation = n.incarnation;
+                        self.q.push(self.now + length, Event::NodeResume { node, incarnation });
+                    }
+                    self.paused += 1;
+                }
+                let gap = Self::exp_gap(&mut self.pauses, self.world.pause_rate);
+                self.q.push(self.now + gap, Event::NodePause { node });
+            }
+            Event::NodeResume { node, incarnation } => {
+                let n = &self.nodes[node];
+                if n.incarnation == incarnation && n.paused_until.is_some() {
+                    self.resume(node);
+                }
+            }
             Event::Quiesce => {
                 self.phase = Phase::Liveness;
                 for node in 0..self.nodes.len() {
+                    if self.nodes[node].paused_until.is_some()
+                        && self.world.canary != Canary::PauseForever
+                    {
+                        self.resume(node);
+                    }
                     if !self.nodes[node].is_up() {
                         self.nodes[node].start();
                         self.after_node_input(node);
@@ -315,9 +376,20 @@ impl Sim {
     }
 
     fn segment(&mut self, conn: u64, to: Side) {
-        self.digest.write_u64(conn);
-        let Some(stream) = self.net.stream(conn) else { return };
+        let Some(stream) = self.net.stream(conn) else {
+            self.digest.write_u64(conn);
+            return;
+        };
         let (client, node) = (stream.client, stream.node);
+        if to == Side::Server && self.nodes[node].is_up() {
+            if let Some(until) = self.nodes[node].paused_until {
+                // The bytes wait in the stopped process's socket buffer until it resumes; the
+                // stream stays FIFO since each event takes the front segment.
+                self.q.push(until, Event::Segment { conn, to });
+                return;
+            }
+        }
+        self.digest.write_u64(conn);
         let Some(segment) = self.net.pop(conn, to) else { return };
         match &segment {
             Segment::Data(bytes) => {
@@ -357,7 +429,9 @@ impl Sim {
                 match segment {
                     Segment::Data(bytes) => {
                         let now = self.nodes[node].local(self.now);
-                        if let Some(server) = self.nodes[node].server() {
+                        if self.nodes[node].paused_until.is_some() {
+                            self.nodes[node].written_while_paused.push((conn, bytes.len()));
+                        } else if let Some(server) = self.nodes[node].server() {
                             server.handle_written(now, conn, bytes.len());
                         }
                         if !current {
@@ -398,6 +472,23 @@ impl Sim {
         if let Some(conn) = self.clients[client].session.as_ref().map(|s| s.conn) {
             self.net.send(self.now, conn, Side::Server, out.bytes, &mut self.q);
         }
+    }
+
+    /// The pause ends: what the network carried off meanwhile is reported, the overdue timer
+    /// fires now (late), and the segments that waited follow (re-queued at this time).
+    fn resume(&mut self, node: usize) {
+        let now = self.nodes[node].local(self.now);
+        let n = &mut self.nodes[node];
+        n.paused_until = None;
+        n.armed = None;
+        let written = std::mem::take(&mut n.written_while_paused);
+        if let Some(server) = n.server() {
+            for (conn, len) in written {
+                server.handle_written(now, conn, len);
+            }
+            server.handle_timeout(now);
+        }
+        self.after_node_input(node);
     }
 
     /// The client's connection is gone; it reconnects after a while.

@@ -39,10 +39,22 @@ pub enum Canary {
     RaftCommitPrevTerm,
     /// Raft workload: a restarted node forgets whom it voted for.
     RaftForgetVote,
+    /// Store workload: expiry is fed a clock that ignores the wall clock's steps (the
+    /// monotonic one), so `max_age` disagrees with the timestamps the messages carry.
+    StoreExpireMonotonic,
+    /// Raft workload: a node that lost its disk comes back as a blank voter (plain Raft's
+    /// unsafe behaviour) instead of the fenced, non-voting replacement the fault models.
+    RaftWipeUnfenced,
+    /// Pub/sub and Raft workloads: a paused node is never resumed (not even when the faults
+    /// stop), so the liveness checks must report it.
+    PauseForever,
+    /// Raft workload: after the first simulated second the driver stops calling `tick` when a
+    /// node's timer is due (the spin check must report the node's timer staying due).
+    RaftSkipTick,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 10] = [
+    pub const ALL: [Canary; 14] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -53,6 +65,10 @@ impl Canary {
         Canary::RaftAckBeforeSync,
         Canary::RaftCommitPrevTerm,
         Canary::RaftForgetVote,
+        Canary::StoreExpireMonotonic,
+        Canary::RaftWipeUnfenced,
+        Canary::PauseForever,
+        Canary::RaftSkipTick,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +84,10 @@ impl Canary {
             Canary::RaftAckBeforeSync => "raft-ack-before-sync",
             Canary::RaftCommitPrevTerm => "raft-commit-prev-term",
             Canary::RaftForgetVote => "raft-forget-vote",
+            Canary::StoreExpireMonotonic => "store-expire-monotonic",
+            Canary::RaftWipeUnfenced => "raft-wipe-unfenced",
+            Canary::PauseForever => "pause-forever",
+            Canary::RaftSkipTick => "raft-skip-tick",
         }
     }
 
@@ -159,6 +179,9 @@ pub struct World {
     pub verbose_prob: f64,
     pub canary: Canary,
     pub workload: Workload,
+    /// Node process pauses per simulated second, and the longest pause.
+    pub pause_rate: f64,
+    pub pause_max: Duration,
 }
 
 fn dur_ms(rng: &mut impl Rng, lo: u64, hi: u64) -> Duration {
@@ -216,6 +239,10 @@ impl World {
         if let Some(n) = overrides.clients {
             clients = n;
         }
+        // Process pauses, from their own stream so the draws above keep their values.
+        let p = &mut rng::stream(seed, "world-process", 0);
+        let pause_rate = rate(p, 0.4, 0.5);
+        let pause_max = dur_ms(p, 10, 5_000);
         World {
             seed,
             nodes,
@@ -251,6 +278,8 @@ impl World {
             verbose_prob,
             canary: overrides.canary,
             workload: overrides.workload,
+            pause_rate,
+            pause_max,
         }
     }
 }
@@ -286,6 +315,7 @@ impl fmt::Display for World {
             self.restart_max,
             self.drift_ppm
         )?;
+        writeln!(f, "  process: pauses={:.3}/s (<= {:?})", self.pause_rate, self.pause_max)?;
         writeln!(
             f,
             "  server: ping_interval={:?} ping_max={} max_pending={}",

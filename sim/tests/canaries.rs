@@ -73,3 +73,15 @@ fn clean_seeds_pass_and_replay_identically() {
         assert!(a.events > 0);
     }
 }
+
+/// A paused server that never resumes leaves its clients without their final PING barrier:
+/// proof that a pause really stops the node, and that liveness notices it.
+#[test]
+fn pause_without_resume_is_found() {
+    let overrides = Overrides { canary: Canary::PauseForever, ..Overrides::default() };
+    let report = explore(0, 40, None, overrides, true);
+    let Some((_, message, _)) = report.failures.first() else {
+        panic!("canary pause-forever not found within 40 seeds");
+    };
+    assert!(message.contains("liveness"), "caught by another check: {message}");
+}

@@ -117,3 +117,11 @@ fn pubsub_stays_the_default() {
     let b = fjord_sim::run_seed(3, store(Canary::None), false);
     assert_ne!(a.digest, b.digest);
 }
+
+/// Expiry fed the monotonic clock instead of the (jumping) wall clock disagrees with the
+/// timestamps the messages carry: the `max_age` check must see it. Today the first failure is
+/// at seed 7.
+#[test]
+fn store_expire_ignoring_wall_clock_jumps_is_found() {
+    found(Canary::StoreExpireMonotonic, "expire at wall clock");
+}

@@ -7,7 +7,9 @@
 //!   shows at the first index a node applies after it, in every life of every node;
 //! - the commit index never goes back within one life of a node;
 //! - Leader Completeness: an entry any node counts committed (at or below its commit index)
-//!   has one identity everywhere and is in the log of every leader elected after;
+//!   has one identity everywhere and is in the log of every leader of its commit term or a
+//!   later one (a leader of an earlier term may show up late: a candidate paused mid-election
+//!   wins its old term when it resumes, and owes nothing committed since);
 //! - every acknowledged proposal is in the committed log exactly once, at the index it was
 //!   acknowledged at;
 //! - after the liveness phase every node has applied the same log.
@@ -28,6 +30,10 @@ pub struct RaftChecker {
     leaders: BTreeMap<u64, usize>,
     /// The term of the entry at each index some node has counted committed.
     committed_terms: Vec<u64>,
+    /// The lowest current term of a node seen counting each index committed: no lower than
+    /// the term it was committed in, since a node learns of a commit from that term's leader
+    /// or a later one.
+    commit_terms: Vec<u64>,
     /// Chain hash of the committed log at each index (index i at position i - 1).
     chain: Vec<u64>,
     /// The value (client, sequence) committed at each index, for normal entries.
@@ -94,7 +100,8 @@ fn link(prev: u64, e: &Entry) -> u64 {
 impl RaftChecker {
     /// `node` leads `term`; `term_at` reads its log, which starts after its snapshot at
     /// `offset` (the entries up to there are checked when a snapshot is restored or taken).
-    /// A leader seen for the first time must hold every entry counted committed so far.
+    /// A leader seen for the first time must hold every entry counted committed so far in its
+    /// term or an earlier one.
     pub fn leader(
         &mut self,
         node: usize,
@@ -110,12 +117,14 @@ impl RaftChecker {
             None => {
                 self.stats.elections += 1;
                 self.leaders.insert(term, node);
-                for (i, &t) in self.committed_terms.iter().enumerate() {
+                for (i, (&t, &ct)) in
+                    self.committed_terms.iter().zip(&self.commit_terms).enumerate()
+                {
                     let index = i as u64 + 1;
                     if index < offset {
                         continue;
                     }
-                    if term_at(index) != Some(t) {
+                    if ct <= term && term_at(index) != Some(t) {
                         return Err(Violation(format!(
                             "leader completeness: node{node} leads term {term} without committed entry {index} (term {t}); it has {:?}",
                             term_at(index)
@@ -127,10 +136,11 @@ impl RaftChecker {
         }
     }
 
-    /// `node` counts the entry `(index, term)` committed.
+    /// `node`, in term `node_term`, counts the entry `(index, term)` committed.
     pub fn committed(
         &mut self,
         node: usize,
+        node_term: u64,
         index: u64,
         term: Option<u64>,
     ) -> Result<(), Violation> {
@@ -142,9 +152,13 @@ impl RaftChecker {
             Some(&t) if t != term => Err(Violation(format!(
                 "state machine safety: node{node} counts ({index}, term {term}) committed, another node ({index}, term {t})"
             ))),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.commit_terms[i] = self.commit_terms[i].min(node_term);
+                Ok(())
+            }
             None if i == self.committed_terms.len() => {
                 self.committed_terms.push(term);
+                self.commit_terms.push(node_term);
                 Ok(())
             }
             None => {

@@ -172,6 +172,8 @@ pub struct StoreStats {
     pub read_errors: u64,
     pub no_space: u64,
     pub acked_verified: u64,
+    /// Messages removed by `max_age` expiry.
+    pub expired: u64,
 }
 
 #[derive(Debug, Default)]

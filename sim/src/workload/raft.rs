@@ -10,7 +10,10 @@
 //! one node isolated, or a one-way cut); crashes with power loss on `MemDisk` (unsynced
 //! writes lost, torn writes), crashes aimed at the moments elections are decided; whole-cluster
 //! power loss; bit flips at rest on a fixed minority of nodes (WAL, metadata copies and the
-//! snapshot file). The disk is synced in groups:
+//! snapshot file); process pauses (the node handles nothing, its timers fire late, and it
+//! resumes with its memory as it was: a deposed leader wakes up still believing it leads);
+//! the loss of a whole disk on that same minority, with the node brought back as a fenced
+//! non-voter (see `wipe` for why plain Raft cannot take it). The disk is synced in groups:
 //! writes land at once, a sync follows after a drawn delay and covers every batch written
 //! before it (group commit).
 //!
@@ -36,9 +39,10 @@ use std::fmt;
 use std::time::Duration;
 
 use fjord_core::disk::{FaultConfig, MemDisk};
+use fjord_core::raft::storage::LOST_META;
 use fjord_core::raft::{
-    Body, ConfChange, Config, Message, Mutations, ProposeError, RaftNode, Role, Snapshot, Storage,
-    StorageMutations,
+    Body, ConfChange, Config, HardState, Message, Mutations, ProposeError, RaftNode, Role,
+    Snapshot, Storage, StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::Rng;
@@ -98,6 +102,12 @@ pub struct RaftWorld {
     pub op_gap: Duration,
     pub drift_ppm: Vec<i64>,
     pub canary: Canary,
+    /// Process pauses per simulated second (a stopped process: no messages, timers or sync
+    /// completions handled until it resumes with its memory intact), and the longest pause.
+    pub pause_rate: f64,
+    pub pause_max: Duration,
+    /// Whole-disk losses per simulated second, on the damageable minority only (see `wipe`).
+    pub wipe_rate: f64,
 }
 
 fn ms(r: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
@@ -149,7 +159,19 @@ impl RaftWorld {
             compact_every = 0;
         }
         let membership_rate = if nodes > 1 { rate(r, 0.4, 6.0) } else { 0.0 };
+        // The process faults come from their own stream, so the draws above keep their values.
+        let p = &mut rng::stream(world.seed, "raft-world-process", 0);
+        let pause_rate = rate(p, 0.6, 1.0);
+        let pause_max = ms(p, 10, 3_000);
+        let wipe_rate = rate(p, 0.7, 0.3);
+        // The fenced replacement is modelled for a fixed configuration: worlds that change
+        // membership get no disk loss (seed 100732, a wipe of a node just removed from the
+        // configuration, fails state machine safety and is not yet understood).
+        let wipe_rate = if membership_rate > 0.0 { 0.0 } else { wipe_rate };
         RaftWorld {
+            pause_rate,
+            pause_max,
+            wipe_rate,
             seed: world.seed,
             nodes,
             clients,
@@ -227,6 +249,11 @@ impl fmt::Display for RaftWorld {
             self.bit_flip,
             self.drift_ppm
         )?;
+        writeln!(
+            f,
+            "  process: pauses={:.3}/s (<= {:?}) disk_wipes={:.3}/s",
+            self.pause_rate, self.pause_max, self.wipe_rate
+        )?;
         if self.canary != Canary::None {
             writeln!(f, "  CANARY: {}", self.canary.name())?;
         }
@@ -269,6 +296,18 @@ enum Ev {
     },
     Quiesce,
     Deadline,
+    Pause {
+        node: usize,
+    },
+    /// The end of a pause begun in life `life` (a crash in between ends it sooner).
+    Resume {
+        node: usize,
+        life: u64,
+    },
+    /// The node's whole disk is lost (see `wipe`).
+    Wipe {
+        node: usize,
+    },
 }
 
 impl Ev {
@@ -288,6 +327,9 @@ impl Ev {
             Ev::Deadline => 12,
             Ev::Churn => 13,
             Ev::Membership => 14,
+            Ev::Pause { .. } => 15,
+            Ev::Resume { .. } => 16,
+            Ev::Wipe { .. } => 17,
         }
     }
 }
@@ -309,8 +351,14 @@ struct SimNode {
     life: u64,
     armed: Option<u64>,
     clock: NodeClock,
-    /// Bit flips only ever hit a fixed minority of nodes, as the fault model promises.
+    /// Bit flips and disk losses only ever hit a fixed minority of nodes, as the fault model
+    /// promises.
     flippable: bool,
+    /// Paused until this simulated time (`u64::MAX`: for good, the canary).
+    paused_until: Option<u64>,
+    /// Message deliveries and sync completions that arrived while paused, in arrival order;
+    /// the node handles them when it resumes.
+    deferred: Vec<Ev>,
 }
 
 #[derive(Clone, Debug)]
@@ -348,6 +396,8 @@ pub struct RaftSim {
     checker: RaftChecker,
     net_rng: ChaCha8Rng,
     faults: ChaCha8Rng,
+    /// Pauses and disk losses.
+    process: ChaCha8Rng,
     phase: Phase,
     /// The liveness barrier: a proposal that must commit after the faults stop.
     barrier: Option<(usize, u64, u64)>,
@@ -356,6 +406,11 @@ pub struct RaftSim {
     events: u64,
     crashes: u64,
     drops: u64,
+    pauses: u64,
+    wipes: u64,
+    /// Timer rounds at one instant for one node (the spin check).
+    spins: u32,
+    spin_at: (usize, u64),
     trace: bool,
     failure: Option<String>,
 }
@@ -378,6 +433,8 @@ impl RaftSim {
                     armed: None,
                     clock: NodeClock::new(w.drift_ppm[i], origin),
                     flippable: i < flippable,
+                    paused_until: None,
+                    deferred: Vec::new(),
                 }
             })
             .collect();
@@ -392,6 +449,7 @@ impl RaftSim {
         RaftSim {
             net_rng: rng::stream(seed, "raft-network", 0),
             faults: rng::stream(seed, "raft-faults", 0),
+            process: rng::stream(seed, "raft-process", 0),
             w,
             now: 0,
             heap: BinaryHeap::new(),
@@ -410,6 +468,10 @@ impl RaftSim {
             events: 0,
             crashes: 0,
             drops: 0,
+            pauses: 0,
+            wipes: 0,
+            spins: 0,
+            spin_at: (usize::MAX, 0),
             trace,
             failure: None,
         }
@@ -465,6 +527,21 @@ impl RaftSim {
             let gap = Self::exp_gap(&mut self.faults, self.w.membership_rate);
             self.push(gap, Ev::Membership);
         }
+        // Pauses and disk losses draw from their own stream, so the faults above keep theirs.
+        if self.w.pause_rate > 0.0 {
+            for n in 0..self.nodes.len() {
+                let gap = Self::exp_gap(&mut self.process, self.w.pause_rate);
+                self.push(gap, Ev::Pause { node: n });
+            }
+        }
+        if self.w.wipe_rate > 0.0 {
+            let wipeable: Vec<usize> =
+                (0..self.nodes.len()).filter(|&n| self.nodes[n].flippable).collect();
+            for n in wipeable {
+                let gap = Self::exp_gap(&mut self.process, self.w.wipe_rate);
+                self.push(gap, Ev::Wipe { node: n });
+            }
+        }
         let safety = self.w.safety.as_nanos() as u64;
         self.push(safety, Ev::Quiesce);
         self.push(safety + self.w.liveness_bound.as_nanos() as u64, Ev::Deadline);
@@ -505,8 +582,8 @@ impl RaftSim {
         if self.trace {
             let st = &self.checker.stats;
             println!(
-                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} membership changes {}",
-                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.conf_changes
+                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} membership changes {} pauses {} disk wipes {}",
+                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.conf_changes, self.pauses, self.wipes
             );
         }
         (outcome, self.checker.stats)
@@ -624,6 +701,14 @@ impl RaftSim {
         }
         n.life += 1;
         n.armed = None;
+        n.paused_until = None;
+        // What waited for the paused process is gone with it.
+        for ev in std::mem::take(&mut n.deferred) {
+            if let Ev::Deliver { id } = ev {
+                self.in_flight.remove(&id);
+            }
+        }
+        let n = &mut self.nodes[node];
         n.disk.crash();
         if n.flippable && self.w.bit_flip > 0.0 && self.faults.random_bool(self.w.bit_flip) {
             let files =
@@ -830,6 +915,12 @@ impl RaftSim {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Deliver { id } => {
+                let to = self.in_flight.get(&id).map(|m| (m.to - 1) as usize);
+                if let Some(to) = to.filter(|&to| self.nodes[to].paused_until.is_some()) {
+                    // A stopped process reads its socket when it resumes.
+                    self.nodes[to].deferred.push(Ev::Deliver { id });
+                    return;
+                }
                 let Some(m) = self.in_flight.remove(&id) else { return };
                 let (from, to) = ((m.from - 1) as usize, (m.to - 1) as usize);
                 self.digest.write_u64(id);
@@ -866,16 +957,38 @@ impl RaftSim {
             }
             Ev::Timer { node, life } => {
                 let n = &mut self.nodes[node];
-                if n.life != life || n.armed != Some(self.now) {
+                if n.life != life || n.armed != Some(self.now) || n.paused_until.is_some() {
+                    // A paused node's timer fires when it resumes (`resume`), late.
                     return;
                 }
                 n.armed = None;
                 let now = n.clock.local(self.now);
                 let Some(up) = n.up.as_mut() else { return };
-                up.raft.tick(now);
+                if self.w.canary != Canary::RaftSkipTick || self.now < 1_000_000_000 {
+                    up.raft.tick(now);
+                }
                 self.drive(node);
+                // A timer that is due again at once after `tick` means the node would spin
+                // (a real driver burns a core; here simulated time would stop). Tolerate a few
+                // rounds, as a timer may legitimately be re-armed for the same instant.
+                if self.nodes[node].armed == Some(self.now) {
+                    self.spins = if self.spin_at == (node, self.now) { self.spins + 1 } else { 1 };
+                    self.spin_at = (node, self.now);
+                    if self.spins > 1_000 {
+                        let due = self.nodes[node].up.as_ref().and_then(|u| u.raft.poll_timeout());
+                        self.fail(Violation(format!(
+                            "node{node} spins: after tick({now:?}) its poll_timeout is still due ({due:?}), {} rounds at the same instant",
+                            self.spins
+                        )));
+                    }
+                }
             }
             Ev::Sync { node, life } => {
+                if self.nodes[node].paused_until.is_some() {
+                    // The disk finished; the stopped process learns it when it resumes.
+                    self.nodes[node].deferred.push(Ev::Sync { node, life });
+                    return;
+                }
                 let now = self.local(node);
                 let n = &mut self.nodes[node];
                 if n.life != life {
@@ -941,6 +1054,9 @@ impl RaftSim {
                 let transfer = self.faults.random_bool(0.5);
                 for node in 0..n {
                     let now = self.local(node);
+                    if self.nodes[node].paused_until.is_some() {
+                        continue;
+                    }
                     let Some(up) = self.nodes[node].up.as_mut() else { continue };
                     if up.raft.role() == Role::Leader {
                         if transfer {
@@ -971,12 +1087,48 @@ impl RaftSim {
                 self.phase = Phase::Liveness;
                 self.cut.clear();
                 for n in 0..self.nodes.len() {
+                    if self.nodes[n].paused_until.is_some() && self.w.canary != Canary::PauseForever
+                    {
+                        self.resume(n);
+                    }
                     if self.nodes[n].up.is_none() {
                         self.start(n);
                     }
                 }
                 let at = self.now + 1_000_000;
                 self.push(at, Ev::ClientTick { client: usize::MAX });
+            }
+            Ev::Pause { node } => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                let n = &mut self.nodes[node];
+                if n.up.is_some() && n.paused_until.is_none() {
+                    let length = self.process.random_range(1..=self.w.pause_max.as_nanos() as u64);
+                    let life = n.life;
+                    if self.w.canary == Canary::PauseForever {
+                        n.paused_until = Some(u64::MAX);
+                    } else {
+                        n.paused_until = Some(self.now + length);
+                        self.push(self.now + length, Ev::Resume { node, life });
+                    }
+                    self.pauses += 1;
+                }
+                let gap = Self::exp_gap(&mut self.process, self.w.pause_rate);
+                self.push(self.now + gap, Ev::Pause { node });
+            }
+            Ev::Resume { node, life } => {
+                if self.nodes[node].life == life && self.nodes[node].paused_until.is_some() {
+                    self.resume(node);
+                }
+            }
+            Ev::Wipe { node } => {
+                if self.phase != Phase::Safety {
+                    return;
+                }
+                self.wipe(node);
+                let gap = Self::exp_gap(&mut self.process, self.w.wipe_rate);
+                self.push(self.now + gap, Ev::Wipe { node });
             }
             Ev::Deadline => {
                 let (applied, commit): (Vec<u64>, Vec<u64>) = self
@@ -1040,6 +1192,53 @@ impl RaftSim {
             }
             self.drive(node);
         }
+    }
+
+    /// The process continues with its memory as it was: what arrived meanwhile (messages,
+    /// sync completions) is queued now, in arrival order, and its overdue timer fires (late),
+    /// after them.
+    fn resume(&mut self, node: usize) {
+        let deferred = std::mem::take(&mut self.nodes[node].deferred);
+        for ev in deferred {
+            self.push(self.now, ev);
+        }
+        let n = &mut self.nodes[node];
+        n.paused_until = None;
+        n.armed = Some(self.now);
+        let life = n.life;
+        self.push(self.now, Ev::Timer { node, life });
+    }
+
+    /// The node loses its whole disk (a replaced drive, a reimaged machine) and comes back
+    /// empty. Plain Raft cannot take this: a blank node would vote again in terms it already
+    /// voted in, and its acknowledgements of committed entries are gone, so two leaders or a
+    /// lost commit follow. The core's answer is the `LOST_META` fence: a node that no longer
+    /// knows its vote never votes or campaigns again, but still replicates, and "an operator
+    /// must replace it". So the fault is modelled as that operator: the blank disk gets fenced
+    /// metadata before the node starts (canary `raft-wipe-unfenced` skips this). Only the
+    /// damageable minority is ever wiped, so a quorum of voters remains.
+    fn wipe(&mut self, node: usize) {
+        if !self.nodes[node].flippable {
+            return;
+        }
+        self.crash(node, None);
+        self.wipes += 1;
+        let disk_seed = self.process.random();
+        let faults = FaultConfig { torn_writes: self.w.torn_writes, ..FaultConfig::default() };
+        let mut disk = MemDisk::new(disk_seed, faults);
+        if self.w.canary != Canary::RaftWipeUnfenced {
+            let fenced = HardState { term: 0, vote: None, fence: LOST_META };
+            let written = Storage::open(&mut disk, DIR, StorageMutations::default()).and_then(
+                |(mut storage, _)| {
+                    storage.write_hard_state(&mut disk, &fenced)?;
+                    storage.sync(&mut disk)
+                },
+            );
+            if let Err(e) = written {
+                self.fail(Violation(format!("node{node}: fencing the replacement disk: {e}")));
+            }
+        }
+        self.nodes[node].disk = disk;
     }
 
     /// Cuts `x` off from everyone, both ways, for a drawn while.
@@ -1114,7 +1313,8 @@ impl RaftSim {
             c.seq += 1;
             let value = (client as u32, c.seq);
             let now = self.nodes[node].clock.local(self.now);
-            if let Some(up) = self.nodes[node].up.as_mut() {
+            let paused = self.nodes[node].paused_until.is_some();
+            if let Some(up) = self.nodes[node].up.as_mut().filter(|_| !paused) {
                 match up.raft.propose(now, encode_value(value.0, value.1)) {
                     Ok((index, term)) => {
                         self.checker.stats.proposed += 1;
@@ -1147,6 +1347,9 @@ impl RaftSim {
         if self.barrier_done.is_none() && self.barrier.is_none() {
             for node in 0..self.nodes.len() {
                 let now = self.local(node);
+                if self.nodes[node].paused_until.is_some() {
+                    continue;
+                }
                 let Some(up) = self.nodes[node].up.as_mut() else { continue };
                 if up.raft.role() == Role::Leader {
                     if let Ok((index, term)) =
@@ -1191,7 +1394,7 @@ impl RaftSim {
             let from = (up.applied.commit + 1).max(up.raft.log().offset()).max(1);
             for index in from..=commit {
                 let term = up.raft.log().term(index);
-                if let Err(v) = self.checker.committed(i, index, term) {
+                if let Err(v) = self.checker.committed(i, up.raft.term(), index, term) {
                     self.fail(v);
                     return;
                 }

@@ -31,6 +31,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checker::store::{Excuses, Op, Recovered, StoreChecker, StoreStats};
 use crate::checker::Violation;
+use crate::clock::NodeClock;
 use crate::engine::SimTime;
 use crate::rng::{self, Fnv64};
 use crate::sim::Outcome;
@@ -39,8 +40,6 @@ use crate::world::{Canary, World};
 const SUBJECTS: &[&[u8]] = &[b"orders.eu", b"orders.us", b"orders.us.west", b"kv.a", b"kv.b"];
 const FILTERS: &[&[u8]] = &[b">", b"orders.*", b"orders.>", b"kv.a", b"kv.*", b"nothing.here"];
 const DIR: &str = "streams/s1";
-/// Wall-clock-like origin for message timestamps (nanoseconds), so they look like real ones.
-const TS_ORIGIN: i64 = 1_700_000_000_000_000_000;
 
 /// What a seed draws for the store workload.
 #[derive(Clone, Debug)]
@@ -70,6 +69,13 @@ pub struct StoreWorld {
     pub cache_bytes: u64,
     /// Sealed blocks are compressed (snappy).
     pub compress: bool,
+    /// Steps of the node's wall clock per simulated second (0: none), and the largest step;
+    /// half go backward. Message timestamps and `max_age` read the wall clock.
+    pub wall_jump_rate: f64,
+    pub wall_jump_max: Duration,
+    /// The stream's `max_age` (zero: none), applied by an `expire` every `expire_gap` or so.
+    pub max_age: Duration,
+    pub expire_gap: Duration,
 }
 
 fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
@@ -81,6 +87,44 @@ fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
 }
 
 impl StoreWorld {
+    /// The clock faults and expiry, from their own stream so the draws above keep their values
+    /// (the fields not set here are placeholders, overwritten by `draw`).
+    fn draw_clock(seed: u64) -> StoreWorld {
+        let r = &mut rng::stream(seed, "store-world-clock", 0);
+        StoreWorld {
+            seed,
+            clients: 0,
+            safety: Duration::ZERO,
+            op_gap: Duration::ZERO,
+            burst_max: 1,
+            flush_gap: Duration::ZERO,
+            payload_max: 0,
+            headers_prob: 0.0,
+            block_size: 0,
+            checkpoint_every: 0,
+            crash_rate: 0.0,
+            torn_writes: false,
+            tear_block: 0,
+            flip_rate: 0.0,
+            read_error_per_million: 0,
+            full_rate: 0.0,
+            full_len: Duration::ZERO,
+            canary: Canary::None,
+            cache_bytes: 0,
+            compress: false,
+            wall_jump_rate: rate(r, 0.3, 4.0),
+            wall_jump_max: Duration::from_millis(
+                [10, 500, 5_000, 3_600_000][r.random_range(0..4usize)],
+            ),
+            max_age: if r.random_bool(0.3) {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(r.random_range(20..=3_000))
+            },
+            expire_gap: Duration::from_millis(r.random_range(5..=500)),
+        }
+    }
+
     pub fn draw(world: &World) -> StoreWorld {
         let r = &mut rng::stream(world.seed, "store-world", 0);
         StoreWorld {
@@ -107,6 +151,7 @@ impl StoreWorld {
             // Also drawn last (it was once behind an environment switch, so seeds kept their
             // other draws when it came on).
             compress: r.random_bool(0.5),
+            ..StoreWorld::draw_clock(world.seed)
         }
     }
 }
@@ -140,6 +185,11 @@ impl fmt::Display for StoreWorld {
             self.read_error_per_million,
             self.full_rate,
             self.full_len
+        )?;
+        writeln!(
+            f,
+            "  clock: wall_jumps={:.3}/s (<= {:?}, either way) max_age={:?} expire_gap={:?}",
+            self.wall_jump_rate, self.wall_jump_max, self.max_age, self.expire_gap
         )?;
         if self.canary != Canary::None {
             writeln!(f, "  CANARY: {}", self.canary.name())?;
@@ -298,6 +348,8 @@ enum Ev {
     DiskFull,
     DiskFree,
     End,
+    WallJump,
+    Expire,
 }
 
 impl Ev {
@@ -310,6 +362,8 @@ impl Ev {
             Ev::DiskFull => 5,
             Ev::DiskFree => 6,
             Ev::End => 7,
+            Ev::WallJump => 8,
+            Ev::Expire => 9,
         }
     }
 }
@@ -322,6 +376,7 @@ struct Run {
     work: ChaCha8Rng,
     faults: ChaCha8Rng,
     config: FileStoreConfig,
+    limits: Limits,
     store: Option<FileStore<MemDisk>>,
     checker: StoreChecker,
     atlas: FaultAtlas,
@@ -331,6 +386,8 @@ struct Run {
     digest: Fnv64,
     events: u64,
     trace: bool,
+    /// The node's clocks: no drift (one node has nothing to drift against), wall jumps.
+    clock: NodeClock,
 }
 
 fn exp_gap(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
@@ -346,6 +403,7 @@ fn fail(v: Violation) -> Result<(), String> {
 pub fn run(world: World, trace: bool) -> (Outcome, StoreStats) {
     let w = StoreWorld::draw(&world);
     let mut config = FileStoreConfig::new(DIR);
+    let limits = Limits { max_age: w.max_age.as_nanos() as u64, ..Limits::default() };
     config.block_size = w.block_size;
     config.checkpoint_every = w.checkpoint_every;
     config.cache_bytes = w.cache_bytes;
@@ -362,6 +420,7 @@ pub fn run(world: World, trace: bool) -> (Outcome, StoreStats) {
         heap: BinaryHeap::new(),
         next_id: 0,
         config,
+        limits,
         store: None,
         checker: StoreChecker::default(),
         atlas: FaultAtlas::new(1),
@@ -370,6 +429,7 @@ pub fn run(world: World, trace: bool) -> (Outcome, StoreStats) {
         digest: Fnv64::default(),
         events: 0,
         trace,
+        clock: NodeClock::new(0, 0),
     };
     let failure = run.go().err();
     let outcome = Outcome {
@@ -416,6 +476,15 @@ impl Run {
                 let at = exp_gap(&mut self.faults, Duration::from_secs_f64(1.0 / rate));
                 self.push(at, ev);
             }
+        }
+        if self.w.wall_jump_rate > 0.0 {
+            let at =
+                exp_gap(&mut self.faults, Duration::from_secs_f64(1.0 / self.w.wall_jump_rate));
+            self.push(at, Ev::WallJump);
+        }
+        if !self.w.max_age.is_zero() {
+            let at = exp_gap(&mut self.faults, self.w.expire_gap);
+            self.push(at, Ev::Expire);
         }
         let end = self.w.safety.as_nanos() as u64;
         self.push(end, Ev::End);
@@ -464,6 +533,23 @@ impl Run {
                     self.push(at, Ev::DiskFull);
                 }
                 Ev::DiskFree => self.set_full(false)?,
+                Ev::WallJump if safety => {
+                    let most = self.w.wall_jump_max.as_nanos() as i64;
+                    let delta = self.faults.random_range(-most..=most);
+                    self.clock.jump_wall(delta);
+                    self.digest.write_u64(delta as u64);
+                    if self.trace {
+                        println!("               wall clock steps {delta}ns");
+                    }
+                    let mean = Duration::from_secs_f64(1.0 / self.w.wall_jump_rate);
+                    let at = self.now + exp_gap(&mut self.faults, mean);
+                    self.push(at, Ev::WallJump);
+                }
+                Ev::Expire if safety => {
+                    self.expire()?;
+                    let at = self.now + exp_gap(&mut self.faults, self.w.expire_gap);
+                    self.push(at, Ev::Expire);
+                }
                 Ev::End => {
                     // Faults stop: the last group commit must succeed, and after one more power
                     // loss everything acknowledged must be back.
@@ -529,7 +615,7 @@ impl Run {
                 };
                 let mut payload = vec![0u8; self.work.random_range(0..=self.w.payload_max)];
                 self.work.fill(&mut payload[..]);
-                let ts = TS_ORIGIN + self.now as i64;
+                let ts = self.wall();
                 match self.store()?.store(subject, headers, &payload, ts, None) {
                     Ok(seq) => {
                         self.digest.write_u64(seq);
@@ -656,7 +742,7 @@ impl Run {
             }
             92..=95 => {
                 let count = self.work.random_range(1..=3);
-                let ts = TS_ORIGIN + self.now as i64;
+                let ts = self.wall();
                 match self.store()?.skip(count, ts) {
                     Ok(_) => self.record(Op::Skip { count, ts }),
                     Err(e) => self.mutation_error("skip", e)?,
@@ -667,11 +753,17 @@ impl Run {
                 Err(e) => self.mutation_error("purge", e)?,
             },
         }
+        self.compare_state(ex.any)
+    }
+
+    /// After a mutation: the store's sequence and message count are the model's (unless a bit
+    /// flip excuses a difference).
+    fn compare_state(&mut self, excused: bool) -> Result<(), String> {
         let state = self.store()?.state();
         self.digest.write_u64(state.last_seq);
         self.digest.write_u64(state.msgs);
         let model = self.checker.current();
-        if !ex.any && (state.last_seq, state.msgs) != (model.last_seq, model.msgs.len() as u64) {
+        if !excused && (state.last_seq, state.msgs) != (model.last_seq, model.msgs.len() as u64) {
             return Err(format!(
                 "store state (last_seq {}, msgs {}) differs from the model ({}, {})",
                 state.last_seq,
@@ -681,6 +773,57 @@ impl Run {
             ));
         }
         Ok(())
+    }
+
+    /// The node's wall clock now: what message timestamps and expiry read.
+    fn wall(&self) -> i64 {
+        self.clock.wall(self.now).0
+    }
+
+    /// `max_age` expiry at the wall clock's reading. Timestamps need not rise with sequences
+    /// (the wall clock steps back), so what expires is every message old enough by its own
+    /// timestamp, not a prefix; the model removes exactly those, in ascending order (a power
+    /// loss keeps a prefix of the tombstones, as for any other series of removes).
+    fn expire(&mut self) -> Result<(), String> {
+        let now = self.wall();
+        // The canary: expiry fed a clock that ignores the wall clock's steps.
+        let seen = if self.w.canary == Canary::StoreExpireMonotonic {
+            crate::clock::WALL_ORIGIN + self.now as i64
+        } else {
+            now
+        };
+        let ex = self.atlas.excuses(0);
+        let cutoff = now.saturating_sub(self.limits.max_age.min(i64::MAX as u64) as i64);
+        let mut victims: Vec<u64> = self
+            .checker
+            .current()
+            .msgs
+            .values()
+            .filter(|m| m.ts <= cutoff)
+            .map(|m| m.seq)
+            .collect();
+        let before = self.store()?.state().msgs;
+        let got = self.store()?.expire(seen);
+        let after = self.store()?.state().msgs;
+        self.digest.write_u64(before - after);
+        if let Ok(n) = got {
+            if n != victims.len() as u64 && !ex.any {
+                return Err(format!(
+                    "expire at wall clock {now} (max_age {}ns) removed {n} messages, the model expected {} ({victims:?})",
+                    self.limits.max_age,
+                    victims.len()
+                ));
+            }
+        }
+        victims.truncate(before.saturating_sub(after) as usize);
+        self.checker.stats.expired += victims.len() as u64;
+        for seq in victims {
+            self.record(Op::Remove(seq));
+        }
+        if let Err(e) = got {
+            self.mutation_error("expire", e)?;
+        }
+        self.compare_state(ex.any)
     }
 
     fn record(&mut self, op: Op) {
@@ -822,7 +965,7 @@ impl Run {
             if attempt == 3 {
                 copy.faults_mut().read_error_per_million = 0;
             }
-            match FileStore::open(copy, self.config.clone(), Limits::default()) {
+            match FileStore::open(copy, self.config.clone(), self.limits) {
                 Ok(ok) => {
                     opened = Some(ok);
                     break;
