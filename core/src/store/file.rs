@@ -642,6 +642,8 @@ struct Scan {
     /// The oldest live sequence when that region began: a removal lost in it can have
     /// removed nothing older.
     gap_floor: u64,
+    /// Bytes lost in that region: it held at most this many over `HEADER_LEN` records.
+    gap_bytes: u64,
 }
 
 impl<D: Disk> Engine<FileLog<D>> {
@@ -701,7 +703,8 @@ impl<D: Disk> Engine<FileLog<D>> {
             unreadable,
         };
         let mut engine = Engine::with_log(log, limits);
-        let mut scan = Scan { report: RecoveryReport::default(), open_gap: None, gap_floor: 0 };
+        let mut scan =
+            Scan { report: RecoveryReport::default(), open_gap: None, gap_floor: 0, gap_bytes: 0 };
 
         let start = match engine.load_checkpoint() {
             Ok(Some(cp)) => {
@@ -816,6 +819,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             // A compressed block that fails its checksum: every sequence in it is unknown
             // until the next block's `Base` bounds the damage.
             self.open_gap(scan);
+            scan.gap_bytes += self.log.blocks.get(&id).copied().unwrap_or(0);
             if is_last {
                 self.log.roll_next = true;
             }
@@ -870,6 +874,7 @@ impl<D: Disk> Engine<FileLog<D>> {
                         self.damaged_record(seq, Kind::Msg);
                     } else {
                         self.open_gap(scan);
+                        scan.gap_bytes += (next.unwrap_or(data.len()) - off) as u64;
                     }
                     match next {
                         Some(next) => off = next,
@@ -914,6 +919,7 @@ impl<D: Disk> Engine<FileLog<D>> {
         if scan.open_gap.is_none() {
             scan.open_gap = Some(self.last_seq + 1);
             scan.gap_floor = self.index.first().map_or(self.last_seq + 1, |(s, _)| s);
+            scan.gap_bytes = 0;
         }
     }
 
@@ -955,9 +961,22 @@ impl<D: Disk> Engine<FileLog<D>> {
             _ => scan.gap_floor,
         };
         self.suspect(floor, from - 1);
-        if let Some(to) = to.filter(|t| *t >= from) {
-            self.corrupt.push((from, Some(to)));
-            self.last_seq = self.last_seq.max(to);
+        match to {
+            Some(to) if to >= from => {
+                self.corrupt.push((from, Some(to)));
+                self.last_seq = self.last_seq.max(to);
+            }
+            // The sequence went backwards across the lost records: they held a truncate and
+            // then new messages up to `to`, as many as the lost bytes could hold at most
+            // (seed 674737424985365522: a new message right after a lost truncate).
+            Some(to) if to + 1 < from => {
+                let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
+                let lo = (to + 1).saturating_sub(most).max(1);
+                if lo <= to {
+                    self.corrupt.push((lo, Some(to)));
+                }
+            }
+            _ => {}
         }
     }
 
