@@ -123,13 +123,10 @@ mod tests {
     use super::TARGETS;
 
     /// Every target runs clean on a few cases of seed 0 (CI fuzzes them for longer), in a debug
-    /// build, so with overflow checks. Except `store` (and its aliases): its seed 0 case 5
-    /// overflows in `Engine::state` (`num_deleted`, a store recovered from damaged blocks), a
-    /// store bug reported to be fixed there; put it back in then.
+    /// build, so with overflow checks (`store` seed 0 case 5 once overflowed in `Engine::state`).
     #[test]
     fn every_target_passes_its_first_cases() {
-        let store = ["store", "store_record", "store_checkpoint"];
-        for (name, run_case) in TARGETS.iter().filter(|(name, _)| !store.contains(name)) {
+        for (name, run_case) in TARGETS.iter() {
             for case in 0..30 {
                 if let Err(why) = run_case(0, case) {
                     panic!("{name} seed 0 case {case}: {why}");

@@ -301,6 +301,17 @@ impl RaftNode {
 
     // ---- inputs ----
 
+    /// A candidate asks again every peer that has not answered its vote request.
+    fn resend_votes(&mut self) {
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.others() {
+            if !self.votes.contains_key(&peer) {
+                let body = Body::Vote { last_index, last_term, transfer: false };
+                self.send(peer, body);
+            }
+        }
+    }
+
     pub fn tick(&mut self, now: Instant) {
         match self.role {
             Role::Leader => {
@@ -338,19 +349,15 @@ impl RaftNode {
                 }
             }
             _ => {
-                if self.role == Role::Candidate
-                    && now >= self.heartbeat_deadline
-                    && self.self_vote_after.is_none()
-                {
-                    // The network may have lost a request or its answer: ask again those
-                    // that have not answered, until the election times out.
+                if self.role == Role::Candidate && now >= self.heartbeat_deadline {
+                    // The deadline moves on even while our own vote waits for its sync: left
+                    // in the past it would make `poll_timeout` due forever and a driver spin
+                    // until the sync lands (found by the simulator's spin check, seed 417).
                     self.heartbeat_deadline = now + self.cfg.heartbeat;
-                    let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-                    for peer in self.others() {
-                        if !self.votes.contains_key(&peer) {
-                            let body = Body::Vote { last_index, last_term, transfer: false };
-                            self.send(peer, body);
-                        }
+                    if self.self_vote_after.is_none() {
+                        // The network may have lost a request or its answer: ask again those
+                        // that have not answered, until the election times out.
+                        self.resend_votes();
                     }
                 }
                 if now < self.election_deadline {

@@ -1280,3 +1280,24 @@ fn a_leader_ignores_vote_requests_of_a_later_term_within_its_lease() {
     assert_eq!(c.node(1).role(), Role::Leader);
     assert_eq!(c.node(1).term(), term);
 }
+
+/// A candidate whose own vote is still waiting for its sync keeps a timer in the future: a
+/// deadline left in the past makes `poll_timeout` due forever, and a driver that sleeps until
+/// it would spin until the sync lands.
+#[test]
+fn a_candidate_waiting_for_its_vote_sync_keeps_its_timer_in_the_future() {
+    let mut disk = MemDisk::new(1, FaultConfig::default());
+    let (_storage, rec) = Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+    let cfg = Config { pre_vote: false, ..Config::new(1, vec![1, 2, 3]) };
+    let mut now = Instant(1_000_000_000);
+    let mut node = RaftNode::new(cfg, rec, ChaCha8Rng::seed_from_u64(7), now);
+    // Campaign without ever reporting the vote's sync: it stays a candidate, vote unsynced.
+    now = node.poll_timeout().unwrap();
+    node.tick(now);
+    assert_eq!(node.role(), Role::Candidate, "node 1 should be campaigning");
+    for _ in 0..5 {
+        now = now.max(node.poll_timeout().unwrap());
+        node.tick(now);
+        assert!(node.poll_timeout().unwrap() > now, "the timer stays due: a driver would spin");
+    }
+}

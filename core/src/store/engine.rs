@@ -424,7 +424,13 @@ impl<L: Log> StreamStore for Engine<L> {
             first_ts: self.index.first().map_or(0, |(_, e)| e.ts),
             last_seq: self.last_seq,
             last_ts: self.last_ts,
-            num_deleted: if msgs == 0 { 0 } else { self.last_seq + 1 - first_seq - msgs },
+            // Saturating: a store recovered from damage may index fewer sequences than its
+            // range spans in ways this count does not foresee (fjord-fuzz store 0 --case 5).
+            num_deleted: if msgs == 0 {
+                0
+            } else {
+                (self.last_seq + 1).saturating_sub(first_seq).saturating_sub(msgs)
+            },
             num_subjects: self.index.num_subjects(),
         }
     }
