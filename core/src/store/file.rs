@@ -924,26 +924,32 @@ impl<D: Disk> Engine<FileLog<D>> {
     }
 
     /// A good record after lost records bounds the damage. The lost records' contents are
-    /// unknown: they may have been messages (the sequences between the gap's start and the
-    /// good record: lost), and they may have been removals (a tombstone, a truncate) of any
-    /// message live before them, which replay has therefore kept: those are suspect, and
-    /// reported too, so a removed message never comes back unannounced (seeds 1049, 18080
-    /// and 18157 of the store workload each served one that a lost record had removed).
+    /// unknown. They may have been messages: the sequences from the gap's start up to the good
+    /// record, and, if they also held a truncate, new messages stored after it at lower
+    /// sequences, as many as the lost bytes could hold (every record is at least a header):
+    /// all of those are reported lost. And they may have been removals (a tombstone, a
+    /// truncate) of any message live before them, which replay has therefore kept: those are
+    /// reported too, as suspect, so a removed message never comes back unannounced. (Store
+    /// workload seeds 1049, 5424, 18080, 18157, 104956 and 674737424985365522 each found a
+    /// case the earlier, narrower rule missed.)
     fn close_gap(&mut self, seq: u64, body: &Body<'_>, scan: &mut Scan) {
         let Some(from) = scan.open_gap else { return };
+        let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
+        let lost = |end: u64| ((end + 1).saturating_sub(most).min(from).max(1), end);
         let to = match body {
             Body::Msg { .. } | Body::Skip { .. } => seq.checked_sub(1),
             Body::Base { last_seq, .. } => Some(*last_seq),
             // A truncate read whole inside the gap: whatever was lost above its point is gone
-            // anyway, so the gap starts again after it. What was lost at or below it is lost
-            // (seed 5424), and what it keeps from before the gap is suspect.
+            // anyway, so the gap starts again after it, and only what it keeps counts.
             Body::Truncate { .. } => {
-                if from <= seq {
-                    self.corrupt.push((from, Some(seq)));
+                let (lo, hi) = lost(seq);
+                if lo <= hi {
+                    self.corrupt.push((lo, Some(hi)));
                 }
                 self.suspect(scan.gap_floor, (from - 1).min(seq));
                 scan.open_gap = Some(seq + 1);
                 scan.gap_floor = self.index.first().map_or(seq + 1, |(s, _)| s.min(seq + 1));
+                scan.gap_bytes = 0;
                 return;
             }
             // A compaction read whole: nothing lost below it matters any more.
@@ -961,22 +967,14 @@ impl<D: Disk> Engine<FileLog<D>> {
             _ => scan.gap_floor,
         };
         self.suspect(floor, from - 1);
-        match to {
-            Some(to) if to >= from => {
-                self.corrupt.push((from, Some(to)));
+        if let Some(to) = to {
+            let (lo, hi) = lost(to);
+            if lo <= hi && (hi >= from || most > 1) {
+                self.corrupt.push((lo, Some(hi)));
+            }
+            if to >= from {
                 self.last_seq = self.last_seq.max(to);
             }
-            // The sequence went backwards across the lost records: they held a truncate and
-            // then new messages up to `to`, as many as the lost bytes could hold at most
-            // (seed 674737424985365522: a new message right after a lost truncate).
-            Some(to) if to + 1 < from => {
-                let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
-                let lo = (to + 1).saturating_sub(most).max(1);
-                if lo <= to {
-                    self.corrupt.push((lo, Some(to)));
-                }
-            }
-            _ => {}
         }
     }
 
