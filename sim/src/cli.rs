@@ -216,6 +216,9 @@ fn summary(o: &Outcome, wall: Duration) {
         o.drops,
         o.crashes
     );
+    if o.undecided {
+        println!("seed {}: UNDECIDED: the linearizability search ran out of budget", o.seed);
+    }
 }
 
 /// What `explore` found.
@@ -227,6 +230,8 @@ pub struct ExploreReport {
     pub sim_nanos: u64,
     pub wall: Duration,
     pub events: u64,
+    /// Seeds whose history check ran out of budget undecided (neither failed nor passed).
+    pub undecided: Vec<u64>,
 }
 
 impl ExploreReport {
@@ -243,6 +248,13 @@ impl ExploreReport {
             self.seeds_run as f64 * 60.0 / wall,
             self.events as f64 / wall
         );
+        if !self.undecided.is_empty() {
+            println!(
+                "{} seeds undecided (linearizability search budget ran out): {:?}",
+                self.undecided.len(),
+                self.undecided
+            );
+        }
     }
 }
 
@@ -265,6 +277,9 @@ pub fn explore(
         report.seeds_run += 1;
         report.sim_nanos += outcome.sim_nanos;
         report.events += outcome.events;
+        if outcome.undecided {
+            report.undecided.push(seed);
+        }
         if let Some(f) = outcome.failure {
             let line = replay_line(seed, overrides);
             if !quiet {

@@ -53,6 +53,7 @@ pub fn run_world(world: World, trace: bool) -> Outcome {
                 stats: Default::default(),
                 crashes: 0,
                 drops: 0,
+                undecided: false,
             }
         }
     }

@@ -49,6 +49,9 @@ pub struct Outcome {
     pub stats: Stats,
     pub crashes: u64,
     pub drops: u64,
+    /// Whether a history check ran out of search budget without a verdict (the Raft
+    /// workload's key-value linearizability check): not a failure, not a pass either.
+    pub undecided: bool,
 }
 
 pub struct Sim {
@@ -182,6 +185,7 @@ impl Sim {
             stats: self.checker.stats,
             crashes: self.crashes,
             drops: self.drops,
+            undecided: false,
         }
     }
 

@@ -51,10 +51,14 @@ pub enum Canary {
     /// Raft workload: after the first simulated second the driver stops calling `tick` when a
     /// node's timer is due (the spin check must report the node's timer staying due).
     RaftSkipTick,
+    /// Raft workload: a key-value `get` is answered from the contacted node's local register
+    /// at once, without a round through the log (a stale read the linearizability check must
+    /// report).
+    KvStaleRead,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 14] = [
+    pub const ALL: [Canary; 15] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -69,6 +73,7 @@ impl Canary {
         Canary::RaftWipeUnfenced,
         Canary::PauseForever,
         Canary::RaftSkipTick,
+        Canary::KvStaleRead,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +93,7 @@ impl Canary {
             Canary::RaftWipeUnfenced => "raft-wipe-unfenced",
             Canary::PauseForever => "pause-forever",
             Canary::RaftSkipTick => "raft-skip-tick",
+            Canary::KvStaleRead => "kv-stale-read",
         }
     }
 

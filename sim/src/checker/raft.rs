@@ -14,6 +14,10 @@
 //!   acknowledged at;
 //! - after the liveness phase every node has applied the same log.
 //!
+//! Normal entries are the append-only values or key-value commands, both carrying the
+//! proposing (client, sequence); the key-value register lives in each node's `Applied` and is
+//! checked for linearizability by the workload (`kv_history`).
+//!
 //! Snapshots carry the chain hash at their index (`Applied::snapshot_data`), so a node that
 //! restores one (at restart, or from its leader) is checked against the chain there and goes
 //! on extending the same chain: divergence is still caught at the first index it applies.
@@ -24,6 +28,7 @@ use fjord_core::raft::{Entry, EntryKind, Snapshot};
 
 use super::Violation;
 use crate::rng::Fnv64;
+use crate::workload::kv_history::{decode_command, KvRegister};
 
 #[derive(Debug, Default)]
 pub struct RaftChecker {
@@ -56,6 +61,13 @@ pub struct RaftStats {
     pub conf_changes: u64,
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
+    /// Key-value operations recorded for the linearizability check, and how many of them
+    /// were left without a return (timed out, overwritten entries excluded).
+    pub kv_ops: u64,
+    pub kv_unreturned: u64,
+    /// Runs whose key-value history the checker could not decide within its budget (not a
+    /// pass: reported so a rising count is seen).
+    pub kv_unknown: u64,
 }
 
 /// Each node's view, per life.
@@ -64,15 +76,25 @@ pub struct Applied {
     pub index: u64,
     pub hash: u64,
     pub commit: u64,
+    /// The key-value register, with every committed command through `index` applied in log
+    /// order.
+    pub kv: KvRegister<u64, u64>,
 }
 
 impl Applied {
-    /// The state machine's snapshot: its applied index and the chain hash there.
+    /// The state machine's snapshot: its applied index and the chain hash there, then the
+    /// key-value register.
     pub fn snapshot_data(&self) -> Vec<u8> {
         let mut v = self.index.to_le_bytes().to_vec();
         v.extend_from_slice(&self.hash.to_le_bytes());
+        v.extend_from_slice(&self.kv.snapshot());
         v
     }
+}
+
+/// The (client, sequence) a normal entry carries: an append-only value or a key-value command.
+pub fn proposal_id(data: &[u8]) -> Option<(u32, u64)> {
+    decode_value(data).or_else(|| decode_command(data).map(|(c, s, _)| (c, s)))
 }
 
 pub fn encode_value(client: u32, seq: u64) -> Vec<u8> {
@@ -185,7 +207,7 @@ impl RaftChecker {
             if h != mine.hash {
                 return Err(Violation(format!(
                     "state machine safety: node{node} applied a different log at index {} (term {}, {:?})",
-                    e.index, e.term, decode_value(&e.data)
+                    e.index, e.term, proposal_id(&e.data)
                 )));
             }
             return Ok(());
@@ -193,7 +215,7 @@ impl RaftChecker {
         self.chain.push(mine.hash);
         self.stats.committed += 1;
         if e.kind == EntryKind::Normal {
-            let Some(v) = decode_value(&e.data) else {
+            let Some(v) = proposal_id(&e.data) else {
                 return Err(Violation(format!("index {} holds data no client proposed", e.index)));
             };
             if let Some(first) = self.value_index.insert(v, e.index) {
@@ -215,13 +237,14 @@ impl RaftChecker {
         snap: &Snapshot,
     ) -> Result<(), Violation> {
         let d = &snap.data;
-        let decoded = (d.len() == 16).then(|| {
+        let decoded = (d.len() >= 16).then(|| {
             (
                 u64::from_le_bytes(d[0..8].try_into().unwrap_or_default()),
                 u64::from_le_bytes(d[8..16].try_into().unwrap_or_default()),
+                KvRegister::restore(&d[16..]),
             )
         });
-        let Some((index, hash)) = decoded.filter(|&(i, _)| i == snap.index) else {
+        let Some((index, hash, Some(kv))) = decoded.filter(|(i, _, _)| *i == snap.index) else {
             return Err(Violation(format!(
                 "node{node} restored a snapshot at {} that is not a state machine's",
                 snap.index
@@ -237,6 +260,7 @@ impl RaftChecker {
         }
         mine.index = index;
         mine.hash = hash;
+        mine.kv = kv;
         Ok(())
     }
 

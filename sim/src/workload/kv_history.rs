@@ -1,8 +1,8 @@
 //! Recording a key-value workload's history for the linearizability checker
 //! ([`crate::checker::linearizability`]), and the replicated register the clients talk to.
 //!
-//! Not wired into a workload yet. How the Raft workload should use it (one recorder per run,
-//! times always the simulator's global `now`, never a node's local clock, which may jump):
+//! How the Raft workload (`workload::raft`) uses it (one recorder per run, times always the
+//! simulator's global `now`, never a node's local clock, which may jump):
 //!
 //! 1. **Invoke** when a client submits a command: right after `propose` returned `Ok((index,
 //!    term))`, call `recorder.invoke(client, call, now)` and keep the [`OpId`] in the client's

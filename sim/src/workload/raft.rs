@@ -1,5 +1,6 @@
 //! The Raft workload: a cluster of 1, 3 or 5 `RaftNode`s on simulated disks and a simulated
-//! node-to-node network, with clients proposing to a replicated append-only log.
+//! node-to-node network, with clients proposing to a replicated append-only log and to a
+//! replicated key-value register (get/put/compare-and-set over a few keys), half and half.
 //!
 //! A self-contained event loop beside the pub/sub one (`sim.rs`), chosen with
 //! `--workload raft`; it reuses the seed streams, the digest and the node clocks. The world it
@@ -23,10 +24,17 @@
 //! every node restarts, and a barrier proposal must commit and every node must apply the same
 //! log within the liveness bound.
 //!
+//! Key-value commands go through the log like any proposal (reads too). Every node applies
+//! them in log order to its own `KvRegister`; the client's result is what its node's register
+//! returned for its entry. The history is recorded as `kv_history` describes (an overwritten
+//! entry drops the operation, a timeout leaves it without a return) and must be linearizable
+//! at the end of the run; an undecided check is reported, not passed.
+//!
 //! Snapshots: every node compacts its log once it has applied `compact_every` entries past its
 //! last snapshot (drawn per world, often small), so followers that were partitioned or down
 //! fall behind the leader's first index and must be sent a snapshot. The state machine is the
-//! checker's hash chain, and a snapshot is the chain hash at its index.
+//! checker's hash chain and the key-value register, and a snapshot is the chain hash at its
+//! index followed by the register's contents.
 //!
 //! Membership: in worlds with a membership rate the leader is told, during the faults, to
 //! remove a random voter (never the last) or to add back a node outside the configuration,
@@ -41,19 +49,21 @@ use std::time::Duration;
 use fjord_core::disk::{FaultConfig, MemDisk};
 use fjord_core::raft::storage::LOST_META;
 use fjord_core::raft::{
-    Body, ConfChange, Config, HardState, Message, Mutations, ProposeError, RaftNode, Role,
-    Snapshot, Storage, StorageMutations,
+    Body, ConfChange, Config, EntryKind, HardState, Message, Mutations, ProposeError, RaftNode,
+    Role, Snapshot, Storage, StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::checker::linearizability::{KvCall, Limits, Verdict};
 use crate::checker::raft::{encode_value, Applied, RaftChecker, RaftStats};
 use crate::checker::Violation;
 use crate::clock::NodeClock;
 use crate::engine::SimTime;
 use crate::rng::{self, Fnv64};
 use crate::sim::Outcome;
+use crate::workload::kv_history::{decode_command, encode_command, HistoryRecorder, OpId};
 use crate::world::{Canary, World};
 
 const DIR: &str = "raft";
@@ -364,7 +374,15 @@ struct SimNode {
 #[derive(Clone, Debug)]
 enum ClientState {
     Idle,
-    Waiting { node: usize, index: u64, term: u64, value: (u32, u64), deadline: u64 },
+    Waiting {
+        node: usize,
+        index: u64,
+        term: u64,
+        value: (u32, u64),
+        deadline: u64,
+        /// The key-value operation in the history, for a command.
+        op: Option<OpId>,
+    },
 }
 
 struct Client {
@@ -372,6 +390,34 @@ struct Client {
     hint: usize,
     seq: u64,
     rng: ChaCha8Rng,
+    /// Whether each proposal is a key-value command, and which: its own stream, so the
+    /// client's other draws (gaps, hints) keep their values.
+    kv_rng: ChaCha8Rng,
+}
+
+/// Keys and values of the key-value commands: few keys, so operations contend; small values,
+/// so reads and compare-and-sets often match an earlier write.
+const KV_KEYS: u64 = 3;
+const KV_VALUES: u64 = 5;
+/// The share of client proposals that are key-value commands (the rest are the append-only
+/// values the log checks count).
+const KV_SHARE: f64 = 0.5;
+
+/// A client's next proposal: `None` for an append-only value.
+fn draw_kv_call(r: &mut ChaCha8Rng) -> Option<KvCall<u64, u64>> {
+    if !r.random_bool(KV_SHARE) {
+        return None;
+    }
+    let key = r.random_range(0..KV_KEYS);
+    let value = r.random_range(1..=KV_VALUES);
+    Some(match r.random_range(0..3u8) {
+        0 => KvCall::Get { key },
+        1 => KvCall::Put { key, value },
+        _ => {
+            let expected = r.random_range(0..=KV_VALUES);
+            KvCall::Cas { key, expected: (expected > 0).then_some(expected), new: value }
+        }
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -394,6 +440,8 @@ pub struct RaftSim {
     nodes: Vec<SimNode>,
     clients: Vec<Client>,
     checker: RaftChecker,
+    /// What clients saw of the key-value register, checked for linearizability at the end.
+    kv: HistoryRecorder<u64, u64>,
     net_rng: ChaCha8Rng,
     faults: ChaCha8Rng,
     /// Pauses and disk losses.
@@ -444,6 +492,7 @@ impl RaftSim {
                 hint: i % w.nodes,
                 seq: 0,
                 rng: rng::stream(seed, "raft-client", i as u64),
+                kv_rng: rng::stream(seed, "raft-client-kv", i as u64),
             })
             .collect();
         RaftSim {
@@ -461,6 +510,7 @@ impl RaftSim {
             nodes,
             clients,
             checker: RaftChecker::default(),
+            kv: HistoryRecorder::new(),
             phase: Phase::Safety,
             barrier: None,
             barrier_done: None,
@@ -562,6 +612,9 @@ impl RaftSim {
         if self.failure.is_none() && self.phase != Phase::Done {
             self.failure = Some("the event queue ran dry before the run ended".into());
         }
+        if self.failure.is_none() {
+            self.check_kv();
+        }
         for n in &self.nodes {
             if let Some(up) = &n.up {
                 Self::harvest(&mut self.checker.stats, &up.raft);
@@ -578,6 +631,7 @@ impl RaftSim {
             stats: Default::default(),
             crashes: self.crashes,
             drops: self.drops,
+            undecided: self.checker.stats.kv_unknown > 0,
         };
         if self.trace {
             let st = &self.checker.stats;
@@ -585,8 +639,32 @@ impl RaftSim {
                 "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} membership changes {} pauses {} disk wipes {}",
                 st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.conf_changes, self.pauses, self.wipes
             );
+            println!(
+                "kv: {} operations, {} without a return, linearizability {}",
+                st.kv_ops,
+                st.kv_unreturned,
+                if st.kv_unknown > 0 { "UNKNOWN (search budget ran out)" } else { "checked" }
+            );
         }
         (outcome, self.checker.stats)
+    }
+
+    /// End of run: the key-value history must be linearizable. An undecided search is
+    /// counted, not passed silently.
+    fn check_kv(&mut self) {
+        let st = &mut self.checker.stats;
+        st.kv_ops = self.kv.history().len() as u64;
+        st.kv_unreturned = self.kv.unreturned() as u64;
+        match self.kv.check(Limits::default()) {
+            Err(e) => self.failure = Some(format!("key-value history: {e}")),
+            Ok(report) => match report.verdict {
+                Verdict::Linearizable => {}
+                Verdict::Unknown { .. } => st.kv_unknown += 1,
+                Verdict::NotLinearizable(c) => {
+                    self.failure = Some(format!("linearizability: {c}"));
+                }
+            },
+        }
     }
 
     fn describe(&self, ev: &Ev) {
@@ -858,15 +936,37 @@ impl RaftSim {
             self.fail(v);
             return;
         }
+        // Every node applies every committed command to its own register, in log order.
+        let output = match decode_command(&e.data) {
+            Some((_, _, call)) if e.kind == EntryKind::Normal => Some(up.applied.kv.apply(&call)),
+            _ => None,
+        };
         for c in 0..self.clients.len() {
-            if let ClientState::Waiting { node: n, index, term, value, .. } = self.clients[c].state
+            if let ClientState::Waiting { node: n, index, term, value, op, .. } =
+                self.clients[c].state
             {
                 if n == node && index == e.index {
                     self.clients[c].state = ClientState::Idle;
-                    if term == e.term {
+                    let recorded = if term == e.term {
                         if let Err(v) = self.checker.acked(value, index) {
                             self.fail(v);
                         }
+                        match (op, &output) {
+                            (Some(id), Some(out)) => self.kv.complete(id, out.clone(), self.now),
+                            (Some(_), None) => {
+                                self.fail(Violation(format!(
+                                    "index {index} acknowledged a command but holds none"
+                                )));
+                                Ok(())
+                            }
+                            (None, _) => Ok(()),
+                        }
+                    } else {
+                        // Overwritten: an entry never moves, so it can never commit.
+                        op.map_or(Ok(()), |id| self.kv.fail(id))
+                    };
+                    if let Err(e) = recorded {
+                        self.fail(Violation(e.to_string()));
                     }
                 }
             }
@@ -1312,15 +1412,31 @@ impl RaftSim {
             let node = c.hint;
             c.seq += 1;
             let value = (client as u32, c.seq);
+            let call = draw_kv_call(&mut c.kv_rng);
             let now = self.nodes[node].clock.local(self.now);
             let paused = self.nodes[node].paused_until.is_some();
             if let Some(up) = self.nodes[node].up.as_mut().filter(|_| !paused) {
-                match up.raft.propose(now, encode_value(value.0, value.1)) {
+                if let (Some(KvCall::Get { key }), Canary::KvStaleRead) = (&call, self.w.canary) {
+                    // The bug: the node answers from its local register, no log round.
+                    let local = up.applied.kv.apply(&KvCall::Get { key: *key });
+                    let id = self.kv.invoke(client as u64, KvCall::Get { key: *key }, self.now);
+                    if let Err(e) = self.kv.complete(id, local, self.now) {
+                        self.fail(Violation(e.to_string()));
+                    }
+                    self.next_client_tick(client);
+                    return;
+                }
+                let data = match &call {
+                    Some(call) => encode_command(value.0, value.1, call),
+                    None => encode_value(value.0, value.1),
+                };
+                match up.raft.propose(now, data) {
                     Ok((index, term)) => {
                         self.checker.stats.proposed += 1;
                         let deadline = self.now + timeout;
+                        let op = call.map(|call| self.kv.invoke(client as u64, call, self.now));
                         self.clients[client].state =
-                            ClientState::Waiting { node, index, term, value, deadline };
+                            ClientState::Waiting { node, index, term, value, deadline, op };
                         self.drive(node);
                     }
                     Err(ProposeError::NotLeader { leader: Some(l) }) => {
@@ -1336,6 +1452,10 @@ impl RaftSim {
                 c.hint = c.rng.random_range(0..self.nodes.len());
             }
         }
+        self.next_client_tick(client);
+    }
+
+    fn next_client_tick(&mut self, client: usize) {
         let mean = self.w.op_gap.as_nanos() as f64 / 1e9;
         let gap = Self::exp_gap(&mut self.clients[client].rng, 1.0 / mean.max(1e-6));
         self.push(self.now + gap, Ev::ClientTick { client });

@@ -441,6 +441,7 @@ pub fn run(world: World, trace: bool) -> (Outcome, StoreStats) {
         stats: Default::default(),
         crashes: run.checker.stats.recoveries,
         drops: 0,
+        undecided: false,
     };
     (outcome, run.checker.stats)
 }
