@@ -80,6 +80,8 @@ fn raft_clean_seeds_pass_replay_identically_and_cover_every_cluster_size() {
     let (outcome, stats) = raft::run(World::draw(1, raft_world(Canary::None)), false);
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
     assert!(stats.acked > 50 && stats.elections >= 1, "{stats:?}");
+    // Key-value commands are a real share of it, and their history was decided.
+    assert!(stats.kv_ops > 20 && stats.kv_unknown == 0, "{stats:?}");
 }
 
 /// Committing an earlier term's entry by counting (Figure 8) shows as a new leader without an
