@@ -44,6 +44,12 @@ fn is_all(filter: &[u8]) -> bool {
 
 impl<L> Index<L> {
     pub fn insert(&mut self, seq: u64, mut entry: Entry<L>) {
+        // The engine never overwrites a live sequence, but a replayed log can (a damaged region
+        // that held a truncate): forget the old entry first, or forgetting it after would take
+        // the new one out of its subject's set when both have the same subject.
+        if let Some(old) = self.msgs.remove(&seq) {
+            self.forget(seq, &old);
+        }
         // Share one allocation per subject across its messages.
         match self.subjects.get_key_value(&entry.subject[..]) {
             Some((k, _)) => entry.subject = k.clone(),
@@ -58,11 +64,7 @@ impl<L> Index<L> {
             self.ttls.insert((at, seq));
         }
         self.bytes += entry.size;
-        if let Some(old) = self.msgs.insert(seq, entry) {
-            // The engine never overwrites a live sequence; keep the accounting right if a
-            // replayed log does.
-            self.forget(seq, &old);
-        }
+        self.msgs.insert(seq, entry);
     }
 
     fn forget(&mut self, seq: u64, e: &Entry<L>) {
@@ -219,5 +221,35 @@ impl<L> Index<L> {
     /// All entries, with an exact length for encoders that write a count first.
     pub fn iter_exact(&self) -> impl ExactSizeIterator<Item = (u64, &Entry<L>)> {
         self.msgs.iter().map(|(s, e)| (*s, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(subject: &'static str) -> Entry<()> {
+        Entry {
+            subject: Bytes::from_static(subject.as_bytes()),
+            ts: 0,
+            size: 10,
+            expires: None,
+            loc: (),
+        }
+    }
+
+    /// A replay that writes a sequence twice (the same subject or another) leaves exactly the
+    /// newer entry, in its subject's set, with the bytes counted once.
+    #[test]
+    fn overwriting_a_sequence_keeps_the_subject_index_right() {
+        let mut i = Index::default();
+        i.insert(7, entry("kv.a"));
+        i.insert(7, entry("kv.a"));
+        assert_eq!(i.next_matching(b"kv.a", 0), Some(7), "lost from its own subject");
+        assert_eq!(i.subjects_state(b"kv.a").len(), 1);
+        i.insert(7, entry("kv.b"));
+        assert_eq!(i.next_matching(b"kv.a", 0), None, "still under the old subject");
+        assert_eq!(i.next_matching(b"kv.b", 0), Some(7));
+        assert_eq!(i.bytes, 10);
     }
 }
