@@ -127,6 +127,7 @@ impl<L: Log> Engine<L> {
     pub(crate) fn apply(&mut self, seq: u64, body: &Body<'_>, loc: Option<L::Loc>) {
         match *body {
             Body::Msg { ts, ttl, subject, headers, payload } => {
+                self.implied_truncate(seq);
                 if let Some(loc) = loc {
                     let size = (subject.len() + headers.len() + payload.len()) as u64;
                     let expires =
@@ -145,6 +146,7 @@ impl<L: Log> Engine<L> {
             }
             // Stands where the message was: it assigned this sequence and time.
             Body::Erased { ts, .. } | Body::Skip { ts } => {
+                self.implied_truncate(seq);
                 self.last_seq = seq;
                 self.last_ts = ts;
             }
@@ -161,9 +163,23 @@ impl<L: Log> Engine<L> {
             }
             Body::Base { last_seq, last_ts } => {
                 self.drop_below(seq);
+                // The state when its block began: more above it means a truncate was lost.
+                if last_seq < self.last_seq {
+                    self.drop_above(last_seq);
+                }
                 self.last_seq = last_seq;
                 self.last_ts = last_ts;
             }
+        }
+    }
+
+    /// A record that assigns `seq` is replayed while the state already reaches it. Only a
+    /// truncate hands sequences out again, and replay would have applied one it read: it was
+    /// lost to damage, and everything from `seq` up had been truncated. (Live writes always
+    /// assign a sequence above `last_seq`, so this only acts in recovery.)
+    pub(crate) fn implied_truncate(&mut self, seq: u64) {
+        if seq <= self.last_seq {
+            self.drop_above(seq.saturating_sub(1));
         }
     }
 

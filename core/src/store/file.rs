@@ -484,6 +484,12 @@ impl<D: Disk> Log for FileLog<D> {
             let (id, _) = self.tail().ok_or(StoreError::Disk(DiskError::NoSpace))?;
             self.seal_for(id, &mut buf, self.config.compress);
             let offset = self.write_record(id, &buf)?;
+            if matches!(body, Body::Truncate { .. }) {
+                // A truncate is the last record of its block: the messages that reuse the
+                // sequences it freed go to a new block whose `Base` records the truncate point,
+                // so damage to one file can never hide both the truncate and what followed it.
+                self.roll_next = true;
+            }
             Ok(matches!(body, Body::Msg { .. }).then_some(FileLoc {
                 block: id,
                 offset,
@@ -644,6 +650,9 @@ struct Scan {
     gap_floor: u64,
     /// Bytes lost in that region: it held at most this many over `HEADER_LEN` records.
     gap_bytes: u64,
+    /// The region swallowed the start of a block (its `Base`) while open. A truncate lost in
+    /// the region may then precede records that reused sequences below the region's start.
+    base_lost: bool,
 }
 
 impl<D: Disk> Engine<FileLog<D>> {
@@ -703,8 +712,13 @@ impl<D: Disk> Engine<FileLog<D>> {
             unreadable,
         };
         let mut engine = Engine::with_log(log, limits);
-        let mut scan =
-            Scan { report: RecoveryReport::default(), open_gap: None, gap_floor: 0, gap_bytes: 0 };
+        let mut scan = Scan {
+            report: RecoveryReport::default(),
+            open_gap: None,
+            gap_floor: 0,
+            gap_bytes: 0,
+            base_lost: false,
+        };
 
         let start = match engine.load_checkpoint() {
             Ok(Some(cp)) => {
@@ -731,8 +745,18 @@ impl<D: Disk> Engine<FileLog<D>> {
             engine.scan_block(id, from, Some(id) == last, &mut scan)?;
         }
         if let Some(from) = scan.open_gap {
-            engine.suspect(scan.gap_floor, from - 1);
-            engine.corrupt.push((from, None));
+            // The lost records may have assigned sequences, at most one each: never hand those
+            // out again (they may have been acknowledged).
+            let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
+            engine.last_seq = engine.last_seq.max(from - 1 + most);
+            if scan.base_lost {
+                // A lost truncate may have freed any sequence, and lost records after it
+                // reused them: nothing from the first sequence on can be vouched for.
+                engine.corrupt.push((1, None));
+            } else {
+                engine.suspect(scan.gap_floor, from - 1);
+                engine.corrupt.push((from, None));
+            }
         }
         engine.log.damaged = !engine.corrupt.is_empty();
         let plain_tail_under_key = engine.log.crypt.is_some()
@@ -796,7 +820,10 @@ impl<D: Disk> Engine<FileLog<D>> {
                 .map_err(|e| e.to_string())?
         };
         match record::decode_header(&h[..n]) {
-            Ok(header) if header.header_crc == hcrc => {}
+            // Nothing may follow a truncate in its block (see `append`).
+            Ok(header) if header.header_crc == hcrc => {
+                self.log.roll_next = header.kind == Kind::Truncate;
+            }
             _ => return Err("checkpoint's last record does not match the block".into()),
         }
         if cp.entries.iter().any(|(_, e)| !cp.blocks.iter().any(|(id, _)| *id == e.loc.block)) {
@@ -825,6 +852,10 @@ impl<D: Disk> Engine<FileLog<D>> {
             }
             return Ok(());
         };
+        if from == 0 && scan.open_gap.is_some() {
+            // Until this block's `Base` is read whole (which closes the region), it is lost.
+            scan.base_lost = true;
+        }
         let verify = self.log.config.verify();
         let key = self.log.keys.get(&id).cloned();
         let mut scratch = Vec::new();
@@ -836,6 +867,10 @@ impl<D: Disk> Engine<FileLog<D>> {
                     let loc = FileLoc { block: id, offset: off as u64, len: h.record_len() as u32 };
                     let is_msg = matches!(body, Body::Msg { .. });
                     self.apply(h.seq, &body, is_msg.then_some(loc));
+                    if is_last && h.kind == Kind::Truncate {
+                        // Nothing may follow a truncate in its block (see `append`).
+                        self.log.roll_next = true;
+                    }
                     self.log.last_record = (id, off as u64, h.header_crc);
                     scan.report.records_replayed += 1;
                     off += h.record_len();
@@ -858,6 +893,9 @@ impl<D: Disk> Engine<FileLog<D>> {
                     // The header is sound: exactly one record is damaged, and we know which.
                     let Ok(h) = record::decode_header(&data[off..]) else { break };
                     self.damaged_record(h.seq, h.kind);
+                    if is_last && h.kind == Kind::Truncate {
+                        self.log.roll_next = true;
+                    }
                     off += h.record_len();
                 }
                 Err(_) => {
@@ -896,6 +934,8 @@ impl<D: Disk> Engine<FileLog<D>> {
             // Pushed to the engine's list so that a later tombstone or compaction of the same
             // sequence, replayed after it, withdraws the report: a removed message is no loss.
             Kind::Msg | Kind::Skip | Kind::Erased => {
+                // It assigned `seq`: anything replayed at or above it was truncated first.
+                self.implied_truncate(seq);
                 self.corrupt.push((seq, Some(seq)));
                 // Never hand this sequence out again: it may have been acknowledged.
                 self.last_seq = self.last_seq.max(seq);
@@ -920,62 +960,59 @@ impl<D: Disk> Engine<FileLog<D>> {
             scan.open_gap = Some(self.last_seq + 1);
             scan.gap_floor = self.index.first().map_or(self.last_seq + 1, |(s, _)| s);
             scan.gap_bytes = 0;
+            scan.base_lost = false;
         }
     }
 
-    /// A good record after lost records bounds the damage. The lost records' contents are
-    /// unknown. They may have been messages: the sequences from the gap's start up to the good
-    /// record, and, if they also held a truncate, new messages stored after it at lower
-    /// sequences, as many as the lost bytes could hold (every record is at least a header):
-    /// all of those are reported lost. And they may have been removals (a tombstone, a
-    /// truncate) of any message live before them, which replay has therefore kept: those are
-    /// reported too, as suspect, so a removed message never comes back unannounced. (Store
-    /// workload seeds 1049, 5424, 18080, 18157, 104956 and 674737424985365522 each found a
-    /// case the earlier, narrower rule missed.)
+    /// A good record after lost records bounds the damage; their contents are unknown.
+    ///
+    /// They may have been messages: every sequence from the region's start up to the highest
+    /// one the good record shows was assigned (`to`) is reported lost. They may have been
+    /// removals (tombstones, a truncate) of messages live before the region, which replay has
+    /// therefore kept: those are reported as suspect, so a removed message never comes back
+    /// unannounced. A truncate is always the last record of its block (see `FileLog::append`),
+    /// so a region inside one block never holds a truncate *and* messages that reused the
+    /// sequences it freed; a region that swallowed a block's `Base` can, and then as many
+    /// sequences below the good record as the lost bytes could hold are reported (every record
+    /// is at least a header). (Store workload seeds 1049, 5424, 18080, 18157, 104956,
+    /// 674737424985365522, 12334350833401668934 and 12334350833401672365 each found a case an
+    /// earlier rule missed.)
     fn close_gap(&mut self, seq: u64, body: &Body<'_>, scan: &mut Scan) {
         let Some(from) = scan.open_gap else { return };
-        let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
-        let lost = |end: u64| ((end + 1).saturating_sub(most).min(from).max(1), end);
         let to = match body {
-            Body::Msg { .. } | Body::Skip { .. } => seq.checked_sub(1),
-            Body::Base { last_seq, .. } => Some(*last_seq),
-            // A truncate read whole inside the gap: whatever was lost above its point is gone
-            // anyway, so the gap starts again after it, and only what it keeps counts.
-            Body::Truncate { .. } => {
-                let (lo, hi) = lost(seq);
-                if lo <= hi {
-                    self.corrupt.push((lo, Some(hi)));
-                }
-                self.suspect(scan.gap_floor, (from - 1).min(seq));
-                scan.open_gap = Some(seq + 1);
-                scan.gap_floor = self.index.first().map_or(seq + 1, |(s, _)| s.min(seq + 1));
-                scan.gap_bytes = 0;
-                return;
-            }
+            Body::Msg { .. } | Body::Skip { .. } | Body::Erased { .. } => seq.saturating_sub(1),
+            Body::Base { last_seq, .. } => *last_seq,
+            // What a truncate keeps is exactly known after it.
+            Body::Truncate { .. } => seq,
             // A compaction read whole: nothing lost below it matters any more.
             Body::Compact => {
                 scan.open_gap = Some(from.max(seq));
                 scan.gap_floor = scan.gap_floor.max(seq);
                 return;
             }
-            _ => return,
+            Body::Tombstone => return,
         };
-        scan.open_gap = None;
         // A `Base` drops everything below its first sequence: nothing under it is suspect.
         let floor = match body {
             Body::Base { .. } => seq.max(scan.gap_floor),
             _ => scan.gap_floor,
         };
-        self.suspect(floor, from - 1);
-        if let Some(to) = to {
-            let (lo, hi) = lost(to);
-            if lo <= hi && (hi >= from || most > 1) {
-                self.corrupt.push((lo, Some(hi)));
-            }
-            if to >= from {
-                self.last_seq = self.last_seq.max(to);
-            }
+        // Above `to` the good record's replay drops whatever the index holds (it was
+        // truncated), so nothing there is suspect.
+        self.suspect(floor, (from - 1).min(to));
+        let lo = if scan.base_lost {
+            let most = scan.gap_bytes.div_ceil(HEADER_LEN as u64).max(1);
+            (to + 1).saturating_sub(most).clamp(1, from)
+        } else {
+            from
+        };
+        if lo <= to {
+            self.corrupt.push((lo, Some(to)));
+            // Never hand a reported sequence out again.
+            self.last_seq = self.last_seq.max(to);
         }
+        scan.open_gap = None;
+        scan.base_lost = false;
     }
 
     /// Live messages a lost record may have removed.

@@ -6,3 +6,4 @@ mod crash;
 mod crypt;
 mod model;
 mod snapshot;
+mod truncate;
