@@ -153,6 +153,8 @@ pub struct FileLog<D> {
     roll_next: bool,
     /// Block, offset and header checksum of the last record appended.
     last_record: (u32, u64, u32),
+    /// The block of the previous load: a second load from the same block starts a run.
+    last_read_block: Option<u32>,
     flushes_since_checkpoint: u64,
     force_checkpoint: bool,
     /// Corruption was found: keep doing full scans so it stays reported.
@@ -505,12 +507,16 @@ impl<D: Disk> Log for FileLog<D> {
         let id = e.loc.block;
         let sealed = self.tail().is_some_and(|(tail, _)| id != tail);
         let compressed = self.compressed.contains(&id);
+        // A sealed block is worth reading whole into the cache only for a run of loads from
+        // it (a consumer reading in order): a random load reads just its record, or a store
+        // larger than the cache would read a whole block per load.
+        let in_a_run = std::mem::replace(&mut self.last_read_block, Some(id)) == Some(id);
         let mut own = Vec::new();
-        if (compressed || (sealed && self.config.cache_bytes > 0))
+        if (compressed || (sealed && in_a_run && self.config.cache_bytes > 0))
             && !self.cache.blocks.contains_key(&id)
         {
-            // Whole blocks: a compressed one can only be read whole, and a sealed one is worth
-            // caching. One too large for the cache is used once and dropped.
+            // Whole blocks: a compressed one can only be read whole. One too large for the
+            // cache is used once and dropped.
             self.cache.budget = self.config.cache_bytes;
             self.cache.misses += 1;
             let Some(bytes) = self.block_bytes(id)? else { return Err(corrupt) };
@@ -701,6 +707,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             dir_dirty: false,
             roll_next: false,
             last_record: (0, 0, 0),
+            last_read_block: None,
             flushes_since_checkpoint: 0,
             force_checkpoint: false,
             damaged: false,

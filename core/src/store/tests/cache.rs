@@ -81,3 +81,24 @@ fn erase_and_compaction_drop_cached_blocks() {
     assert!(s.log().cached_bytes() <= (live.len() as u64) * (17 << 10));
     assert_eq!(&s.load(1600).unwrap().unwrap().payload[..], &payload(1600)[..]);
 }
+
+/// A random load reads its record, not its whole block: over a store larger than the cache,
+/// whole-block reads would cost a block per load. A run of loads from one block (a consumer
+/// reading in order) still reads it whole once and serves the rest from memory.
+#[test]
+fn random_loads_read_records_and_runs_read_blocks() {
+    let mut s = store(64 << 10);
+    // Every ~17 messages a new block; never two loads in a row from one block.
+    let spread: Vec<u64> = (1..=1900u64).step_by(97).collect();
+    for &seq in &spread {
+        assert_eq!(&s.load(seq).unwrap().unwrap().payload[..], &payload(seq)[..]);
+    }
+    assert_eq!(s.log().cache_stats(), (0, 0), "a scattered load read its whole block");
+    assert_eq!(s.log().cached_bytes(), 0);
+    for seq in 500..=510u64 {
+        assert_eq!(&s.load(seq).unwrap().unwrap().payload[..], &payload(seq)[..]);
+    }
+    let (hits, misses) = s.log().cache_stats();
+    assert!(misses >= 1 && misses <= 2, "a run of 11 loads read {misses} blocks whole");
+    assert!(hits >= 8, "a run was served from the cache only {hits} times");
+}
