@@ -64,6 +64,8 @@ pub struct StreamConfig {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Empty (and omitted, as nats-server omits it) only on mirrors and sourcing streams.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub subjects: Vec<String>,
     pub retention: Retention,
     pub max_consumers: i64,
@@ -75,6 +77,9 @@ pub struct StreamConfig {
     pub discard: DiscardPolicy,
     pub storage: Storage,
     pub num_replicas: i64,
+    /// Zero (and then omitted, as nats-server omits it) only on mirrors and sourcing streams,
+    /// which get no default window.
+    #[serde(skip_serializing_if = "is_zero")]
     pub duplicate_window: i64,
     #[serde(skip_serializing_if = "is_false")]
     pub no_ack: bool,
@@ -101,6 +106,50 @@ pub struct StreamConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// This stream replicates another one, sequence numbers and all (see `sourcing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<StreamSource>,
+    /// Streams whose messages this one also takes in (see `sourcing`).
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub sources: Vec<StreamSource>,
+    /// Rewrites the subject of every message published to the stream before it is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<SubjectTransformConfig>,
+}
+
+/// `StreamSource` (server/stream.go): the origin of a mirror or of one source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamSource {
+    pub name: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "null_as_default")]
+    pub filter_subject: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub subject_transforms: Vec<SubjectTransformConfig>,
+    /// Another account's or domain's API prefix: accepted and echoed, never followed (one
+    /// server, one account here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalStream>,
+}
+
+/// `SubjectTransformConfig`: messages matching `src` get subject `dest` (see `transform`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubjectTransformConfig {
+    pub src: String,
+    pub dest: String,
+}
+
+/// `ExternalStream`: where another domain's or account's stream is reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExternalStream {
+    pub api: String,
+    pub deliver: String,
 }
 
 /// `StreamConsumerLimits`: an `inactive_threshold` and `max_ack_pending` that consumers get when
@@ -154,7 +203,8 @@ impl StreamConfig {
         if self.duplicate_window < 0 {
             return Err(ApiError::stream_invalid_config("duplicates window can not be negative"));
         }
-        if self.duplicate_window == 0 {
+        let sourcing = self.mirror.is_some() || !self.sources.is_empty();
+        if self.duplicate_window == 0 && !sourcing {
             self.duplicate_window = DEFAULT_DUPLICATE_WINDOW;
             // The window may not outlive the messages it refers to.
             if self.max_age != 0 && self.max_age < self.duplicate_window {
@@ -187,8 +237,12 @@ impl StreamConfig {
                 "subject delete marker TTL must not be negative",
             ));
         }
-        if self.subjects.is_empty() {
+        super::sourcing::check_config(&self)?;
+        if self.subjects.is_empty() && !sourcing {
             self.subjects = vec![self.name.clone()];
+        }
+        if let Some(t) = &self.subject_transform {
+            super::transform::check_stream_transform(t)?;
         }
         for (i, s) in self.subjects.iter().enumerate() {
             if crate::subject::validate_subscription(s.as_bytes()).is_err() {

@@ -181,6 +181,76 @@ impl ApiError {
     pub fn purge_denied() -> Self {
         Self::new(400, 10050, "stream purge not permitted")
     }
+
+    // Mirrors and sources (`sourcing`), nats-server's texts and codes.
+    pub fn mirror_max_message_size_too_big() -> Self {
+        Self::new(400, 10030, "stream mirror must have max message size >= source")
+    }
+    pub fn mirror_with_sources() -> Self {
+        Self::new(400, 10031, "stream mirrors can not also contain other sources")
+    }
+    pub fn mirror_with_subjects() -> Self {
+        Self::new(400, 10034, "stream mirrors can not contain subjects")
+    }
+    pub fn source_max_message_size_too_big() -> Self {
+        Self::new(400, 10046, "stream source must have max message size >= target")
+    }
+    pub fn mirror_not_updatable() -> Self {
+        Self::new(400, 10055, "stream mirror configuration can not be updated")
+    }
+    pub fn source_duplicate_detected() -> Self {
+        Self::new(400, 10140, "duplicate source configuration detected")
+    }
+    pub fn source_invalid_stream_name() -> Self {
+        Self::new(400, 10141, "sourced stream name is invalid")
+    }
+    pub fn mirror_invalid_stream_name() -> Self {
+        Self::new(400, 10142, "mirrored stream name is invalid")
+    }
+    pub fn mirror_with_first_seq() -> Self {
+        Self::new(400, 10143, "stream mirrors can not have first sequence configured")
+    }
+    pub fn source_multiple_filters_not_allowed() -> Self {
+        Self::new(
+            400,
+            10144,
+            "source with multiple subject transforms cannot also have a single subject filter",
+        )
+    }
+    pub fn source_invalid_subject_filter(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10145, format!("source transform source: {why}"))
+    }
+    pub fn source_invalid_transform_destination(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10146, format!("source transform: {why}"))
+    }
+    pub fn source_overlapping_subject_filters() -> Self {
+        Self::new(400, 10147, "source filters can not overlap")
+    }
+    pub fn mirror_multiple_filters_not_allowed() -> Self {
+        Self::new(
+            400,
+            10150,
+            "mirror with multiple subject transforms cannot also have a single subject filter",
+        )
+    }
+    pub fn mirror_invalid_subject_filter(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10151, format!("mirror transform source: {why}"))
+    }
+    pub fn mirror_overlapping_subject_filters() -> Self {
+        Self::new(400, 10152, "mirror subject filters can not overlap")
+    }
+    pub fn mirror_invalid_transform_destination(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10154, format!("mirror transform: {why}"))
+    }
+    pub fn stream_transform_invalid_source(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10155, format!("stream transform source: {why}"))
+    }
+    pub fn stream_transform_invalid_destination(why: impl std::fmt::Display) -> Self {
+        Self::new(400, 10156, format!("stream transform: {why}"))
+    }
+    pub fn source_header_not_allowed() -> Self {
+        Self::new(400, 10227, "message stream source header is not allowed")
+    }
 }
 
 impl std::fmt::Display for ApiError {

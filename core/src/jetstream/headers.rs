@@ -10,6 +10,8 @@ pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 pub const ROLLUP: &str = "Nats-Rollup";
 pub const TTL: &str = "Nats-TTL";
 pub const MARKER_REASON: &str = "Nats-Marker-Reason";
+/// Set on sourced messages only: `<stream> <seq> <filter> <dest> <subject> <identity>`.
+pub const STREAM_SOURCE: &str = "Nats-Stream-Source";
 
 /// The value of the first header named `name` (compared ASCII-case-insensitively, as Go's
 /// canonical MIME keys make lookups in nats-server), trimmed.
@@ -79,12 +81,21 @@ pub fn with_extra(stored: &[u8], extra: &[(&str, String)]) -> Vec<u8> {
 /// `block` without the headers named `name` (ASCII-case-insensitively); a block left with no
 /// header at all comes back empty.
 pub fn without(block: &[u8], name: &str) -> Vec<u8> {
+    without_matching(block, |k| k.eq_ignore_ascii_case(name))
+}
+
+/// `block` without the headers whose name `drop` picks (an empty block if nothing else is
+/// left and the status line is the plain one).
+pub fn without_matching(block: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
+    if block.is_empty() {
+        return Vec::new();
+    }
     let Ok(text) = std::str::from_utf8(block) else { return block.to_vec() };
     let mut lines = text.split("\r\n");
     let Some(status) = lines.next() else { return Vec::new() };
     let kept: Vec<&str> = lines
         .take_while(|l| !l.is_empty())
-        .filter(|l| l.split_once(':').is_none_or(|(k, _)| !k.trim().eq_ignore_ascii_case(name)))
+        .filter(|l| l.split_once(':').is_none_or(|(k, _)| !drop(k.trim())))
         .collect();
     if kept.is_empty() && status == "NATS/1.0" {
         return Vec::new();

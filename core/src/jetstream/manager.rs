@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use super::api::{self, ConsumerConfig, Storage, StreamConfig, TYPE_PREFIX};
 use super::consumer::{AckKind, Consumer, ConsumerState};
 use super::errors::ApiError;
+use super::sourcing;
 use super::stream::{self, Store, Stream};
 use super::{Now, Outgoing};
 use crate::disk::{join, Disk, DiskError};
@@ -36,6 +37,22 @@ const NAMES_LIMIT: usize = 1024;
 /// Longest a durable consumer's changed state waits to be written when nothing waits on it.
 const CONSUMER_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const LIST_LIMIT: usize = 256;
+/// Messages one mirror or source takes from its origin per round of a flush, and rounds per
+/// flush: bounded so that a large catch-up does not hold every other answer back.
+const SOURCING_BATCH: usize = 1024;
+const SOURCING_ROUNDS: usize = 8;
+
+/// Feed `i` of a stream: the mirror (its only feed) or source `i`.
+fn feed_at(s: &sourcing::Sourcing, i: usize) -> Option<&sourcing::Feed> {
+    s.mirror.as_ref().filter(|_| i == 0).or_else(|| s.sources.get(i))
+}
+
+fn feed_at_mut(s: &mut sourcing::Sourcing, i: usize) -> Option<&mut sourcing::Feed> {
+    match &mut s.mirror {
+        Some(m) if i == 0 => Some(m),
+        _ => s.sources.get_mut(i),
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct StreamMeta {
@@ -63,6 +80,11 @@ pub struct Manager<D: Disk + Send + 'static> {
     held_acks: Vec<(String, String, Outgoing)>,
     ready: std::collections::VecDeque<Outgoing>,
     interest_changed: bool,
+    /// The monotonic clock at the latest input: what a stream info's `active` counts from.
+    clock: Instant,
+    /// The last flush stopped moving mirror and source messages while some were still to move:
+    /// the driver must come back at once (`poll_timeout`).
+    sourcing_backlog: bool,
     rng: ChaCha8Rng,
     api_total: u64,
     api_errors: u64,
@@ -169,6 +191,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             held_acks: Vec::new(),
             ready: Default::default(),
             interest_changed: true,
+            clock: now.mono,
+            sourcing_backlog: false,
             rng: ChaCha8Rng::seed_from_u64(seed),
             api_total: 0,
             api_errors: 0,
@@ -273,6 +297,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// The next consumer deadline. Max age and inactive ephemerals have none: the driver
     /// ticks at least once a second for them.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.sourcing_backlog {
+            return Some(Instant::ZERO);
+        }
         let mut at: Option<Instant> = None;
         for s in self.streams.values() {
             for c in s.consumers.values() {
@@ -295,6 +322,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) {
+        self.clock = now.mono;
         if let Some(op) = subject.strip_prefix("$JS.API.") {
             self.api(now, op, reply, payload);
         } else if let Some(rest) = subject.strip_prefix("$JS.ACK.") {
@@ -322,14 +350,25 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// and only then does anything go out.
     /// `interest` answers whether a subject has subscribers (push consumers deliver only then).
     pub fn flush(&mut self, now: Now, interest: &dyn Fn(&str) -> bool) {
+        self.clock = now.mono;
         let mut out = Vec::new();
-        for s in self.streams.values_mut() {
-            if s.needs_flush() {
-                for (to, body) in s.flush() {
-                    out.push(Outgoing::reply(&to, body));
+        // Mirrors and sources take what their origins made durable, and are made durable in
+        // turn, a few rounds so that a chain (a mirror of a mirror) moves in one flush.
+        let mut rounds = 0;
+        loop {
+            for s in self.streams.values_mut() {
+                if s.needs_flush() {
+                    for (to, body) in s.flush() {
+                        out.push(Outgoing::reply(&to, body));
+                    }
                 }
             }
+            if rounds == SOURCING_ROUNDS || !self.pump_sourcing(now) {
+                break;
+            }
+            rounds += 1;
         }
+        self.sourcing_backlog = rounds == SOURCING_ROUNDS && self.sourcing_behind();
         let mut deliveries = Vec::new();
         for s in self.streams.values_mut() {
             let durable = s.durable_seq;
@@ -412,6 +451,136 @@ impl<D: Disk + Send + 'static> Manager<D> {
             }
         }
         self.held.extend(out);
+    }
+
+    /// One round of moving messages from origins into their mirrors and sources (see
+    /// `sourcing`); whether any message moved.
+    fn pump_sourcing(&mut self, now: Now) -> bool {
+        let targets: Vec<(String, usize)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.sourcing.is_empty())
+            .map(|(n, s)| (n.clone(), s.sourcing.feeds().count()))
+            .collect();
+        let mut moved = false;
+        for (target, feeds) in targets {
+            for i in 0..feeds {
+                moved |= self.pump_feed(now, &target, i);
+            }
+        }
+        moved
+    }
+
+    /// Feed `i` of stream `target`: up to a batch of its origin's durable messages.
+    fn pump_feed(&mut self, now: Now, target: &str, i: usize) -> bool {
+        let Some(mut feed) =
+            self.streams.get(target).and_then(|t| feed_at(&t.sourcing, i)).cloned()
+        else {
+            return false;
+        };
+        if !feed.is_local() || feed.config.name == target {
+            return false;
+        }
+        let Some(origin) = self.streams.get_mut(&feed.config.name) else { return false };
+        feed.last_seen = Some(now.mono);
+        let identity = sourcing::identity(origin.created);
+        let (msgs, next) = feed.batch(origin.store.as_store(), origin.durable_seq, SOURCING_BATCH);
+        let Some(t) = self.streams.get_mut(target) else { return false };
+        let mirror = t.sourcing.mirror.is_some();
+        let mut stored = 0;
+        let mut all = true;
+        for msg in &msgs {
+            let origin_subject = String::from_utf8_lossy(&msg.subject);
+            let subject = feed.subject(&origin_subject);
+            let ok = if mirror {
+                // Already there: a restart resumed below what the store holds.
+                msg.seq <= t.store.state().last_seq
+                    || t.store_mirrored(msg.seq, &subject, &msg.headers, &msg.payload, msg.ts)
+                        .is_ok()
+            } else {
+                let stamp = feed.source_header(msg.seq, &origin_subject, &identity);
+                let hdrs = sourcing::sourced_headers(&msg.headers, &stamp);
+                t.publish_sourced(now.wall, &subject, &hdrs, &msg.payload).is_ok()
+            };
+            if !ok {
+                // Refused (discard new on a full stream...): retried from here next flush.
+                all = false;
+                break;
+            }
+            stored += 1;
+            feed.next = Some(msg.seq + 1);
+            feed.last_taken = msg.seq;
+        }
+        if all {
+            feed.next = Some(next);
+        }
+        if let Some(slot) = feed_at_mut(&mut t.sourcing, i) {
+            *slot = feed;
+        }
+        stored > 0
+    }
+
+    /// Whether a mirror or source has durable origin messages it has not looked at.
+    fn sourcing_behind(&self) -> bool {
+        self.streams.values().flat_map(|s| s.sourcing.feeds()).any(|f| {
+            f.is_local()
+                && self.streams.get(&f.config.name).is_some_and(|o| f.behind(o.durable_seq))
+        })
+    }
+
+    /// The checks of a mirror or sources config that look at other streams (nats-server's
+    /// `checkStreamCfg`): message size ceilings and cycles.
+    fn check_sourcing(&self, config: &StreamConfig) -> Result<(), ApiError> {
+        let too_small = |origin: &str| {
+            self.streams.get(origin).is_some_and(|o| {
+                config.max_msg_size > 0
+                    && o.config.max_msg_size > 0
+                    && config.max_msg_size < o.config.max_msg_size
+            })
+        };
+        if let Some(m) = config.mirror.as_ref().filter(|m| m.external.is_none()) {
+            if too_small(&m.name) {
+                return Err(ApiError::mirror_max_message_size_too_big());
+            }
+        }
+        for src in config.sources.iter().filter(|s| s.external.is_none()) {
+            if too_small(&src.name) {
+                return Err(ApiError::source_max_message_size_too_big());
+            }
+        }
+        // Walk what feeds this stream, and what feeds those: meeting a stream twice is a cycle
+        // (for sources, only if the subjects really flow round).
+        let cycle = || ApiError::stream_invalid_config("detected cycle");
+        let mut visit: Vec<&StreamConfig> = vec![config];
+        let mut visited: Vec<&str> = Vec::new();
+        while let Some(cfg) = visit.pop() {
+            visited.push(&cfg.name);
+            for src in cfg.sources.iter().filter(|s| s.external.is_none()) {
+                if visited.contains(&src.name.as_str()) {
+                    let flows = src.filter_subject.is_empty()
+                        || cfg.subjects.iter().any(|s| api::overlaps(s, &src.filter_subject));
+                    if flows {
+                        return Err(cycle());
+                    }
+                } else if let Some(o) =
+                    self.streams.get(&src.name).filter(|o| o.name() != config.name)
+                {
+                    visit.push(&o.config);
+                }
+            }
+            if let Some(m) = cfg.mirror.as_ref().filter(|m| m.external.is_none()) {
+                if visited.contains(&m.name.as_str()) {
+                    return Err(cycle());
+                }
+                if let Some(o) = self.streams.get(&m.name).filter(|o| o.name() != config.name) {
+                    visit.push(&o.config);
+                }
+            }
+            if visited.len() > self.streams.len() + 1 {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn write_stream(&mut self, name: &str) -> Result<(), DiskError> {
@@ -621,10 +790,26 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 .collect();
             state["subjects"] = json!(totals);
         }
-        json!({
+        let mut info = json!({
             "config": s.config, "created": api::rfc3339(s.created), "state": state,
             "cluster": {"leader": "fjord"}, "ts": api::rfc3339(s.created),
-        })
+        });
+        let feed_info = |f: &sourcing::Feed, with_seq: bool| {
+            let lag = match self.streams.get(&f.config.name).filter(|_| f.is_local()) {
+                Some(origin) => f.lag(origin.store.as_store_ref()),
+                None => 0,
+            };
+            f.info(lag, self.clock, with_seq)
+        };
+        if let Some(m) = &s.sourcing.mirror {
+            info["mirror"] = feed_info(m, false);
+        }
+        if !s.sourcing.sources.is_empty() {
+            let sources: Vec<Value> =
+                s.sourcing.sources.iter().map(|f| feed_info(f, true)).collect();
+            info["sources"] = json!(sources);
+        }
+        info
     }
 
     fn stream(&self, name: &str) -> Result<&Stream, ApiError> {
@@ -640,7 +825,12 @@ impl<D: Disk + Send + 'static> Manager<D> {
         if config.name != name {
             return Err(ApiError::stream_name_mismatch());
         }
-        let config = config.normalize()?;
+        let mut config = config.normalize()?;
+        self.check_sourcing(&config)?;
+        // A mirror serves direct gets exactly when its origin does (nats-server inherits it).
+        if let Some(origin) = config.mirror.as_ref().and_then(|m| self.streams.get(&m.name)) {
+            config.mirror_direct = origin.config.allow_direct;
+        }
         if let Some(existing) = self.streams.get(name) {
             if existing.config == config {
                 return Ok(self.stream_info(existing, None));
@@ -681,6 +871,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::stream_name_mismatch());
         }
         let config = config.normalize()?;
+        self.check_sourcing(&config)?;
         let old = self.stream(name)?.config.clone();
         if old.storage != config.storage {
             return Err(ApiError::stream_update(
@@ -700,9 +891,14 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 "stream configuration update can not unseal a sealed stream",
             ));
         }
+        // Removing the mirror promotes the stream to a plain one; nothing else may change it.
+        if config.mirror.is_some() && config.mirror != old.mirror {
+            return Err(ApiError::mirror_not_updatable());
+        }
         self.check_overlap(name, &config)?;
         if let Some(s) = self.streams.get_mut(name) {
             s.store.set_limits(stream::limits(&config));
+            s.sourcing.update(&config, s.store.as_store());
             s.config = config;
         }
         self.write_stream(name).map_err(ApiError::stream_update)?;
@@ -1021,7 +1217,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
             }
         };
         for f in config.filters() {
-            let inside = s.config.subjects.iter().any(|x| api::overlaps(x, &f));
+            // A mirror's or source's messages come with its origins' subjects.
+            let inside =
+                !s.sourcing.is_empty() || s.config.subjects.iter().any(|x| api::overlaps(x, &f));
             if !inside {
                 return Err(ApiError::consumer_create(
                     "consumer filter subject is not a valid subset of the interest subjects",
@@ -1354,5 +1552,75 @@ mod tests {
         m.flush(now, &yes);
         assert_eq!(state(&disk), json!(2), "written before the confirmation goes out");
         assert_eq!(outputs(&mut m).iter().filter(|o| o.to == "confirm").count(), 1);
+    }
+
+    #[test]
+    fn mirrors_keep_origin_sequences_and_sources_resume_after_a_crash() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        let now = Now { mono: Instant::ZERO, wall: 1_000 };
+        let yes = |_: &str| true;
+        let api = |m: &mut Manager<Shared>, subject: &str, body: &str| -> Value {
+            m.handle(now, subject, Some("r"), None, body.as_bytes());
+            m.flush(now, &|_| true);
+            let out = outputs(m);
+            json(out.iter().rfind(|o| o.to == "r").expect("an answer"))
+        };
+        api(&mut m, "$JS.API.STREAM.CREATE.O", r#"{"name":"O","subjects":["o.>"]}"#);
+        for subject in ["o.a", "o.b", "o.a", "o.c"] {
+            m.handle(now, subject, None, None, b"x");
+        }
+        m.flush(now, &yes);
+        // Gaps at the origin (2 and the last, 4) before the mirror exists.
+        api(&mut m, "$JS.API.STREAM.MSG.DELETE.O", r#"{"seq":2}"#);
+        api(&mut m, "$JS.API.STREAM.MSG.DELETE.O", r#"{"seq":4}"#);
+        let created =
+            api(&mut m, "$JS.API.STREAM.CREATE.M", r#"{"name":"M","mirror":{"name":"O"}}"#);
+        assert_eq!(created["mirror"]["name"], "O");
+        assert!(created["config"].get("subjects").is_none(), "{created}");
+        let sources = r#"{"name":"S","sources":[{"name":"O","filter_subject":"o.a"}]}"#;
+        api(&mut m, "$JS.API.STREAM.CREATE.S", sources);
+        m.flush(now, &yes);
+        let info = api(&mut m, "$JS.API.STREAM.INFO.M", "");
+        assert_eq!(info["state"]["last_seq"], 3);
+        assert_eq!(info["state"]["messages"], 2);
+        assert_eq!(info["state"]["num_deleted"], 1);
+        assert_eq!(info["mirror"]["lag"], 0);
+        m.handle(now, "o.a", None, None, b"y");
+        m.flush(now, &yes);
+        let info = api(&mut m, "$JS.API.STREAM.INFO.M", "");
+        assert_eq!(
+            (info["state"]["last_seq"].clone(), info["state"]["num_deleted"].clone()),
+            (json!(5), json!(2))
+        );
+        let info = api(&mut m, "$JS.API.STREAM.INFO.S", "");
+        assert_eq!(info["state"]["messages"], 3, "o.a at 1, 3 and 5");
+        assert_eq!(info["sources"][0]["seq"], 5);
+        let got = api(&mut m, "$JS.API.STREAM.MSG.GET.S", r#"{"seq":3}"#);
+        let hdrs = got["message"]["hdrs"].as_str().unwrap().to_string();
+        assert!(!hdrs.is_empty());
+        drop(m);
+        disk.with(MemDisk::crash);
+
+        let mut m = open(&disk);
+        m.flush(now, &yes);
+        m.handle(now, "o.a", None, None, b"z");
+        m.flush(now, &yes);
+        let info = api(&mut m, "$JS.API.STREAM.INFO.S", "");
+        assert_eq!(info["state"]["messages"], 4, "nothing sourced twice after the restart");
+        let info = api(&mut m, "$JS.API.STREAM.INFO.M", "");
+        assert_eq!(info["state"]["last_seq"], 6);
+        assert_eq!(info["state"]["messages"], 4);
+        // A mirror's config cannot change, only go (promotion).
+        let other = r#"{"name":"M","mirror":{"name":"S"}}"#;
+        assert_eq!(api(&mut m, "$JS.API.STREAM.UPDATE.M", other)["error"]["err_code"], 10055);
+        let promoted = api(&mut m, "$JS.API.STREAM.UPDATE.M", r#"{"name":"M"}"#);
+        assert!(promoted.get("mirror").is_none(), "{promoted}");
+        assert_eq!(promoted["config"]["subjects"], json!(["M"]));
+        // Cycles are refused (nats-server's walk: a source whose subjects flow back).
+        let cycle = r#"{"name":"X","subjects":["x.>"],"sources":[{"name":"X"}]}"#;
+        assert_eq!(api(&mut m, "$JS.API.STREAM.CREATE.X", cycle)["error"]["err_code"], 10052);
+        let back = r#"{"name":"O","subjects":["o.>"],"sources":[{"name":"S"}]}"#;
+        assert!(api(&mut m, "$JS.API.STREAM.UPDATE.O", back).get("error").is_none());
     }
 }

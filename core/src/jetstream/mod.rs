@@ -34,7 +34,9 @@ pub mod consumer;
 pub mod errors;
 pub mod headers;
 pub mod manager;
+pub mod sourcing;
 pub mod stream;
+pub mod transform;
 
 use bytes::Bytes;
 

@@ -15,6 +15,7 @@ use super::api::{DiscardPolicy, Retention, StreamConfig};
 use super::consumer::Consumer;
 use super::errors::ApiError;
 use super::headers;
+use super::sourcing::Sourcing;
 use crate::store::{Discard, Engine, Limits, Log, StoreError, StreamStore};
 
 /// A store the stream can also re-limit on `STREAM.UPDATE` (the `StreamStore` trait has no
@@ -72,6 +73,8 @@ pub struct Stream {
     /// never hands out a message a crash could still take back.
     pub durable_seq: u64,
     dirty: bool,
+    /// The mirror or sources feeding this stream, and where each has got to.
+    pub sourcing: Sourcing,
 }
 
 /// Store limits from a stream config (−1 means unlimited in the API, 0 in the store).
@@ -94,6 +97,8 @@ impl Stream {
     /// dedup window is rebuilt from their `Nats-Msg-Id` headers.
     pub fn new(config: StreamConfig, created: i64, store: Box<dyn Store>, wall: i64) -> Self {
         let durable_seq = store.state().last_seq;
+        let mut store = store;
+        let sourcing = Sourcing::new(&config, store.as_store());
         let mut stream = Stream {
             config,
             created,
@@ -105,6 +110,7 @@ impl Stream {
             pending_acks: Vec::new(),
             durable_seq,
             dirty: false,
+            sourcing,
         };
         stream.rebuild_dedup(wall);
         stream
@@ -144,7 +150,17 @@ impl Stream {
         hdrs: Option<&[u8]>,
         payload: &[u8],
     ) -> (Published, Option<(String, Bytes)>) {
-        let result = self.try_publish(wall, subject, hdrs, payload);
+        // The stream's own transform comes before anything else (nats-server's order).
+        let transformed = self.config.subject_transform.as_ref().and_then(|t| {
+            super::transform::Transform::from_config(t).ok().flatten()?.apply(subject)
+        });
+        let subject = transformed.as_deref().unwrap_or(subject);
+        let result = if hdrs.and_then(|h| headers::get(h, headers::STREAM_SOURCE)).is_some() {
+            // Only sourcing stamps messages with their origin.
+            Published::Rejected(ApiError::source_header_not_allowed())
+        } else {
+            self.try_publish(wall, subject, hdrs, payload)
+        };
         let name = self.config.name.clone();
         let Some(reply) = reply.filter(|r| !r.is_empty()) else {
             return (result, None);
@@ -165,6 +181,40 @@ impl Stream {
                 (result, None)
             }
         }
+    }
+
+    /// A message a source feeds in (its headers already stamped): the publish path without an
+    /// answer. A duplicate (by `Nats-Msg-Id`) counts as taken, as in nats-server.
+    pub fn publish_sourced(
+        &mut self,
+        wall: i64,
+        subject: &str,
+        hdrs: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ApiError> {
+        match self.try_publish(wall, subject, Some(hdrs), payload) {
+            Published::Stored(_) | Published::Duplicate(_) => Ok(()),
+            Published::Rejected(e) => Err(e),
+        }
+    }
+
+    /// A message the mirror takes at its origin's sequence, timestamp and all. The first one
+    /// into an empty mirror moves its first sequence there, as nats-server does, rather than
+    /// leaving a run of deleted sequences in front.
+    pub fn store_mirrored(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        hdrs: &[u8],
+        payload: &[u8],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        let state = self.store.state();
+        if state.msgs == 0 && seq > state.last_seq + 1 {
+            self.store.compact(seq)?;
+        }
+        self.dirty = true;
+        self.store.store_at(seq, subject.as_bytes(), hdrs, payload, ts, None)
     }
 
     fn try_publish(
