@@ -411,3 +411,35 @@ async fn restart_keeps_mirror_and_source_positions_without_duplicates_or_loss() 
     let i = info(&c, "M").await;
     assert_eq!((i["state"]["last_seq"].clone(), i["mirror"]["lag"].clone()), (json!(8), json!(0)));
 }
+
+#[tokio::test]
+async fn a_purged_source_stream_does_not_take_its_origin_again_after_a_restart() {
+    let dir = StoreDir::new("purged");
+    let server = start(&dir);
+    let c = connect(&server).await;
+    create(&c, json!({"name": "O", "subjects": ["o.>"]})).await;
+    create(&c, json!({"name": "S", "sources": [{"name": "O"}]})).await;
+    consumer(&c, "S", "C").await;
+    for i in 1..=3 {
+        publish(&c, "o.a", &format!("{i}")).await;
+    }
+    assert_eq!(take(&c, "S", "C", 3).await.len(), 3);
+    let purged = api(&c, "STREAM.PURGE.S", Value::Null).await;
+    assert_eq!(purged["purged"], 3, "{purged}");
+    drop(c);
+    drop(server);
+
+    // No message of S names where its source got to any more: the position must have been
+    // kept elsewhere, or the three would come again.
+    let server = start(&dir);
+    let c = connect(&server).await;
+    publish(&c, "o.a", "4").await;
+    consumer(&c, "S", "D").await;
+    let got = take(&c, "S", "D", 1).await;
+    assert_eq!((got[0].seq, got[0].payload.as_str()), (4, "4"));
+    let i = info(&c, "S").await;
+    assert_eq!(
+        (i["state"]["messages"].clone(), i["state"]["last_seq"].clone()),
+        (json!(1), json!(4))
+    );
+}

@@ -33,6 +33,10 @@ use crate::time::Instant;
 const STREAMS_DIR: &str = "jetstream/streams";
 const CONSUMERS_DIR: &str = "jetstream/consumers";
 const MSGS_DIR: &str = "jetstream/msgs";
+/// `<stream>.json`: where each source of a stream got to (see `sourcing`).
+const SOURCES_DIR: &str = "jetstream/sources";
+/// Longest a sourcing stream's changed positions wait to be written.
+const SOURCES_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const NAMES_LIMIT: usize = 1024;
 /// Longest a durable consumer's changed state waits to be written when nothing waits on it.
 const CONSUMER_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -183,6 +187,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         meta.create_dir_all(STREAMS_DIR)?;
         meta.create_dir_all(CONSUMERS_DIR)?;
         meta.create_dir_all(MSGS_DIR)?;
+        meta.create_dir_all(SOURCES_DIR)?;
         let mut m = Manager {
             meta,
             new_disk,
@@ -214,7 +219,14 @@ impl<D: Disk + Send + 'static> Manager<D> {
             let store = m
                 .open_store(&sm.config)
                 .map_err(|e| OpenError::Store(stream_name.to_string(), e))?;
-            let s = Stream::new(sm.config, sm.created, store, now.wall);
+            let mut s = Stream::new(sm.config, sm.created, store, now.wall);
+            let positions = join(SOURCES_DIR, &name);
+            if !s.config.sources.is_empty() && m.meta.exists(&positions)? {
+                let bytes = m.meta.read_all(&positions)?;
+                let p: sourcing::Positions = serde_json::from_slice(&bytes)
+                    .map_err(|e| OpenError::Meta(positions.clone(), e.to_string()))?;
+                s.sourcing.restore(&p);
+            }
             m.streams.insert(stream_name.to_string(), s);
         }
         for name in m.meta.list(CONSUMERS_DIR)? {
@@ -433,6 +445,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 self.held_acks.retain(|(s, c, _)| (s, c) != (&sname, &cname));
             }
         }
+        self.write_source_positions(now);
         self.ready.extend(out);
         self.ready.extend(self.held_acks.drain(..).map(|(_, _, o)| o));
         self.ready.extend(self.held.drain(..));
@@ -518,6 +531,42 @@ impl<D: Disk + Send + 'static> Manager<D> {
             *slot = feed;
         }
         stored > 0
+    }
+
+    /// Writes the positions of sourcing streams whose sources moved: when messages naming them
+    /// were removed (at once, before the removal is answered), else at most once per
+    /// `SOURCES_WRITE_EVERY`. Only positions whose messages are all durable are written, so
+    /// the file is never ahead of the stream.
+    fn write_source_positions(&mut self, now: Now) {
+        let mut due = Vec::new();
+        for (name, s) in &self.streams {
+            if s.sourcing.sources.is_empty() || s.config.storage != Storage::File {
+                continue;
+            }
+            let positions = s.sourcing.positions();
+            let stale = s
+                .sourcing
+                .written_at
+                .is_none_or(|t| now.mono.saturating_since(t) >= SOURCES_WRITE_EVERY);
+            let durable = s.durable_seq == s.store.state().last_seq;
+            if positions != s.sourcing.written && durable && (stale || s.sourcing.write_now) {
+                due.push((name.clone(), positions));
+            }
+        }
+        for (name, positions) in due {
+            let written = encode_meta(&positions).and_then(|bytes| {
+                self.meta.replace_atomically(&join(SOURCES_DIR, &format!("{name}.json")), &bytes)
+            });
+            if let Some(s) = self.streams.get_mut(&name) {
+                // On failure the stamped messages still say where the sources got to; the
+                // next flush tries again.
+                if written.is_ok() {
+                    s.sourcing.written = positions;
+                    s.sourcing.written_at = Some(now.mono);
+                    s.sourcing.write_now = false;
+                }
+            }
+        }
     }
 
     /// Whether a mirror or source has durable origin messages it has not looked at.
@@ -840,6 +889,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         self.check_overlap(name, &config)?;
         // A previous stream of this name may have left message files behind a crash mid-delete.
         self.remove_msgs(name).map_err(ApiError::stream_create)?;
+        self.remove_file(SOURCES_DIR, &format!("{name}.json")).map_err(ApiError::stream_create)?;
         let store = self.open_store(&config).map_err(ApiError::stream_create)?;
         let s = Stream::new(config, now.wall, store, now.wall);
         self.streams.insert(name.to_string(), s);
@@ -939,6 +989,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
                     .map_err(ApiError::stream_create)?;
             }
             self.remove_msgs(name).map_err(ApiError::stream_create)?;
+            self.remove_file(SOURCES_DIR, &format!("{name}.json"))
+                .map_err(ApiError::stream_create)?;
         }
         Ok(json!({"success": true}))
     }
@@ -996,6 +1048,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             .store
             .purge_ex(filter.as_bytes(), req.seq.filter(|s| *s > 0), req.keep.filter(|k| *k > 0))
             .map_err(stream::store_error)?;
+        // Purged stamps no longer say where the sources got to: the positions file must.
+        s.sourcing.write_now = true;
         // The answer is held until the flush that makes the purge durable.
         Ok(json!({"success": true, "purged": purged}))
     }
@@ -1101,6 +1155,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         if !removed {
             return Err(ApiError::sequence_not_found(req.seq));
         }
+        s.sourcing.write_now = true;
         Ok(json!({"success": true}))
     }
 

@@ -90,6 +90,11 @@ impl Feed {
         self.config.external.is_none()
     }
 
+    /// What identifies the feed in the positions file: nats-server's index name.
+    fn key(&self) -> String {
+        format!("{} {} {}", self.config.name, self.iname_filter, self.iname_dest)
+    }
+
     fn same_feed(&self, other: &Feed) -> bool {
         self.config.name == other.config.name
             && self.iname_filter == other.iname_filter
@@ -232,7 +237,16 @@ fn or_all(s: &str) -> String {
 pub struct Sourcing {
     pub mirror: Option<Feed>,
     pub sources: Vec<Feed>,
+    /// The sources' positions as last written to the positions file, and when.
+    pub written: Positions,
+    pub written_at: Option<Instant>,
+    /// Write the positions at the next flush whatever the time: messages that named them
+    /// were removed (purge, delete), so only the file still knows.
+    pub write_now: bool,
 }
+
+/// Source key (`<stream> <filter> <dest>`) → the next origin sequence to look at.
+pub type Positions = std::collections::BTreeMap<String, u64>;
 
 impl Sourcing {
     /// The feeds of `config`, positioned from what `store` already holds.
@@ -240,9 +254,28 @@ impl Sourcing {
         let mut s = Sourcing {
             mirror: config.mirror.as_ref().map(Feed::new),
             sources: config.sources.iter().map(Feed::new).collect(),
+            ..Default::default()
         };
         s.position(store);
         s
+    }
+
+    /// Where each positioned source has got to (what the positions file keeps).
+    pub fn positions(&self) -> Positions {
+        self.sources.iter().filter_map(|f| Some((f.key(), f.next?))).collect()
+    }
+
+    /// Positions read back from the file at recovery: a source resumes after the further of
+    /// the file's position and what its stamped messages say (the file is written lazily, the
+    /// messages may have been removed since).
+    pub fn restore(&mut self, positions: &Positions) {
+        for f in &mut self.sources {
+            if let Some(&p) = positions.get(&f.key()) {
+                f.next = Some(f.next.map_or(p, |n| n.max(p)));
+                f.last_taken = f.last_taken.max(p.saturating_sub(1));
+            }
+        }
+        self.written = positions.clone();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -256,6 +289,9 @@ impl Sourcing {
         let mut new = Sourcing {
             mirror: config.mirror.as_ref().map(Feed::new),
             sources: config.sources.iter().map(Feed::new).collect(),
+            written: old.written.clone(),
+            written_at: old.written_at,
+            write_now: old.write_now,
         };
         let olds: Vec<&Feed> = old.mirror.iter().chain(&old.sources).collect();
         for feed in new.mirror.iter_mut().chain(new.sources.iter_mut()) {
@@ -540,6 +576,22 @@ mod tests {
         let b = StreamSource { filter_subject: "o.b".into(), ..source("O") };
         let s = Sourcing::new(&config(|c| c.sources = vec![b]), &mut target);
         assert_eq!(s.sources[0].next, None);
+    }
+
+    #[test]
+    fn positions_from_the_file_and_from_the_stamps_take_the_further() {
+        let a = StreamSource { filter_subject: "o.a".into(), ..source("O") };
+        let cfg = config(|c| c.sources = vec![a.clone(), source("P")]);
+        let mut target = MemStore::new(Limits::default());
+        let stamp = Feed::new(&a).source_header(9, "o.a", "id");
+        target.store(b"o.a", &sourced_headers(b"", &stamp), b"x", 0, None).unwrap();
+        let mut s = Sourcing::new(&cfg, &mut target);
+        let file: Positions =
+            [("O o.a >".to_string(), 4), ("P > >".to_string(), 7)].into_iter().collect();
+        s.restore(&file);
+        assert_eq!(s.sources[0].next, Some(10), "the stamp is newer than the file");
+        assert_eq!(s.sources[1].next, Some(7), "only the file knows P's (purged) position");
+        assert_eq!(s.positions(), [("O o.a >".to_string(), 10), ("P > >".to_string(), 7)].into());
     }
 
     #[test]
