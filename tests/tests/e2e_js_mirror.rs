@@ -443,3 +443,33 @@ async fn a_purged_source_stream_does_not_take_its_origin_again_after_a_restart()
         (json!(1), json!(4))
     );
 }
+
+#[tokio::test]
+async fn filtered_mirror_and_a_source_starting_at_a_time() {
+    let dir = StoreDir::new("start");
+    let server = start(&dir);
+    let c = connect(&server).await;
+    create(&c, json!({"name": "O", "subjects": ["o.>"]})).await;
+    for (i, subject) in ["o.a", "o.b", "o.a", "o.b", "o.a"].iter().enumerate() {
+        publish(&c, subject, &format!("{}", i + 1)).await;
+    }
+    // A filtered mirror keeps the origin's sequences: what it does not take is a gap.
+    create(&c, json!({"name": "M", "mirror": {"name": "O", "filter_subject": "o.a"}})).await;
+    consumer(&c, "M", "C").await;
+    let seqs: Vec<u64> = take(&c, "M", "C", 3).await.iter().map(|g| g.seq).collect();
+    assert_eq!(seqs, vec![1, 3, 5]);
+    let i = info(&c, "M").await;
+    assert_eq!(
+        (i["state"]["last_seq"].clone(), i["state"]["num_deleted"].clone()),
+        (json!(5), json!(2))
+    );
+    assert_eq!(i["mirror"]["filter_subject"], "o.a");
+
+    // A source from the time of the origin's third message on.
+    let third = api(&c, "STREAM.MSG.GET.O", json!({"seq": 3})).await;
+    let time = third["message"]["time"].as_str().expect("time").to_string();
+    create(&c, json!({"name": "S", "sources": [{"name": "O", "opt_start_time": time}]})).await;
+    consumer(&c, "S", "C").await;
+    let got: Vec<String> = take(&c, "S", "C", 3).await.into_iter().map(|g| g.payload).collect();
+    assert_eq!(got, vec!["3", "4", "5"]);
+}

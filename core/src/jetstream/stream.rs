@@ -159,7 +159,7 @@ impl Stream {
             // Only sourcing stamps messages with their origin.
             Published::Rejected(ApiError::source_header_not_allowed())
         } else {
-            self.try_publish(wall, subject, hdrs, payload)
+            self.try_publish(wall, subject, hdrs, payload, false)
         };
         let name = self.config.name.clone();
         let Some(reply) = reply.filter(|r| !r.is_empty()) else {
@@ -192,7 +192,7 @@ impl Stream {
         hdrs: &[u8],
         payload: &[u8],
     ) -> Result<(), ApiError> {
-        match self.try_publish(wall, subject, Some(hdrs), payload) {
+        match self.try_publish(wall, subject, Some(hdrs), payload, true) {
             Published::Stored(_) | Published::Duplicate(_) => Ok(()),
             Published::Rejected(e) => Err(e),
         }
@@ -217,12 +217,16 @@ impl Stream {
         self.store.store_at(seq, subject.as_bytes(), hdrs, payload, ts, None)
     }
 
+    /// `sourced`: the message comes from a source, checked at its origin already. A TTL or
+    /// roll-up this stream does not allow is then ignored rather than refused, as nats-server
+    /// does: refusing would stop the source at that message for good.
     fn try_publish(
         &mut self,
         wall: i64,
         subject: &str,
         hdrs: Option<&[u8]>,
         payload: &[u8],
+        sourced: bool,
     ) -> Published {
         if self.config.sealed {
             return Published::Rejected(ApiError::sealed());
@@ -247,7 +251,10 @@ impl Stream {
         }
         // A TTL on a stream without them is refused outright; an unparsable one is refused
         // below, after the other checks (nats-server's order).
-        let ttl = headers::get(hdrs, headers::TTL).map(parse_message_ttl);
+        let ttl = headers::get(hdrs, headers::TTL)
+            .filter(|_| !sourced || self.config.allow_msg_ttl)
+            .map(parse_message_ttl);
+        let ttl = if sourced { ttl.filter(Result::is_ok) } else { ttl };
         if matches!(ttl, Some(Ok(t)) if t != 0) && !self.config.allow_msg_ttl {
             return Published::Rejected(ApiError::message_ttl_disabled());
         }
@@ -273,9 +280,11 @@ impl Stream {
                 return Published::Rejected(ApiError::wrong_last_msg_id(last));
             }
         }
+        let rollup_allowed = self.config.allow_rollup_hdrs && !self.config.deny_purge;
         let rollup = match headers::get(hdrs, headers::ROLLUP) {
             None => None,
-            Some(_) if !self.config.allow_rollup_hdrs || self.config.deny_purge => {
+            Some(_) if sourced && !rollup_allowed => None,
+            Some(_) if !rollup_allowed => {
                 return Published::Rejected(ApiError::rollup_denied());
             }
             Some(v) if v.eq_ignore_ascii_case("sub") => Some(subject.to_string()),
@@ -420,7 +429,7 @@ impl Stream {
                         (headers::ROLLUP, "sub".to_string()),
                     ],
                 );
-                let _ = self.try_publish(wall, &subject, Some(&hdr), b"");
+                let _ = self.try_publish(wall, &subject, Some(&hdr), b"", false);
             } else {
                 let _ = self.store.remove(seq);
             }
@@ -563,6 +572,19 @@ mod tests {
         }
         s.push_str("\r\n");
         s.into_bytes()
+    }
+
+    #[test]
+    fn sourced_messages_skip_what_only_the_origin_checks() {
+        let mut s = stream();
+        let h = hdr(&[("Nats-TTL", "5s"), ("Nats-Rollup", "all")]);
+        let (r, _) = s.publish(10, "s.a", None, Some(&h), b"x");
+        assert_eq!(r, Published::Rejected(ApiError::message_ttl_disabled()), "from a client");
+        assert_eq!(s.publish_sourced(10, "s.a", &h, b"x"), Ok(()), "from a source");
+        assert_eq!(s.store.load(1).unwrap().unwrap().ttl, None, "the TTL is not applied");
+        let stamped = hdr(&[("Nats-Stream-Source", "O 1 > > s.a id")]);
+        let (r, _) = s.publish(10, "s.a", None, Some(&stamped), b"x");
+        assert_eq!(r, Published::Rejected(ApiError::source_header_not_allowed()));
     }
 
     #[test]
