@@ -12,6 +12,8 @@
 
 pub mod raw;
 pub mod server;
+pub mod store_dir;
 
 pub use raw::{escape_bytes, RawConn};
 pub use server::{ConfigFile, ServerBinary, TestServer};
+pub use store_dir::StoreDir;

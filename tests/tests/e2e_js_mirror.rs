@@ -6,43 +6,14 @@
 //! pull request waits on the server until the messages are there), bounded by a timeout.
 //! `TestServer`'s drop is SIGKILL, so the restart here is a crash.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fjord_tests::{ServerBinary, TestServer};
+use fjord_tests::{ServerBinary, StoreDir, TestServer};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A fresh store directory, removed on drop.
-struct StoreDir(PathBuf);
-
-impl StoreDir {
-    fn new(tag: &str) -> StoreDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fjord-jsm-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create store dir");
-        StoreDir(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for StoreDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &StoreDir) -> TestServer {
     TestServer::start(&ServerBinary::target(), &["-js", "-sd", dir.arg()])
