@@ -18,7 +18,7 @@
 //! in the sourcing stream (nats-server's `startingSequenceForSources`). Both are durable with
 //! the messages themselves, so nothing is taken twice or skipped across a restart.
 
-use super::api::{StreamConfig, StreamSource};
+use super::api::{StreamConfig, StreamSource, SubjectTransformConfig};
 use super::errors::ApiError;
 use super::headers;
 use super::transform::{self, Transform, TransformError};
@@ -379,6 +379,22 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
+/// One mirror or source transform: its source must be a subject (`bad_filter`), the whole a
+/// mapping (`bad_dest`, nats-server's `ValidateMapping`).
+fn check_transform(
+    t: &SubjectTransformConfig,
+    bad_filter: fn(String) -> ApiError,
+    bad_dest: fn(String) -> ApiError,
+) -> Result<(), ApiError> {
+    if !t.src.is_empty() && crate::subject::validate_subscription(t.src.as_bytes()).is_err() {
+        return Err(bad_filter(format!("invalid subject {}", t.src)));
+    }
+    match Transform::from_config(t) {
+        Ok(_) => Ok(()),
+        Err(TransformError::BadSource(e) | TransformError::BadDestination(e)) => Err(bad_dest(e)),
+    }
+}
+
 /// The checks of `checkStreamCfg` that need no other stream, in its order.
 pub fn check_config(cfg: &StreamConfig) -> Result<(), ApiError> {
     if let Some(m) = &cfg.mirror {
@@ -400,19 +416,11 @@ pub fn check_config(cfg: &StreamConfig) -> Result<(), ApiError> {
             ));
         }
         for (i, t) in m.subject_transforms.iter().enumerate() {
-            if !t.src.is_empty() && crate::subject::validate_subscription(t.src.as_bytes()).is_err()
-            {
-                return Err(ApiError::mirror_invalid_subject_filter(format!(
-                    "invalid subject {}",
-                    t.src
-                )));
-            }
-            match Transform::from_config(t) {
-                Ok(_) => {}
-                Err(TransformError::BadSource(e) | TransformError::BadDestination(e)) => {
-                    return Err(ApiError::mirror_invalid_transform_destination(e))
-                }
-            }
+            check_transform(
+                t,
+                ApiError::mirror_invalid_subject_filter,
+                ApiError::mirror_invalid_transform_destination,
+            )?;
             let collide = m
                 .subject_transforms
                 .iter()
@@ -445,19 +453,11 @@ pub fn check_config(cfg: &StreamConfig) -> Result<(), ApiError> {
             return Err(ApiError::source_multiple_filters_not_allowed());
         }
         for t in &src.subject_transforms {
-            if !t.src.is_empty() && crate::subject::validate_subscription(t.src.as_bytes()).is_err()
-            {
-                return Err(ApiError::source_invalid_subject_filter(format!(
-                    "invalid subject {}",
-                    t.src
-                )));
-            }
-            match Transform::from_config(t) {
-                Ok(_) => {}
-                Err(TransformError::BadSource(e) | TransformError::BadDestination(e)) => {
-                    return Err(ApiError::source_invalid_transform_destination(e))
-                }
-            }
+            check_transform(
+                t,
+                ApiError::source_invalid_subject_filter,
+                ApiError::source_invalid_transform_destination,
+            )?;
         }
         for (i, t) in src.subject_transforms.iter().enumerate() {
             let nested = src.subject_transforms.iter().enumerate().any(|(j, o)| {
@@ -477,7 +477,6 @@ pub fn check_config(cfg: &StreamConfig) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::api::SubjectTransformConfig;
     use super::*;
     use crate::store::{Limits, MemStore};
 
