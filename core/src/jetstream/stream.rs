@@ -95,9 +95,8 @@ pub fn limits(config: &StreamConfig) -> Limits {
 impl Stream {
     /// A stream over `store`, which may hold recovered messages: those are durable, and the
     /// dedup window is rebuilt from their `Nats-Msg-Id` headers.
-    pub fn new(config: StreamConfig, created: i64, store: Box<dyn Store>, wall: i64) -> Self {
+    pub fn new(config: StreamConfig, created: i64, mut store: Box<dyn Store>, wall: i64) -> Self {
         let durable_seq = store.state().last_seq;
-        let mut store = store;
         let sourcing = Sourcing::new(&config, store.as_store());
         let mut stream = Stream {
             config,
@@ -214,7 +213,14 @@ impl Stream {
             self.store.compact(seq)?;
         }
         self.dirty = true;
-        self.store.store_at(seq, subject.as_bytes(), hdrs, payload, ts, None)
+        // The origin's TTL holds here too when this stream allows TTLs (nats-server reads it
+        // from the stored `Nats-TTL` header).
+        let ttl = headers::get(hdrs, headers::TTL)
+            .filter(|_| self.config.allow_msg_ttl)
+            .and_then(|v| parse_message_ttl(v).ok())
+            .filter(|secs| *secs > 0)
+            .map(|secs| (secs as u64).saturating_mul(1_000_000_000));
+        self.store.store_at(seq, subject.as_bytes(), hdrs, payload, ts, ttl)
     }
 
     /// `sourced`: the message comes from a source, checked at its origin already. A TTL or
@@ -585,6 +591,26 @@ mod tests {
         let stamped = hdr(&[("Nats-Stream-Source", "O 1 > > s.a id")]);
         let (r, _) = s.publish(10, "s.a", None, Some(&stamped), b"x");
         assert_eq!(r, Published::Rejected(ApiError::source_header_not_allowed()));
+    }
+
+    #[test]
+    fn a_mirror_keeps_origin_sequences_and_its_ttls_when_allowed() {
+        let mut s = open(StreamConfig {
+            name: "M".into(),
+            mirror: Some(super::super::api::StreamSource {
+                name: "O".into(),
+                ..Default::default()
+            }),
+            allow_msg_ttl: true,
+            ..Default::default()
+        });
+        let h = hdr(&[("Nats-TTL", "5s")]);
+        s.store_mirrored(4, "o.a", &h, b"x", 10).unwrap();
+        s.store_mirrored(6, "o.b", b"", b"y", 11).unwrap();
+        let st = s.store.state();
+        assert_eq!((st.first_seq, st.last_seq, st.msgs, st.num_deleted), (4, 6, 2, 1));
+        assert_eq!(s.store.load(4).unwrap().unwrap().ttl, Some(5_000_000_000));
+        assert!(s.store_mirrored(6, "o.b", b"", b"y", 11).is_err(), "never below the last");
     }
 
     #[test]
