@@ -153,8 +153,9 @@ pub struct FileLog<D> {
     roll_next: bool,
     /// Block, offset and header checksum of the last record appended.
     last_record: (u32, u64, u32),
-    /// The block of the previous load: a second load from the same block starts a run.
-    last_read_block: Option<u32>,
+    /// Block and sequence of the previous load: a load a little after it in the same block
+    /// is a run (see `read`).
+    last_read: Option<(u32, u64)>,
     flushes_since_checkpoint: u64,
     force_checkpoint: bool,
     /// Corruption was found: keep doing full scans so it stays reported.
@@ -227,6 +228,10 @@ impl<D> std::fmt::Debug for FileLog<D> {
             .finish()
     }
 }
+
+/// A load at most this many sequences after the previous one, in the same block, continues a
+/// run of loads.
+const RUN_STRIDE: u64 = 16;
 
 fn block_name(id: u32) -> String {
     format!("{id:010}.blk")
@@ -508,9 +513,12 @@ impl<D: Disk> Log for FileLog<D> {
         let sealed = self.tail().is_some_and(|(tail, _)| id != tail);
         let compressed = self.compressed.contains(&id);
         // A sealed block is worth reading whole into the cache only for a run of loads from
-        // it (a consumer reading in order): a random load reads just its record, or a store
-        // larger than the cache would read a whole block per load.
-        let in_a_run = std::mem::replace(&mut self.last_read_block, Some(id)) == Some(id);
+        // it (a consumer reading in order, maybe skipping a few): a random load reads just its
+        // record, or a store larger than the cache would read a whole block per load.
+        let in_a_run =
+            std::mem::replace(&mut self.last_read, Some((id, seq))).is_some_and(|(block, prev)| {
+                block == id && (1..=RUN_STRIDE).contains(&seq.wrapping_sub(prev))
+            });
         let mut own = Vec::new();
         if (compressed || (sealed && in_a_run && self.config.cache_bytes > 0))
             && !self.cache.blocks.contains_key(&id)
@@ -707,7 +715,7 @@ impl<D: Disk> Engine<FileLog<D>> {
             dir_dirty: false,
             roll_next: false,
             last_record: (0, 0, 0),
-            last_read_block: None,
+            last_read: None,
             flushes_since_checkpoint: 0,
             force_checkpoint: false,
             damaged: false,

@@ -72,6 +72,7 @@ fn erase_and_compaction_drop_cached_blocks() {
     s.flush().unwrap();
     assert_eq!(s.load(10).unwrap(), None);
     assert_eq!(&s.load(11).unwrap().unwrap().payload[..], &payload(11)[..]);
+    assert_eq!(&s.load(12).unwrap().unwrap().payload[..], &payload(12)[..]);
     assert_eq!(s.log().cache_stats().1, misses + 1, "the erased block was not re-read");
     // Removed blocks leave the cache with their files.
     s.compact(1500).unwrap();
@@ -91,6 +92,10 @@ fn random_loads_read_records_and_runs_read_blocks() {
     // Every ~17 messages a new block; never two loads in a row from one block.
     let spread: Vec<u64> = (1..=1900u64).step_by(97).collect();
     for &seq in &spread {
+        assert_eq!(&s.load(seq).unwrap().unwrap().payload[..], &payload(seq)[..]);
+    }
+    // Backwards in one block is no run either.
+    for seq in [40u64, 38, 36, 34] {
         assert_eq!(&s.load(seq).unwrap().unwrap().payload[..], &payload(seq)[..]);
     }
     assert_eq!(s.log().cache_stats(), (0, 0), "a scattered load read its whole block");
