@@ -515,10 +515,9 @@ impl<D: Disk> Log for FileLog<D> {
         // A sealed block is worth reading whole into the cache only for a run of loads from
         // it (a consumer reading in order, maybe skipping a few): a random load reads just its
         // record, or a store larger than the cache would read a whole block per load.
-        let in_a_run =
-            std::mem::replace(&mut self.last_read, Some((id, seq))).is_some_and(|(block, prev)| {
-                block == id && (1..=RUN_STRIDE).contains(&seq.wrapping_sub(prev))
-            });
+        let in_a_run = self.last_read.replace((id, seq)).is_some_and(|(block, prev)| {
+            block == id && (1..=RUN_STRIDE).contains(&seq.wrapping_sub(prev))
+        });
         let mut own = Vec::new();
         if (compressed || (sealed && in_a_run && self.config.cache_bytes > 0))
             && !self.cache.blocks.contains_key(&id)
