@@ -251,6 +251,21 @@ impl ApiError {
     pub fn source_header_not_allowed() -> Self {
         Self::new(400, 10227, "message stream source header is not allowed")
     }
+    pub fn snapshot_deliver_subject_invalid() -> Self {
+        Self::new(400, 10015, "deliver subject not valid")
+    }
+    pub fn stream_restore(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10062, format!("restore failed: {why}"))
+    }
+    pub fn stream_snapshot(why: impl std::fmt::Display) -> Self {
+        Self::new(500, 10064, format!("snapshot failed: {why}"))
+    }
+    pub fn stream_name_path_separators() -> Self {
+        Self::new(400, 10128, "Stream name can not contain path separators")
+    }
+    pub fn stream_name_exists_restore() -> Self {
+        Self::new(400, 10130, "stream name already in use, cannot restore")
+    }
 }
 
 impl std::fmt::Display for ApiError {

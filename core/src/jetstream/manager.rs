@@ -12,6 +12,8 @@
 //! `jetstream/consumers/<stream>.<consumer>.json` (durable consumer config and state),
 //! `jetstream/msgs/<stream>/` (the stream's `FileStore`). Memory streams persist nothing.
 
+mod snapshot;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -97,6 +99,8 @@ pub struct Manager<D: Disk + Send + 'static> {
     /// What each file store's recovery found at open, for the driver to log: damage must be
     /// said where an operator sees it, not only kept inside the store.
     recoveries: Vec<(String, RecoveryReport)>,
+    /// `STREAM.SNAPSHOT` senders and `STREAM.RESTORE` uploads in progress.
+    snapshots: snapshot::Snapshots,
 }
 
 /// Why the manager could not start.
@@ -203,6 +207,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             api_errors: 0,
             encryption,
             recoveries: Vec::new(),
+            snapshots: Default::default(),
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -281,8 +286,12 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     /// Subjects the driver must deliver to `handle`.
     pub fn subjects(&self) -> Vec<String> {
-        let mut subjects =
-            vec!["$JS.API.>".to_string(), "$JS.ACK.>".to_string(), "$JS.FC.>".to_string()];
+        let mut subjects = vec![
+            "$JS.API.>".to_string(),
+            "$JS.ACK.>".to_string(),
+            "$JS.FC.>".to_string(),
+            "$JS.SNAPSHOT.>".to_string(),
+        ];
         for s in self.streams.values() {
             subjects.extend(s.config.subjects.iter().cloned());
         }
@@ -292,10 +301,12 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// Whether a push consumer waits for a subscriber: the driver should call `flush` again
     /// soon after subscriptions change.
     pub fn awaiting_interest(&self) -> bool {
-        self.streams
-            .values()
-            .flat_map(|s| s.consumers.values())
-            .any(|c| c.is_push() && !c.push_active)
+        self.snapshot_awaiting_interest()
+            || self
+                .streams
+                .values()
+                .flat_map(|s| s.consumers.values())
+                .any(|c| c.is_push() && !c.push_active)
     }
 
     pub fn take_interest_changed(&mut self) -> bool {
@@ -312,7 +323,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         if self.sourcing_backlog {
             return Some(Instant::ZERO);
         }
-        let mut at: Option<Instant> = None;
+        let mut at: Option<Instant> = self.snapshot_timeout();
         for s in self.streams.values() {
             for c in s.consumers.values() {
                 let t = c.poll_timeout();
@@ -339,6 +350,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             self.api(now, op, reply, payload);
         } else if let Some(rest) = subject.strip_prefix("$JS.ACK.") {
             self.ack(now, rest, reply, payload);
+        } else if subject.starts_with("$JS.SNAPSHOT.") {
+            self.snapshot_message(now, subject, reply, payload);
         } else if let Some(rest) = subject.strip_prefix("$JS.FC.") {
             // A flow-control answer: `<stream>.<consumer>.<id>`; the next flush delivers on.
             let mut tokens = rest.split('.');
@@ -450,6 +463,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         self.ready.extend(self.held_acks.drain(..).map(|(_, _, o)| o));
         self.ready.extend(self.held.drain(..));
         self.ready.extend(deliveries);
+        self.serve_snapshots(now, interest);
     }
 
     /// Ack deadlines, pull request expiry, heartbeats, max_age and inactive ephemerals.
@@ -711,6 +725,17 @@ impl<D: Disk + Send + 'static> Manager<D> {
             ["STREAM", "LIST"] => ("stream_list", self.stream_list(payload, false)),
             ["STREAM", "NAMES"] => ("stream_names", self.stream_list(payload, true)),
             ["STREAM", "PURGE", name] => ("stream_purge", self.stream_purge(name, payload)),
+            ["STREAM", "SNAPSHOT", name] => match self.snapshot_request(name, reply, payload) {
+                // Answered at the flush, with the first chunks.
+                Ok(()) => {
+                    self.api_total += 1;
+                    return;
+                }
+                Err(e) => ("stream_snapshot", Err(e)),
+            },
+            ["STREAM", "RESTORE", name] => {
+                ("stream_restore", self.restore_request(now, name, payload))
+            }
             ["STREAM", "MSG", "GET", name] => ("stream_msg_get", self.msg_get(name, payload)),
             ["STREAM", "MSG", "DELETE", name] => {
                 ("stream_msg_delete", self.msg_delete(name, payload))

@@ -30,6 +30,7 @@
 //! timestamps and the duplicate window.
 
 pub mod api;
+pub mod archive;
 pub mod consumer;
 pub mod errors;
 pub mod headers;

@@ -16,6 +16,7 @@ use super::consumer::Consumer;
 use super::errors::ApiError;
 use super::headers;
 use super::sourcing::Sourcing;
+use crate::store::snapshot::SnapshotError;
 use crate::store::{Discard, Engine, Limits, Log, StoreError, StreamStore};
 
 /// A store the stream can also re-limit on `STREAM.UPDATE` (the `StreamStore` trait has no
@@ -26,6 +27,10 @@ pub trait Store: StreamStore + Send {
     fn expiring(&self, now: i64) -> Vec<u64>;
     fn as_store(&mut self) -> &mut dyn StreamStore;
     fn as_store_ref(&self) -> &dyn StreamStore;
+    /// Appends the store's snapshot (`store::snapshot`) to `out`, for `STREAM.SNAPSHOT`.
+    fn snapshot(&mut self, out: &mut Vec<u8>) -> Result<(), StoreError>;
+    /// Restores a snapshot into this empty store (pending until `flush`), for `STREAM.RESTORE`.
+    fn restore(&mut self, snap: &[u8]) -> Result<u64, SnapshotError>;
 }
 
 impl<L: Log> Store for Engine<L>
@@ -43,6 +48,12 @@ where
     }
     fn as_store_ref(&self) -> &dyn StreamStore {
         self
+    }
+    fn snapshot(&mut self, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        Engine::snapshot(self, out)
+    }
+    fn restore(&mut self, snap: &[u8]) -> Result<u64, SnapshotError> {
+        Engine::restore(self, snap)
     }
 }
 
