@@ -983,10 +983,13 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     fn remove_msgs(&mut self, name: &str) -> Result<(), DiskError> {
         let dir = join(MSGS_DIR, name);
-        if !self.meta.exists(&dir)? {
-            return Ok(());
-        }
-        let files = self.meta.list(&dir)?;
+        // `list`, not `exists`: a directory "exists" on the filesystem but not on `MemDisk`
+        // (the simulator's), where a deleted stream's messages were left behind.
+        let files = match self.meta.list(&dir) {
+            Ok(files) => files,
+            Err(DiskError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         for f in &files {
             self.meta.remove(&join(&dir, f))?;
         }
@@ -1457,10 +1460,10 @@ mod tests {
 
     /// One `MemDisk` seen through many handles, as the real filesystem is by many `FsDisk`s.
     #[derive(Clone)]
-    struct Shared(Arc<Mutex<MemDisk>>);
+    pub(super) struct Shared(pub(super) Arc<Mutex<MemDisk>>);
 
     impl Shared {
-        fn with<T>(&self, f: impl FnOnce(&mut MemDisk) -> T) -> T {
+        pub(super) fn with<T>(&self, f: impl FnOnce(&mut MemDisk) -> T) -> T {
             f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
         }
     }
@@ -1507,17 +1510,17 @@ mod tests {
         }
     }
 
-    fn open(disk: &Shared) -> Manager<Shared> {
+    pub(super) fn open(disk: &Shared) -> Manager<Shared> {
         let factory_disk = disk.clone();
         let factory: DiskFactory<Shared> = Box::new(move || Ok(factory_disk.clone()));
         Manager::open(disk.clone(), factory, Now::default(), 1).expect("open")
     }
 
-    fn outputs(m: &mut Manager<Shared>) -> Vec<Outgoing> {
+    pub(super) fn outputs(m: &mut Manager<Shared>) -> Vec<Outgoing> {
         std::iter::from_fn(|| m.poll_output()).collect()
     }
 
-    fn json(o: &Outgoing) -> Value {
+    pub(super) fn json(o: &Outgoing) -> Value {
         serde_json::from_slice(&o.payload).expect("json")
     }
 
