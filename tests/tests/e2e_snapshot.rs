@@ -8,45 +8,17 @@
 //! `FJORD_TEST_TARGET=reference`: a backup restores on the server that made it (the archive
 //! formats differ between the two, the protocol does not). The restart check runs on fjord only.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::{Client, HeaderMap, Message};
 use bytes::Bytes;
-use fjord_tests::{ServerBinary, TestServer};
+use fjord_tests::{ServerBinary, StoreDir, TestServer};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-struct StoreDir(PathBuf);
-
-impl StoreDir {
-    fn new(tag: &str) -> StoreDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fjord-snap-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create store dir");
-        StoreDir(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for StoreDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &StoreDir) -> TestServer {
     TestServer::start(&ServerBinary::target(), &["-js", "-sd", dir.arg()])

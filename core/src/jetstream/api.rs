@@ -115,6 +115,9 @@ pub struct StreamConfig {
     /// Rewrites the subject of every message published to the stream before it is stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<SubjectTransformConfig>,
+    /// Stored messages published again on a mapped subject (`republish.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub republish: Option<super::republish::RePublish>,
 }
 
 /// `StreamSource` (server/stream.go): the origin of a mirror or of one source.
@@ -260,6 +263,7 @@ impl StreamConfig {
                 }
             }
         }
+        super::republish::check(&mut self)?;
         if self.compression.as_deref() == Some("") {
             self.compression = None;
         }

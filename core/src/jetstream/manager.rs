@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use super::api::{self, ConsumerConfig, Storage, StreamConfig, TYPE_PREFIX};
 use super::consumer::{AckKind, Consumer, ConsumerState};
 use super::errors::ApiError;
+use super::republish;
 use super::sourcing;
 use super::stream::{self, Store, Stream};
 use super::{Now, Outgoing};
@@ -101,6 +102,8 @@ pub struct Manager<D: Disk + Send + 'static> {
     recoveries: Vec<(String, RecoveryReport)>,
     /// `STREAM.SNAPSHOT` senders and `STREAM.RESTORE` uploads in progress.
     snapshots: snapshot::Snapshots,
+    /// RePublish messages by (stream, sequence), released once that sequence is durable.
+    republished: Vec<(String, u64, Outgoing)>,
 }
 
 /// Why the manager could not start.
@@ -208,6 +211,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             encryption,
             recoveries: Vec::new(),
             snapshots: Default::default(),
+            republished: Vec::new(),
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -362,7 +366,27 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 }
             }
         } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
-            let (_, answer) = s.publish(now.wall, subject, reply, headers, payload);
+            // RePublish's `Nats-Last-Sequence`: this subject's newest sequence before this one.
+            let last_seq = s.config.republish.as_ref().map(|_| {
+                s.store.subjects_state(subject.as_bytes()).values().map(|st| st.last_seq).max()
+            });
+            let (published, answer) = s.publish(now.wall, subject, reply, headers, payload);
+            if let (stream::Published::Stored(seq), Some(last_seq)) = (&published, last_seq) {
+                let (seq, last_seq) = (*seq, last_seq.unwrap_or(0));
+                let stored = republish::Stored {
+                    stream: s.name(),
+                    subject,
+                    seq,
+                    time: &api::rfc3339(now.wall),
+                    last_seq,
+                    headers: headers.unwrap_or_default(),
+                    payload_len: payload.len(),
+                };
+                let rp = s.config.republish.as_ref();
+                if let Some(out) = rp.and_then(|rp| republish::message(rp, &stored, payload)) {
+                    self.republished.push((s.name().to_string(), seq, out));
+                }
+            }
             if let Some((to, body)) = answer {
                 // Errors promise nothing, but still go in order with everything else.
                 self.held.push(Outgoing::reply(&to, body));
@@ -394,6 +418,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
             rounds += 1;
         }
         self.sourcing_backlog = rounds == SOURCING_ROUNDS && self.sourcing_behind();
+        // RePublish goes out once the message is durable, ahead of its PubAck as in
+        // nats-server; one whose store failed to sync is dropped with its PubAck's error.
+        let mut republished = Vec::new();
+        for (stream, seq, o) in self.republished.drain(..) {
+            if self.streams.get(&stream).is_some_and(|s| s.durable_seq >= seq) {
+                republished.push(o);
+            }
+        }
+        out.splice(0..0, republished);
         let mut deliveries = Vec::new();
         for s in self.streams.values_mut() {
             let durable = s.durable_seq;

@@ -35,6 +35,7 @@ pub mod consumer;
 pub mod errors;
 pub mod headers;
 pub mod manager;
+pub mod republish;
 pub mod sourcing;
 pub mod stream;
 pub mod transform;
