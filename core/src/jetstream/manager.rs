@@ -12,6 +12,7 @@
 //! `jetstream/consumers/<stream>.<consumer>.json` (durable consumer config and state),
 //! `jetstream/msgs/<stream>/` (the stream's `FileStore`). Memory streams persist nothing.
 
+mod events;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,11 @@ pub struct Manager<D: Disk + Send + 'static> {
     snapshots: snapshot::Snapshots,
     /// RePublish messages by (stream, sequence), released once that sequence is durable.
     republished: Vec<(String, u64, Outgoing)>,
+    /// Advisory and session ids: their own stream of randomness, so that drawing them does not
+    /// change the consumer names a seed produces.
+    ids: ChaCha8Rng,
+    /// The `server` of API audit advisories.
+    server_name: String,
 }
 
 /// Why the manager could not start.
@@ -212,6 +218,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             recoveries: Vec::new(),
             snapshots: Default::default(),
             republished: Vec::new(),
+            ids: ChaCha8Rng::seed_from_u64(seed ^ 0x6164_7669_736f_7279),
+            server_name: String::new(),
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -747,8 +755,14 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
     }
 
+    /// The server name API audit advisories carry.
+    pub fn set_server_name(&mut self, name: &str) {
+        self.server_name = name.to_string();
+    }
+
     fn api(&mut self, now: Now, op: &str, reply: Option<&str>, payload: &[u8]) {
         let tokens: Vec<&str> = op.split('.').collect();
+        let consumers_before: usize = self.streams.values().map(|s| s.consumers.len()).sum();
         let (kind, result) = match tokens.as_slice() {
             ["INFO"] => ("account_info", Ok(self.account_info())),
             ["STREAM", "CREATE", name] => ("stream_create", self.stream_create(now, name, payload)),
@@ -818,13 +832,17 @@ impl<D: Disk + Send + 'static> Manager<D> {
         if result.is_err() {
             self.api_errors += 1;
         }
-        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
-            let mut body = response(kind, result);
-            if kind == "consumer_pause" {
-                body = pause_error_fields(body);
-            }
-            self.held.push(Outgoing::reply(reply, body));
+        if let Ok(answer) = &result {
+            self.action_advisory(now, kind, &tokens, answer, consumers_before);
         }
+        let mut body = response(kind, result);
+        if kind == "consumer_pause" {
+            body = pause_error_fields(body);
+        }
+        if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+            self.held.push(Outgoing::reply(reply, body.clone()));
+        }
+        self.audit(now, op, payload, &body);
     }
 
     /// What the monitoring port's `/jsz` shows, read in one go: `account` is the account
@@ -1549,8 +1567,11 @@ mod tests {
         Manager::open(disk.clone(), factory, Now::default(), 1).expect("open")
     }
 
+    /// Everything but advisories (`events.rs` has tests of its own).
     pub(super) fn outputs(m: &mut Manager<Shared>) -> Vec<Outgoing> {
-        std::iter::from_fn(|| m.poll_output()).collect()
+        std::iter::from_fn(|| m.poll_output())
+            .filter(|o| !o.to.starts_with("$JS.EVENT.ADVISORY."))
+            .collect()
     }
 
     pub(super) fn json(o: &Outgoing) -> Value {

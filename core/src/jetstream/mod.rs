@@ -4,7 +4,10 @@
 //! Rooms: `api` (request/response bodies, nats-server's JSON shapes), `errors` (nats-server's
 //! error codes), `headers` (header blocks), `stream` (config, publish path, dedup, group-commit
 //! PubAcks, retention, TTL expiry), `consumer` (consumer state machine), `manager` (routes
-//! `$JS.API.>`, `$JS.ACK.>`, `$JS.FC.>` and stream subjects to the above, persists metadata).
+//! `$JS.API.>`, `$JS.ACK.>`, `$JS.FC.>`, `$JS.SNAPSHOT.>` and stream subjects to the above,
+//! persists metadata; `manager/snapshot.rs` serves backup and restore, `manager/events.rs`
+//! raises advisories), `archive` (the backup archive format), `republish` (RePublish's subject
+//! mapping and headers), `advisories` (the `$JS.EVENT.ADVISORY` messages).
 //!
 //! How a driver runs it (the runtime's actor does exactly this; a simulator can too):
 //! 1. for each message that reached a JetStream subscription, `Manager::handle(now, ...)`;
@@ -29,6 +32,7 @@
 //! Time is an input (`Now`): monotonic for ack waits and request expiry, wall clock for message
 //! timestamps and the duplicate window.
 
+pub mod advisories;
 pub mod api;
 pub mod archive;
 pub mod consumer;

@@ -69,6 +69,10 @@ pub fn start(
     });
     let mut manager = Manager::open_with(meta, factory, now(&shared), shared.seed, encryption)
         .map_err(|e| format!("JetStream recovery failed: {e}"))?;
+    let config = shared.config();
+    // As nats-server: the name defaults to the server id.
+    let name = if config.server_name.is_empty() { &config.server_id } else { &config.server_name };
+    manager.set_server_name(name);
     for (stream, report) in manager.take_recoveries() {
         log_recovery(&stream, &report);
     }

@@ -188,11 +188,6 @@ fn is_empty_request(payload: &[u8]) -> bool {
 }
 
 impl<D: Disk + Send + 'static> Manager<D> {
-    fn session_id(&mut self) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..22).map(|_| A[self.rng.random_range(0..A.len())] as char).collect()
-    }
-
     /// `STREAM.SNAPSHOT`: checks in nats-server's order; the answer and the chunks go out at
     /// the next flush.
     pub(super) fn snapshot_request(
@@ -266,7 +261,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             let window = (pick(req.window_size, DEFAULT_WINDOW).clamp(1024, 32 * 1024 * 1024)
                 as usize)
                 .max(chunk);
-            let id = self.session_id();
+            let id = self.next_id();
             self.snapshots.senders.push(Sender {
                 to: req.deliver_subject,
                 ack_subject: format!("{ACK_PREFIX}{name}.{id}"),
@@ -371,7 +366,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         if self.streams.contains_key(name) {
             return Err(ApiError::stream_name_exists_restore());
         }
-        let subject = format!("{RESTORE_PREFIX}{name}.{}", self.session_id());
+        let subject = format!("{RESTORE_PREFIX}{name}.{}", self.next_id());
         let upload = Restore { config, data: Vec::new(), last_active: now.mono };
         self.snapshots.restores.insert(subject.clone(), upload);
         Ok(json!({ "deliver_subject": subject }))
