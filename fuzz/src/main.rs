@@ -7,6 +7,7 @@
 //! A target is a function from (seed, case) to a verdict; add one by writing a module with a
 //! `run_case` and listing it in `TARGETS`.
 
+mod archive;
 mod conn;
 mod consumer;
 mod parser;
@@ -33,6 +34,7 @@ const TARGETS: &[(&str, CaseFn)] = &[
     ("conn", conn::run_case),
     ("sublist", sublist::run_case),
     ("consumer", consumer::run_case),
+    ("archive", archive::run_case),
 ];
 
 const DEFAULT_ITERATIONS: u64 = 10_000;
