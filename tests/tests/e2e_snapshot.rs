@@ -384,3 +384,65 @@ async fn a_damaged_or_truncated_upload_is_refused_and_creates_nothing() {
     assert!(end.get("error").is_none(), "{end}");
     assert_eq!(end["state"]["messages"], 59, "{end}");
 }
+
+#[tokio::test]
+async fn chunks_wait_for_the_receiver_to_subscribe() {
+    // The client may subscribe to the deliver subject only after the answer: nats-server waits
+    // (up to 2 s) for interest before the first chunk, so nothing is sent into the void.
+    let dir = StoreDir::new("late-sub");
+    let server = start(&dir);
+    let client = connect(&server).await;
+    populated_stream(&client, "LATE", 30).await;
+    let inbox = client.new_inbox();
+    let req = json!({"deliver_subject": inbox, "chunk_size": 1024});
+    let answer = api(&client, "$JS.API.STREAM.SNAPSHOT.LATE", &req).await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    let mut sub = client.subscribe(inbox).await.unwrap();
+    let mut data = Vec::new();
+    loop {
+        let m = timeout(WAIT, sub.next()).await.expect("chunk timed out").expect("sub open");
+        if m.payload.is_empty() {
+            assert_eq!(m.status.map(|s| s.as_u16()), Some(204));
+            break;
+        }
+        data.extend_from_slice(&m.payload);
+        if let Some(reply) = m.reply {
+            client.publish(reply, Bytes::new()).await.unwrap();
+        }
+    }
+    // Whole: it restores.
+    api(&client, "$JS.API.STREAM.DELETE.LATE", &json!({})).await;
+    let meta = json!({"config": answer["config"], "state": answer["state"]});
+    let end = restore(&client, "LATE", &meta, &data, 16 * 1024).await;
+    assert!(end.get("error").is_none(), "{end}");
+    assert_eq!(end["state"]["messages"], 29, "{end}");
+}
+
+#[tokio::test]
+async fn a_backup_restores_on_another_server_and_survives_its_restart() {
+    let (dir_a, dir_b) = (StoreDir::new("from"), StoreDir::new("to"));
+    let a = start(&dir_a);
+    let client_a = connect(&a).await;
+    let before = populated_stream(&client_a, "MOVE", 50).await;
+    let b = backup(&client_a, "MOVE", json!({"chunk_size": 4096})).await;
+    drop(client_a);
+    drop(a);
+
+    let mut server = start(&dir_b);
+    let client = connect(&server).await;
+    let end = restore(&client, "MOVE", &backup_meta(&b), &b.data, 10_000).await;
+    assert!(end.get("error").is_none(), "{end}");
+    assert_eq!(strip_times(&end["state"]), strip_times(&before["state"]));
+    if !is_reference() {
+        drop(client);
+        drop(server);
+        server = start(&dir_b);
+    }
+    let client = connect(&server).await;
+    let info = api(&client, "$JS.API.STREAM.INFO.MOVE", &json!({})).await;
+    assert_eq!(strip_times(&info["state"]), strip_times(&before["state"]), "{info}");
+    let c = api(&client, "$JS.API.CONSUMER.INFO.MOVE.C", &json!({})).await;
+    assert_eq!(c["ack_floor"]["stream_seq"], 11, "{c}");
+    let got = api(&client, "$JS.API.STREAM.MSG.GET.MOVE", &json!({"seq": 50})).await;
+    assert_eq!(got["message"]["subject"], "move.4", "{got}");
+}
