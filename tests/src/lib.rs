@@ -10,6 +10,7 @@
 //! * `FJORD_TEST_TARGET=fjord|reference` — which one `ServerBinary::target()` picks for the
 //!   end-to-end and raw-protocol tests (default `fjord`).
 
+pub mod js_api;
 pub mod raw;
 pub mod server;
 pub mod store_dir;

@@ -3,23 +3,13 @@
 //! `FJORD_TEST_TARGET=reference`: the same assertions hold for both.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use async_nats::{Client, Subscriber};
+use async_nats::Subscriber;
+use fjord_tests::js_api::{api, connect, WAIT};
 use fjord_tests::{ServerBinary, StoreDir, TestServer};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn api(client: &Client, subject: &str, body: &Value) -> Value {
-    let m = timeout(WAIT, client.request(subject.to_string(), body.to_string().into()))
-        .await
-        .expect("API request timed out")
-        .expect("API request");
-    serde_json::from_slice(&m.payload).expect("API answer is JSON")
-}
 
 /// Reads advisories until one arrived on `subject`; returns it (others are kept in `seen`).
 async fn wait_for(
@@ -54,7 +44,7 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
         &ServerBinary::target(),
         &["-js", "-sd", dir.arg(), "--name", "adv-node"],
     );
-    let client = timeout(WAIT, async_nats::connect(server.url())).await.unwrap().unwrap();
+    let client = connect(&server).await;
     let mut sub = client.subscribe("$JS.EVENT.ADVISORY.>").await.unwrap();
     client.flush().await.unwrap();
     let mut seen = BTreeMap::new();

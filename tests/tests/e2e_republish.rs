@@ -3,35 +3,17 @@
 //! configurations nats-server refuses. Runs against fjord, or nats-server 2.15.1 with
 //! `FJORD_TEST_TARGET=reference`: the same assertions hold for both.
 
-use std::time::Duration;
-
 use async_nats::jetstream;
-use async_nats::{Client, HeaderMap, Message, Subscriber};
+use async_nats::{HeaderMap, Message, Subscriber};
 use bytes::Bytes;
+use fjord_tests::js_api::{api, connect, WAIT};
 use fjord_tests::{ServerBinary, StoreDir, TestServer};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(15);
 
 fn start(dir: &StoreDir) -> TestServer {
     TestServer::start(&ServerBinary::target(), &["-js", "-sd", dir.arg()])
-}
-
-async fn connect(server: &TestServer) -> Client {
-    timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
-async fn api(client: &Client, subject: &str, body: &Value) -> Value {
-    let m = timeout(WAIT, client.request(subject.to_string(), body.to_string().into()))
-        .await
-        .expect("API request timed out")
-        .expect("API request");
-    serde_json::from_slice(&m.payload).expect("API answer is JSON")
 }
 
 async fn next(sub: &mut Subscriber) -> Message {

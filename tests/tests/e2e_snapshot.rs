@@ -8,17 +8,14 @@
 //! `FJORD_TEST_TARGET=reference`: a backup restores on the server that made it (the archive
 //! formats differ between the two, the protocol does not). The restart check runs on fjord only.
 
-use std::time::Duration;
-
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, HeaderMap, Message};
+use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use fjord_tests::js_api::{api, connect, request, WAIT};
 use fjord_tests::{ServerBinary, StoreDir, TestServer};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(15);
 
 fn start(dir: &StoreDir) -> TestServer {
     TestServer::start(&ServerBinary::target(), &["-js", "-sd", dir.arg()])
@@ -26,25 +23,6 @@ fn start(dir: &StoreDir) -> TestServer {
 
 fn is_reference() -> bool {
     std::env::var("FJORD_TEST_TARGET").as_deref() == Ok("reference")
-}
-
-async fn connect(server: &TestServer) -> Client {
-    timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
-async fn request(client: &Client, subject: &str, body: impl Into<Bytes>) -> Message {
-    timeout(WAIT, client.request(subject.to_string(), body.into()))
-        .await
-        .unwrap_or_else(|_| panic!("request to {subject} timed out"))
-        .unwrap_or_else(|e| panic!("request to {subject}: {e}"))
-}
-
-async fn api(client: &Client, subject: &str, body: &Value) -> Value {
-    let m = request(client, subject, body.to_string()).await;
-    serde_json::from_slice(&m.payload).expect("API answer is JSON")
 }
 
 /// A file stream `name` on `<name_lower>.>` with `n` messages of varied sizes (some with
@@ -132,6 +110,11 @@ async fn backup(client: &Client, stream: &str, req: Value) -> Backup {
     let answer = api(client, &format!("$JS.API.STREAM.SNAPSHOT.{stream}"), &req).await;
     assert_eq!(answer["type"], "io.nats.jetstream.api.v1.stream_snapshot_response", "{answer}");
     assert!(answer.get("error").is_none(), "{answer}");
+    receive(client, &mut sub, answer).await
+}
+
+/// Takes chunks (acking each that asks) until the closing empty message.
+async fn receive(client: &Client, sub: &mut async_nats::Subscriber, answer: Value) -> Backup {
     let (mut data, mut replies) = (Vec::new(), Vec::new());
     loop {
         let m = timeout(WAIT, sub.next()).await.expect("chunk timed out").expect("sub open");
@@ -398,22 +381,11 @@ async fn chunks_wait_for_the_receiver_to_subscribe() {
     let answer = api(&client, "$JS.API.STREAM.SNAPSHOT.LATE", &req).await;
     assert!(answer.get("error").is_none(), "{answer}");
     let mut sub = client.subscribe(inbox).await.unwrap();
-    let mut data = Vec::new();
-    loop {
-        let m = timeout(WAIT, sub.next()).await.expect("chunk timed out").expect("sub open");
-        if m.payload.is_empty() {
-            assert_eq!(m.status.map(|s| s.as_u16()), Some(204));
-            break;
-        }
-        data.extend_from_slice(&m.payload);
-        if let Some(reply) = m.reply {
-            client.publish(reply, Bytes::new()).await.unwrap();
-        }
-    }
+    let b = receive(&client, &mut sub, answer).await;
+    assert_eq!(b.end, Some((204, String::new())));
     // Whole: it restores.
     api(&client, "$JS.API.STREAM.DELETE.LATE", &json!({})).await;
-    let meta = json!({"config": answer["config"], "state": answer["state"]});
-    let end = restore(&client, "LATE", &meta, &data, 16 * 1024).await;
+    let end = restore(&client, "LATE", &backup_meta(&b), &b.data, 16 * 1024).await;
     assert!(end.get("error").is_none(), "{end}");
     assert_eq!(end["state"]["messages"], 29, "{end}");
 }
