@@ -87,7 +87,13 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
     check_event(&v, consumer_action);
     assert_eq!(v["action"], "delete");
 
+    // Deleting the stream deletes (and advises) its consumers too.
+    let consumer = json!({"stream_name": "ADV", "config": {"durable_name": "E"}});
+    api(&client, "$JS.API.CONSUMER.DURABLE.CREATE.ADV.E", &consumer).await;
+    wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.CONSUMER.CREATED.ADV.E").await;
     api(&client, "$JS.API.STREAM.DELETE.ADV", &json!({})).await;
+    let v = wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.CONSUMER.DELETED.ADV.E").await;
+    check_event(&v, consumer_action);
     let v = wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.STREAM.DELETED.ADV").await;
     check_event(&v, stream_action);
     assert_eq!(v["action"], "delete");

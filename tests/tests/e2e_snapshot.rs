@@ -186,7 +186,13 @@ async fn backup_then_restore_brings_back_messages_consumers_and_state() {
 
     let deleted = api(&client, "$JS.API.STREAM.DELETE.ORDERS", &json!({})).await;
     assert_eq!(deleted["success"], true);
+    let mut advisories =
+        client.subscribe("$JS.EVENT.ADVISORY.STREAM.CREATED.ORDERS").await.unwrap();
+    client.flush().await.unwrap();
     let restored = restore(&client, "ORDERS", &backup_meta(&b), &b.data, 4000).await;
+    let created = timeout(WAIT, advisories.next()).await.expect("created advisory").unwrap();
+    let created: Value = serde_json::from_slice(&created.payload).unwrap();
+    assert_eq!(created["action"], "create", "a restore advises a created stream: {created}");
     assert_eq!(restored["type"], "io.nats.jetstream.api.v1.stream_create_response", "{restored}");
     assert!(restored.get("error").is_none(), "{restored}");
     assert_eq!(strip_times(&restored["state"]), strip_times(&before["state"]));

@@ -763,6 +763,14 @@ impl<D: Disk + Send + 'static> Manager<D> {
     fn api(&mut self, now: Now, op: &str, reply: Option<&str>, payload: &[u8]) {
         let tokens: Vec<&str> = op.split('.').collect();
         let consumers_before: usize = self.streams.values().map(|s| s.consumers.len()).sum();
+        // A stream's deletion takes its consumers along, each with its own advisory.
+        let doomed: Vec<String> = match tokens.as_slice() {
+            ["STREAM", "DELETE", name] => {
+                self.streams.get(*name).map(|s| s.consumers.keys().cloned().collect())
+            }
+            _ => None,
+        }
+        .unwrap_or_default();
         let (kind, result) = match tokens.as_slice() {
             ["INFO"] => ("account_info", Ok(self.account_info())),
             ["STREAM", "CREATE", name] => ("stream_create", self.stream_create(now, name, payload)),
@@ -833,7 +841,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             self.api_errors += 1;
         }
         if let Ok(answer) = &result {
-            self.action_advisory(now, kind, &tokens, answer, consumers_before);
+            self.action_advisory(now, kind, &tokens, answer, consumers_before, &doomed);
         }
         let mut body = response(kind, result);
         if kind == "consumer_pause" {

@@ -20,13 +20,21 @@ impl<D: Disk + Send + 'static> Manager<D> {
         tokens: &[&str],
         answer: &Value,
         consumers_before: usize,
+        deleted_consumers: &[String],
     ) {
         let stream = tokens.get(2).copied().unwrap_or_default();
         let event = match kind {
             // An identical create of an existing stream changes nothing and says nothing.
             "stream_create" if answer["did_create"] == true => Some((stream, None, Action::Create)),
             "stream_update" => Some((stream, None, Action::Modify)),
-            "stream_delete" => Some((stream, None, Action::Delete)),
+            "stream_delete" => {
+                for c in deleted_consumers {
+                    let id = self.next_id();
+                    let out = advisories::consumer_action(stream, c, Action::Delete, &id, now.wall);
+                    self.held.push(out);
+                }
+                Some((stream, None, Action::Delete))
+            }
             "consumer_create" => {
                 let now_total: usize = self.streams.values().map(|s| s.consumers.len()).sum();
                 // The answer names both (`DURABLE.CREATE` puts the stream at another token).
@@ -47,6 +55,12 @@ impl<D: Disk + Send + 'static> Manager<D> {
             None => advisories::stream_action(&stream, action, &id, now.wall),
         };
         self.held.push(out);
+    }
+
+    /// `STREAM.CREATED` for a stream a restore brought in, as nats-server's `addStream` sends.
+    pub(super) fn restored_advisory(&mut self, now: Now, stream: &str) {
+        let id = self.next_id();
+        self.held.push(advisories::stream_action(stream, Action::Create, &id, now.wall));
     }
 
     /// `$JS.EVENT.ADVISORY.API` for one answered request (`op` is the subject after `$JS.API.`).

@@ -333,10 +333,12 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return;
         }
         let Some(upload) = self.snapshots.restores.remove(subject) else { return };
+        let name = upload.config.name.clone();
         let result = self.restore_finish(now, upload);
         self.api_total += 1;
-        if result.is_err() {
-            self.api_errors += 1;
+        match &result {
+            Ok(_) => self.restored_advisory(now, &name),
+            Err(_) => self.api_errors += 1,
         }
         self.held.push(Outgoing::reply(reply, response("stream_create", result)));
     }
