@@ -87,6 +87,19 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
     check_event(&v, consumer_action);
     assert_eq!(v["action"], "delete");
 
+    // A snapshot request is audited with its answer (which goes out with the first chunks).
+    let snap_req = json!({"deliver_subject": client.new_inbox()});
+    let snap = api(&client, "$JS.API.STREAM.SNAPSHOT.ADV", &snap_req).await;
+    loop {
+        let audit = wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.API").await;
+        if audit["subject"] == "$JS.API.STREAM.SNAPSHOT.ADV" {
+            let response: Value =
+                serde_json::from_str(audit["response"].as_str().unwrap()).unwrap();
+            assert_eq!(response, snap);
+            break;
+        }
+    }
+
     // Deleting the stream deletes (and advises) its consumers too.
     let consumer = json!({"stream_name": "ADV", "config": {"durable_name": "E"}});
     api(&client, "$JS.API.CONSUMER.DURABLE.CREATE.ADV.E", &consumer).await;
@@ -110,7 +123,9 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
             break;
         }
     }
-    let actions: Vec<&String> =
-        seen.keys().filter(|k| k.contains(".STREAM.") || k.contains(".CONSUMER.")).collect();
+    let actions: Vec<&String> = seen
+        .keys()
+        .filter(|k| ["CREATED", "UPDATED", "DELETED"].iter().any(|a| k.contains(&format!(".{a}."))))
+        .collect();
     assert!(actions.iter().all(|k| seen[*k].is_empty()), "unexpected advisories: {seen:?}");
 }

@@ -65,11 +65,21 @@ impl<D: Disk + Send + 'static> Manager<D> {
 
     /// `$JS.EVENT.ADVISORY.API` for one answered request (`op` is the subject after `$JS.API.`).
     pub(super) fn audit(&mut self, now: Now, op: &str, request: &[u8], response: &[u8]) {
+        let out = self.audit_message(now, op, request, response);
+        self.held.push(out);
+    }
+
+    pub(super) fn audit_message(
+        &mut self,
+        now: Now,
+        op: &str,
+        request: &[u8],
+        response: &[u8],
+    ) -> Outgoing {
         let id = self.next_id();
         let subject = format!("$JS.API.{op}");
         let audit = Audit { server: &self.server_name, subject: &subject, request, response };
-        let out = advisories::api_audit(&audit, &id, now.wall);
-        self.held.push(out);
+        advisories::api_audit(&audit, &id, now.wall)
     }
 }
 

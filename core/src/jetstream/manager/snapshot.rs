@@ -82,7 +82,8 @@ struct ArchivedConsumer {
 #[derive(Default)]
 pub(super) struct Snapshots {
     /// Accepted snapshot requests, served at the next flush (after the store sync).
-    requested: Vec<(String, Option<String>, SnapshotRequest)>,
+    /// (stream, reply, request, the request's bytes for the audit).
+    requested: Vec<(String, Option<String>, SnapshotRequest, Vec<u8>)>,
     senders: Vec<Sender>,
     /// Uploads by their deliver subject.
     restores: BTreeMap<String, Restore>,
@@ -206,7 +207,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::snapshot_deliver_subject_invalid());
         }
         let reply = reply.filter(|r| !r.is_empty()).map(str::to_string);
-        self.snapshots.requested.push((name.to_string(), reply, req));
+        self.snapshots.requested.push((name.to_string(), reply, req, payload.to_vec()));
         Ok(())
     }
 
@@ -239,23 +240,24 @@ impl<D: Disk + Send + 'static> Manager<D> {
     /// At the end of a flush: answer the snapshot requests of the batch (their stores are
     /// synced now), send what each window allows, and drop stalled uploads.
     pub(super) fn serve_snapshots(&mut self, now: Now, interest: &dyn Fn(&str) -> bool) {
-        for (name, reply, req) in std::mem::take(&mut self.snapshots.requested) {
+        for (name, reply, req, request) in std::mem::take(&mut self.snapshots.requested) {
             let result = self.archive(&name, !req.no_consumers);
             let (answer, data) = match result {
-                Ok(r) => r,
+                Ok((answer, data)) => (Ok(answer), Some(data)),
                 Err(e) => {
                     self.api_errors += 1;
-                    if let Some(reply) = reply {
-                        let body = response("stream_snapshot", Err(e));
-                        self.ready.push_back(Outgoing::reply(&reply, body));
-                    }
-                    continue;
+                    (Err(e), None)
                 }
             };
+            let body = response("stream_snapshot", answer);
             if let Some(reply) = &reply {
-                let body = response("stream_snapshot", Ok(answer));
-                self.ready.push_back(Outgoing::reply(reply, body));
+                self.ready.push_back(Outgoing::reply(reply, body.clone()));
             }
+            // Audited here, where the answer is made (the flush already released `held`).
+            let audit =
+                self.audit_message(now, &format!("STREAM.SNAPSHOT.{name}"), &request, &body);
+            self.ready.push_back(audit);
+            let Some(data) = data else { continue };
             let pick = |v: i64, default: i64| if v == 0 { default } else { v };
             let chunk = pick(req.chunk_size, DEFAULT_CHUNK).clamp(1024, 1024 * 1024) as usize;
             let window = (pick(req.window_size, DEFAULT_WINDOW).clamp(1024, 32 * 1024 * 1024)
