@@ -144,6 +144,16 @@ async fn restore(client: &Client, stream: &str, meta: &Value, data: &[u8], chunk
     serde_json::from_slice(&end.payload).expect("final answer is JSON")
 }
 
+/// The next advisory `$JS.EVENT.ADVISORY.STREAM.<kind>.<stream>` (others are skipped).
+async fn advisory(sub: &mut async_nats::Subscriber, kind: &str) -> Value {
+    loop {
+        let m = timeout(WAIT, sub.next()).await.unwrap_or_else(|_| panic!("no {kind}")).unwrap();
+        if m.subject.split('.').nth(4) == Some(kind) {
+            return serde_json::from_slice(&m.payload).unwrap();
+        }
+    }
+}
+
 fn backup_meta(b: &Backup) -> Value {
     json!({"config": b.answer["config"], "state": b.answer["state"]})
 }
@@ -166,7 +176,15 @@ async fn backup_then_restore_brings_back_messages_consumers_and_state() {
     let before = populated_stream(&client, "ORDERS", 120).await;
     assert_eq!(before["state"]["messages"], 119, "{before}");
 
+    let mut advisories = client.subscribe("$JS.EVENT.ADVISORY.STREAM.*.ORDERS").await.unwrap();
+    client.flush().await.unwrap();
     let b = backup(&client, "ORDERS", json!({"chunk_size": 1024, "window_size": 4096})).await;
+    let created = advisory(&mut advisories, "SNAPSHOT_CREATE").await;
+    assert_eq!(created["type"], "io.nats.jetstream.advisory.v1.snapshot_create");
+    assert_eq!(created["state"]["messages"], 119, "{created}");
+    let complete = advisory(&mut advisories, "SNAPSHOT_COMPLETE").await;
+    assert_eq!(complete["type"], "io.nats.jetstream.advisory.v1.snapshot_complete");
+    assert!(complete.get("error").is_none(), "{complete}");
     assert_eq!(b.answer["config"]["name"], "ORDERS");
     assert_eq!(b.answer["state"]["messages"], 119);
     assert!(b.replies.len() > 8, "{} chunks", b.replies.len());
@@ -186,13 +204,14 @@ async fn backup_then_restore_brings_back_messages_consumers_and_state() {
 
     let deleted = api(&client, "$JS.API.STREAM.DELETE.ORDERS", &json!({})).await;
     assert_eq!(deleted["success"], true);
-    let mut advisories =
-        client.subscribe("$JS.EVENT.ADVISORY.STREAM.CREATED.ORDERS").await.unwrap();
-    client.flush().await.unwrap();
     let restored = restore(&client, "ORDERS", &backup_meta(&b), &b.data, 4000).await;
-    let created = timeout(WAIT, advisories.next()).await.expect("created advisory").unwrap();
-    let created: Value = serde_json::from_slice(&created.payload).unwrap();
+    let started = advisory(&mut advisories, "RESTORE_CREATE").await;
+    assert_eq!(started["type"], "io.nats.jetstream.advisory.v1.restore_create");
+    let created = advisory(&mut advisories, "CREATED").await;
     assert_eq!(created["action"], "create", "a restore advises a created stream: {created}");
+    let complete = advisory(&mut advisories, "RESTORE_COMPLETE").await;
+    assert_eq!(complete["type"], "io.nats.jetstream.advisory.v1.restore_complete");
+    assert_eq!(complete["bytes"], b.data.len(), "{complete}");
     assert_eq!(restored["type"], "io.nats.jetstream.api.v1.stream_create_response", "{restored}");
     assert!(restored.get("error").is_none(), "{restored}");
     assert_eq!(strip_times(&restored["state"]), strip_times(&before["state"]));
@@ -260,6 +279,7 @@ async fn the_window_holds_chunks_until_acked_then_no_flow_response_ends_it() {
     let server = start(&dir);
     let client = connect(&server).await;
     populated_stream(&client, "WIN", 40).await;
+    let mut advisories = client.subscribe("$JS.EVENT.ADVISORY.STREAM.*.WIN").await.unwrap();
     let inbox = client.new_inbox();
     let mut sub = client.subscribe(inbox.clone()).await.unwrap();
     let req = json!({"deliver_subject": inbox, "chunk_size": 1024, "window_size": 2048});
@@ -278,6 +298,8 @@ async fn the_window_holds_chunks_until_acked_then_no_flow_response_ends_it() {
     assert!(end.payload.is_empty(), "no chunk beyond the window, got {} bytes", end.payload.len());
     assert_eq!(end.status.map(|s| s.as_u16()), Some(408));
     assert_eq!(end.description.as_deref(), Some("No Flow Response"));
+    let complete = advisory(&mut advisories, "SNAPSHOT_COMPLETE").await;
+    assert_eq!(complete["error"], "no flow response", "{complete}");
 }
 
 #[tokio::test]

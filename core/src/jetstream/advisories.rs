@@ -6,6 +6,7 @@
 //! | `$JS.EVENT.ADVISORY.STREAM.{CREATED,UPDATED,DELETED}.<stream>` | `io.nats.jetstream.advisory.v1.stream_action` |
 //! | `$JS.EVENT.ADVISORY.CONSUMER.{CREATED,DELETED}.<stream>.<consumer>` | `io.nats.jetstream.advisory.v1.consumer_action` |
 //! | `$JS.EVENT.ADVISORY.API` | `io.nats.jetstream.advisory.v1.api_audit` |
+//! | `$JS.EVENT.ADVISORY.STREAM.{SNAPSHOT,RESTORE}_{CREATE,COMPLETE}.<stream>` | `io.nats.jetstream.advisory.v1.{snapshot,restore}_{create,complete}` |
 //!
 //! Every advisory carries an `id` (22 characters, like nats-server's NUIDs) and a `timestamp`
 //! (RFC 3339 with nanoseconds, UTC). The manager holds them with its other outputs, so an
@@ -51,14 +52,84 @@ fn publish(to: String, body: serde_json::Value) -> Outgoing {
     Outgoing::reply(&to, body.to_string())
 }
 
+/// A typed event on `to`: `type`, `id`, `timestamp`, then `fields`.
+fn event(to: String, kind: &str, id: &str, wall: i64, fields: serde_json::Value) -> Outgoing {
+    let mut body = json!({"type": kind, "id": id, "timestamp": rfc3339(wall)});
+    if let (Some(map), serde_json::Value::Object(fields)) = (body.as_object_mut(), fields) {
+        map.extend(fields);
+    }
+    publish(to, body)
+}
+
+/// The client of a snapshot or restore advisory: what fjord's manager knows of it.
+fn client() -> serde_json::Value {
+    json!({"acc": "$G"})
+}
+
+/// `JSSnapshotCreateAdvisory`: a snapshot's answer went out; `state` is the stream state in it.
+pub fn snapshot_create(stream: &str, state: &serde_json::Value, id: &str, wall: i64) -> Outgoing {
+    event(
+        format!("$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_CREATE.{stream}"),
+        "io.nats.jetstream.advisory.v1.snapshot_create",
+        id,
+        wall,
+        json!({"stream": stream, "state": state, "client": client()}),
+    )
+}
+
+/// `JSSnapshotCompleteAdvisory`: the last chunk went, or the transfer was given up (`error`).
+pub fn snapshot_complete(
+    stream: &str,
+    start: i64,
+    error: Option<&str>,
+    id: &str,
+    wall: i64,
+) -> Outgoing {
+    let mut fields = json!({"stream": stream, "start": rfc3339(start), "end": rfc3339(wall),
+                            "client": client()});
+    if let Some(e) = error {
+        fields["error"] = json!(e);
+    }
+    event(
+        format!("$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_COMPLETE.{stream}"),
+        "io.nats.jetstream.advisory.v1.snapshot_complete",
+        id,
+        wall,
+        fields,
+    )
+}
+
+/// `JSRestoreCreateAdvisory`: an upload was accepted.
+pub fn restore_create(stream: &str, id: &str, wall: i64) -> Outgoing {
+    event(
+        format!("$JS.EVENT.ADVISORY.STREAM.RESTORE_CREATE.{stream}"),
+        "io.nats.jetstream.advisory.v1.restore_create",
+        id,
+        wall,
+        json!({"stream": stream, "client": client()}),
+    )
+}
+
+/// `JSRestoreCompleteAdvisory`: an upload ended (restored or refused) after `bytes` bytes.
+pub fn restore_complete(stream: &str, start: i64, bytes: u64, id: &str, wall: i64) -> Outgoing {
+    event(
+        format!("$JS.EVENT.ADVISORY.STREAM.RESTORE_COMPLETE.{stream}"),
+        "io.nats.jetstream.advisory.v1.restore_complete",
+        id,
+        wall,
+        json!({"stream": stream, "start": rfc3339(start), "end": rfc3339(wall), "bytes": bytes,
+               "client": client()}),
+    )
+}
+
 /// `JSStreamActionAdvisory`.
 pub fn stream_action(stream: &str, action: Action, id: &str, wall: i64) -> Outgoing {
-    publish(
+    event(
         format!("$JS.EVENT.ADVISORY.STREAM.{}.{stream}", action.subject_token()),
-        json!({
-            "type": STREAM_ACTION_TYPE, "id": id, "timestamp": rfc3339(wall),
-            "stream": stream, "action": action.json(),
-        }),
+        STREAM_ACTION_TYPE,
+        id,
+        wall,
+        json!({"stream": stream, "action": action.json()}),
     )
 }
 
@@ -70,12 +141,12 @@ pub fn consumer_action(
     id: &str,
     wall: i64,
 ) -> Outgoing {
-    publish(
+    event(
         format!("$JS.EVENT.ADVISORY.CONSUMER.{}.{stream}.{consumer}", action.subject_token()),
-        json!({
-            "type": CONSUMER_ACTION_TYPE, "id": id, "timestamp": rfc3339(wall),
-            "stream": stream, "consumer": consumer, "action": action.json(),
-        }),
+        CONSUMER_ACTION_TYPE,
+        id,
+        wall,
+        json!({"stream": stream, "consumer": consumer, "action": action.json()}),
     )
 }
 
@@ -90,15 +161,14 @@ pub struct Audit<'a> {
 
 /// `JSAPIAudit`; `request` is left out when empty, as nats-server's `omitempty` does.
 pub fn api_audit(a: &Audit<'_>, id: &str, wall: i64) -> Outgoing {
-    let mut body = json!({
-        "type": API_AUDIT_TYPE, "id": id, "timestamp": rfc3339(wall),
-        "server": a.server, "client": {"acc": "$G"}, "subject": a.subject,
+    let mut fields = json!({
+        "server": a.server, "client": client(), "subject": a.subject,
         "response": String::from_utf8_lossy(a.response),
     });
     if !a.request.is_empty() {
-        body["request"] = json!(String::from_utf8_lossy(a.request));
+        fields["request"] = json!(String::from_utf8_lossy(a.request));
     }
-    publish(API_AUDIT_SUBJECT.to_string(), body)
+    event(API_AUDIT_SUBJECT.to_string(), API_AUDIT_TYPE, id, wall, fields)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use std::collections::VecDeque;
 
-use super::super::archive;
+use super::super::{advisories, archive};
 use super::*;
 
 const ACK_PREFIX: &str = "$JS.SNAPSHOT.ACK.";
@@ -106,12 +106,19 @@ struct Sender {
     started: Instant,
     last_sent: Instant,
     done: bool,
+    /// For the completion advisory: the stream, when it started (wall clock), and why it was
+    /// given up, if it was.
+    stream: String,
+    started_wall: i64,
+    error: Option<&'static str>,
 }
 
 struct Restore {
     config: StreamConfig,
     data: Vec<u8>,
     last_active: Instant,
+    /// Wall clock at the request, for the completion advisory.
+    started_wall: i64,
 }
 
 fn end_header(code: u16, text: &str) -> Vec<u8> {
@@ -137,6 +144,7 @@ impl Sender {
         if interest {
             self.seen_interest = true;
         } else if self.seen_interest {
+            self.error = Some("no interest");
             self.finish(Some(end_header(408, "No Interest")), out);
             return;
         } else if now.saturating_since(self.started) < INTEREST_WAIT {
@@ -167,6 +175,7 @@ impl Sender {
             return;
         }
         if now.saturating_since(self.last_sent) >= ACK_TIMEOUT {
+            self.error = Some("no flow response");
             self.finish(Some(end_header(408, "No Flow Response")), out);
         }
     }
@@ -258,6 +267,11 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 self.audit_message(now, &format!("STREAM.SNAPSHOT.{name}"), &request, &body);
             self.ready.push_back(audit);
             let Some(data) = data else { continue };
+            let state = serde_json::from_slice::<Value>(&body).map(|v| v["state"].clone());
+            let id = self.next_id();
+            let create =
+                advisories::snapshot_create(&name, &state.unwrap_or_default(), &id, now.wall);
+            self.ready.push_back(create);
             let pick = |v: i64, default: i64| if v == 0 { default } else { v };
             let chunk = pick(req.chunk_size, DEFAULT_CHUNK).clamp(1024, 1024 * 1024) as usize;
             let window = (pick(req.window_size, DEFAULT_WINDOW).clamp(1024, 32 * 1024 * 1024)
@@ -278,11 +292,26 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 started: now.mono,
                 last_sent: now.mono,
                 done: false,
+                stream: name.clone(),
+                started_wall: now.wall,
+                error: None,
             });
         }
         for sender in &mut self.snapshots.senders {
             let has = interest(&sender.to);
             sender.pump(now.mono, has, &mut self.ready);
+        }
+        let finished: Vec<(String, i64, Option<&str>)> = self
+            .snapshots
+            .senders
+            .iter()
+            .filter(|s| s.done)
+            .map(|s| (s.stream.clone(), s.started_wall, s.error))
+            .collect();
+        for (stream, start, error) in finished {
+            let id = self.next_id();
+            let done = advisories::snapshot_complete(&stream, start, error, &id, now.wall);
+            self.ready.push_back(done);
         }
         self.snapshots.senders.retain(|s| !s.done);
         self.snapshots
@@ -325,7 +354,10 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let Some(upload) = self.snapshots.restores.get_mut(subject) else { return };
         let Some(reply) = reply.filter(|r| !r.is_empty()) else {
             // nats-server gives up on an upload whose chunk has nowhere to send a failure.
-            self.snapshots.restores.remove(subject);
+            if let Some(upload) = self.snapshots.restores.remove(subject) {
+                let (start, bytes) = (upload.started_wall, upload.data.len());
+                self.restore_complete_advisory(now, &upload.config.name, start, bytes);
+            }
             return;
         };
         if !payload.is_empty() {
@@ -336,12 +368,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         let Some(upload) = self.snapshots.restores.remove(subject) else { return };
         let name = upload.config.name.clone();
+        let (start, bytes) = (upload.started_wall, upload.data.len());
         let result = self.restore_finish(now, upload);
         self.api_total += 1;
         match &result {
             Ok(_) => self.restored_advisory(now, &name),
             Err(_) => self.api_errors += 1,
         }
+        // As nats-server: the stream's creation (during the restore), then the completion.
+        self.restore_complete_advisory(now, &name, start, bytes);
         self.held.push(Outgoing::reply(reply, response("stream_create", result)));
     }
 
@@ -371,9 +406,18 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::stream_name_exists_restore());
         }
         let subject = format!("{RESTORE_PREFIX}{name}.{}", self.next_id());
-        let upload = Restore { config, data: Vec::new(), last_active: now.mono };
+        let upload =
+            Restore { config, data: Vec::new(), last_active: now.mono, started_wall: now.wall };
         self.snapshots.restores.insert(subject.clone(), upload);
+        let id = self.next_id();
+        self.held.push(advisories::restore_create(name, &id, now.wall));
         Ok(json!({ "deliver_subject": subject }))
+    }
+
+    /// `RESTORE_COMPLETE` for an upload that ended, restored or not.
+    fn restore_complete_advisory(&mut self, now: Now, name: &str, start: i64, bytes: usize) {
+        let id = self.next_id();
+        self.held.push(advisories::restore_complete(name, start, bytes as u64, &id, now.wall));
     }
 
     /// Builds the stream from a whole upload and makes it durable; the stream info on success.
