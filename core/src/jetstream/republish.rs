@@ -3,16 +3,16 @@
 //! headers nats-server adds (`Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`,
 //! `Nats-Last-Sequence`, and with `headers_only` no payload but `Nats-Msg-Size`).
 //!
-//! The mapping is nats-server's subject transform restricted to what a republish needs: literal
-//! tokens, `$N` and `{{wildcard(N)}}` for the source's N-th `*`, and a trailing `>` on both
-//! sides. The other transform functions (`partition`, `split`, `slice...`, `left`, `right`,
-//! `random`) are refused as an invalid transform (docs/compatibility.md says so).
+//! The mapping is the streams' subject transform (`transform.rs`): literal tokens, `$N` and
+//! `{{wildcard(N)}}`, a trailing `>`; nats-server's other mapping functions are refused as an
+//! invalid transform (docs/compatibility.md says so).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::api::StreamConfig;
 use super::errors::ApiError;
+use super::transform::Transform;
 use super::Outgoing;
 
 /// `RePublish` (server/stream.go), with its JSON names.
@@ -25,96 +25,6 @@ pub struct RePublish {
     pub destination: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub headers_only: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum DestToken {
-    Literal(String),
-    /// The source token at this index.
-    Wildcard(usize),
-    /// The tokens the source's `>` covered.
-    Rest,
-}
-
-/// A `src` → `dest` pair nats-server would refuse to compile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InvalidTransform;
-
-/// A compiled `src` → `dest` mapping.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transform {
-    source: String,
-    dest: Vec<DestToken>,
-    /// Index of the source's `>` token, if it has one.
-    source_rest: Option<usize>,
-}
-
-/// `$N`, or `{{wildcard(N)}}` with any spacing and either case of the first letter. `Some(Err)`
-/// for a mustache function this transform does not support or a malformed index.
-fn placeholder(token: &str) -> Option<Result<usize, InvalidTransform>> {
-    if let Some(n) = token.strip_prefix('$') {
-        // nats-server leaves a `$` token that is not a number as a literal.
-        return n.parse().ok().map(Ok);
-    }
-    let inner = token.strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let args = inner
-        .strip_prefix("wildcard")
-        .or_else(|| inner.strip_prefix("Wildcard"))
-        .map(str::trim_start)
-        .and_then(|r| r.strip_prefix('('))
-        .and_then(|r| r.trim_end().strip_suffix(')'));
-    Some(args.and_then(|a| a.trim().parse().ok()).ok_or(InvalidTransform))
-}
-
-impl Transform {
-    /// nats-server's rules: both valid subjects, `>` on both sides or neither, no `*` in the
-    /// destination, every placeholder naming an existing source `*`.
-    pub fn new(source: &str, dest: &str) -> Result<Transform, InvalidTransform> {
-        let source = if source.is_empty() { ">" } else { source };
-        crate::subject::validate_subscription(source.as_bytes()).map_err(|_| InvalidTransform)?;
-        crate::subject::validate_subscription(dest.as_bytes()).map_err(|_| InvalidTransform)?;
-        let stoks: Vec<&str> = source.split('.').collect();
-        let dtoks: Vec<&str> = dest.split('.').collect();
-        if dtoks.contains(&"*") || (stoks.last() == Some(&">")) != (dtoks.last() == Some(&">")) {
-            return Err(InvalidTransform);
-        }
-        let stars: Vec<usize> =
-            stoks.iter().enumerate().filter(|(_, t)| **t == "*").map(|(i, _)| i).collect();
-        let mut out = Vec::with_capacity(dtoks.len());
-        for t in dtoks {
-            out.push(match (t, placeholder(t)) {
-                (">", _) => DestToken::Rest,
-                (_, None) => DestToken::Literal(t.to_string()),
-                (_, Some(Err(e))) => return Err(e),
-                (_, Some(Ok(n))) => {
-                    let at = n.checked_sub(1).and_then(|i| stars.get(i)).ok_or(InvalidTransform)?;
-                    DestToken::Wildcard(*at)
-                }
-            });
-        }
-        let source_rest = (stoks.last() == Some(&">")).then(|| stoks.len() - 1);
-        Ok(Transform { source: source.to_string(), dest: out, source_rest })
-    }
-
-    /// The destination for `subject`, or `None` when it does not match the source (or maps to
-    /// something that is not a valid subject: nats-server suppresses those).
-    pub fn apply(&self, subject: &str) -> Option<String> {
-        if !crate::subject::matches(self.source.as_bytes(), subject.as_bytes()) {
-            return None;
-        }
-        let toks: Vec<&str> = subject.split('.').collect();
-        let mut parts: Vec<&str> = Vec::with_capacity(self.dest.len() + 4);
-        for d in &self.dest {
-            match d {
-                DestToken::Literal(t) => parts.push(t),
-                DestToken::Wildcard(i) => parts.push(toks.get(*i)?),
-                DestToken::Rest => parts.extend(&toks[self.source_rest?..]),
-            }
-        }
-        let mapped = parts.join(".");
-        crate::subject::validate_literal(mapped.as_bytes()).ok()?;
-        Some(mapped)
-    }
 }
 
 /// `checkStreamCfg`'s republish part: the source defaults to `>`, the destination may not
@@ -130,7 +40,7 @@ pub fn check(config: &mut StreamConfig) -> Result<(), ApiError> {
             "stream configuration for republish destination forms a cycle",
         ));
     }
-    Transform::new(&rp.source, &rp.destination).map_err(|InvalidTransform| {
+    Transform::new(&rp.source, &rp.destination).map_err(|_| {
         ApiError::stream_invalid_config(format!(
             "stream configuration for republish with transform from '{}' to '{}' not valid",
             rp.source, rp.destination
@@ -183,7 +93,10 @@ pub fn headers(m: &Stored<'_>, headers_only: bool) -> Vec<u8> {
 /// The message to publish for one stored message, if its subject matches the source.
 pub fn message(rp: &RePublish, m: &Stored<'_>, payload: &[u8]) -> Option<Outgoing> {
     // Compiled per message: a handful of tokens, cheaper than keeping it in sync with updates.
-    let to = Transform::new(&rp.source, &rp.destination).ok()?.apply(m.subject)?;
+    // An empty destination republishes nothing, as in nats-server.
+    let to = Transform::new(&rp.source, &rp.destination).ok()??.apply(m.subject)?;
+    // A mapping that makes no valid subject is suppressed, as nats-server does.
+    crate::subject::validate_literal(to.as_bytes()).ok()?;
     let payload = if rp.headers_only { Bytes::new() } else { Bytes::copy_from_slice(payload) };
     Some(Outgoing {
         to: to.clone(),
@@ -199,34 +112,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transforms_map_like_nats_server() {
-        let t = Transform::new("orders.*.*", "repub.$2.{{wildcard(1)}}").unwrap();
-        assert_eq!(t.apply("orders.a.b").as_deref(), Some("repub.b.a"));
-        assert_eq!(t.apply("orders.a"), None);
-        let t = Transform::new("a.>", "b.>").unwrap();
-        assert_eq!(t.apply("a.x.y").as_deref(), Some("b.x.y"));
-        let t = Transform::new(">", "all.>").unwrap();
-        assert_eq!(t.apply("x.y").as_deref(), Some("all.x.y"));
-        let t = Transform::new("a.*", "fixed").unwrap();
-        assert_eq!(t.apply("a.q").as_deref(), Some("fixed"));
-        let t = Transform::new("a.*", "b.{{Wildcard(1)}}").unwrap();
-        assert_eq!(t.apply("a.q").as_deref(), Some("b.q"));
-    }
-
-    #[test]
-    fn invalid_transforms_are_refused() {
-        for (s, d) in [
-            ("a.*", "b.*"),
-            ("a.>", "b"),
-            ("a.*", "b.>"),
-            ("a.*", "b.$2"),
-            ("a.*", "b.{{wildcard(0)}}"),
-            ("a.*", "b.{{partition(3,1)}}"),
-            ("a..b", "c"),
-            ("a.*", ""),
-        ] {
-            assert!(Transform::new(s, d).is_err(), "{s} -> {d}");
-        }
+    fn only_matching_subjects_are_republished_on_the_mapped_subject() {
+        let rp = RePublish {
+            source: "orders.*".into(),
+            destination: "repub.{{wildcard(1)}}".into(),
+            headers_only: false,
+        };
+        let m = |subject| Stored {
+            stream: "S",
+            subject,
+            seq: 1,
+            time: "t",
+            last_seq: 0,
+            headers: b"",
+            payload_len: 1,
+        };
+        let out = message(&rp, &m("orders.a"), b"x").unwrap();
+        assert_eq!((out.to.as_str(), &out.payload[..]), ("repub.a", &b"x"[..]));
+        assert!(message(&rp, &m("orders.a.b"), b"x").is_none());
+        let empty = RePublish { destination: String::new(), ..rp };
+        assert!(message(&empty, &m("orders.a"), b"x").is_none());
     }
 
     #[test]
