@@ -30,6 +30,20 @@ async fn wait_for(
     }
 }
 
+/// The answer recorded by the next audit of a request on `subject` (other audits are skipped).
+async fn audit_of(
+    sub: &mut Subscriber,
+    seen: &mut BTreeMap<String, Vec<Value>>,
+    subject: &str,
+) -> Value {
+    loop {
+        let audit = wait_for(sub, seen, "$JS.EVENT.ADVISORY.API").await;
+        if audit["subject"] == subject {
+            return serde_json::from_str(audit["response"].as_str().unwrap()).unwrap();
+        }
+    }
+}
+
 fn check_event(v: &Value, kind: &str) {
     assert_eq!(v["type"], kind, "{v}");
     assert_eq!(v["id"].as_str().map(str::len), Some(22), "{v}");
@@ -90,15 +104,8 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
     // A snapshot request is audited with its answer (which goes out with the first chunks).
     let snap_req = json!({"deliver_subject": client.new_inbox()});
     let snap = api(&client, "$JS.API.STREAM.SNAPSHOT.ADV", &snap_req).await;
-    loop {
-        let audit = wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.API").await;
-        if audit["subject"] == "$JS.API.STREAM.SNAPSHOT.ADV" {
-            let response: Value =
-                serde_json::from_str(audit["response"].as_str().unwrap()).unwrap();
-            assert_eq!(response, snap);
-            break;
-        }
-    }
+    let audit = audit_of(&mut sub, &mut seen, "$JS.API.STREAM.SNAPSHOT.ADV").await;
+    assert_eq!(audit, snap);
 
     // Deleting the stream deletes (and advises) its consumers too.
     let consumer = json!({"stream_name": "ADV", "config": {"durable_name": "E"}});
@@ -114,15 +121,7 @@ async fn stream_and_consumer_actions_and_the_api_audit_are_advised() {
     // An error answer is audited too, and advises no action.
     let missing = api(&client, "$JS.API.STREAM.INFO.NOPE", &json!({})).await;
     assert_eq!(missing["error"]["err_code"], 10059);
-    loop {
-        let audit = wait_for(&mut sub, &mut seen, "$JS.EVENT.ADVISORY.API").await;
-        if audit["subject"] == "$JS.API.STREAM.INFO.NOPE" {
-            let response: Value =
-                serde_json::from_str(audit["response"].as_str().unwrap()).unwrap();
-            assert_eq!(response, missing);
-            break;
-        }
-    }
+    assert_eq!(audit_of(&mut sub, &mut seen, "$JS.API.STREAM.INFO.NOPE").await, missing);
     let actions: Vec<&String> = seen
         .keys()
         .filter(|k| ["CREATED", "UPDATED", "DELETED"].iter().any(|a| k.contains(&format!(".{a}."))))
