@@ -159,3 +159,31 @@ async fn invalid_republish_configs_are_refused_as_nats_server_refuses_them() {
     .await;
     assert_eq!(v["error"]["err_code"], 10052, "{v}");
 }
+
+#[tokio::test]
+async fn the_stored_subject_after_the_streams_transform_is_what_is_republished() {
+    let dir = StoreDir::new("repub-tr");
+    let server = start(&dir);
+    let client = connect(&server).await;
+    let created = api(
+        &client,
+        "$JS.API.STREAM.CREATE.TR",
+        &json!({"name": "TR", "subjects": ["in.>"],
+                "subject_transform": {"src": "in.>", "dest": "stored.>"},
+                "republish": {"src": "stored.*", "dest": "rp.{{wildcard(1)}}"}}),
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    let mut sub = client.subscribe("rp.>").await.unwrap();
+    client.flush().await.unwrap();
+    let js = jetstream::new(client.clone());
+    publish(&js, "in.a", None, "one").await;
+    publish(&js, "in.a", None, "two").await;
+    for (seq, last) in [("1", "0"), ("2", "1")] {
+        let m = next(&mut sub).await;
+        assert_eq!(m.subject.as_str(), "rp.a");
+        assert_eq!(header(&m, "Nats-Subject"), "stored.a");
+        assert_eq!(header(&m, "Nats-Sequence"), seq);
+        assert_eq!(header(&m, "Nats-Last-Sequence"), last);
+    }
+}

@@ -374,12 +374,17 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 }
             }
         } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
-            // RePublish's `Nats-Last-Sequence`: this subject's newest sequence before this one.
-            let last_seq = s.config.republish.as_ref().map(|_| {
-                s.store.subjects_state(subject.as_bytes()).values().map(|st| st.last_seq).max()
+            // RePublish's `Nats-Last-Sequence`: the stored subject's newest sequence before this
+            // one (the subject after the stream's own transform, as nats-server uses it).
+            let to_republish = s.config.republish.as_ref().map(|_| {
+                let stored = s.stored_subject(subject).into_owned();
+                let state = s.store.subjects_state(stored.as_bytes());
+                (state.values().map(|st| st.last_seq).max(), stored)
             });
             let (published, answer) = s.publish(now.wall, subject, reply, headers, payload);
-            if let (stream::Published::Stored(seq), Some(last_seq)) = (&published, last_seq) {
+            if let (stream::Published::Stored(seq), Some((last_seq, subject))) =
+                (&published, &to_republish)
+            {
                 let (seq, last_seq) = (*seq, last_seq.unwrap_or(0));
                 let stored = republish::Stored {
                     stream: s.name(),

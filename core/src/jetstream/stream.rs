@@ -150,6 +150,15 @@ impl Stream {
             .any(|p| crate::subject::matches(p.as_bytes(), subject.as_bytes()))
     }
 
+    /// The subject a message published on `subject` is stored under: the stream's
+    /// `subject_transform` applied, if it has one that matches.
+    pub fn stored_subject<'a>(&self, subject: &'a str) -> std::borrow::Cow<'a, str> {
+        let transformed = self.config.subject_transform.as_ref().and_then(|t| {
+            super::transform::Transform::from_config(t).ok().flatten()?.apply(subject)
+        });
+        transformed.map_or(std::borrow::Cow::Borrowed(subject), std::borrow::Cow::Owned)
+    }
+
     /// The publish path. `wall` is Unix nanoseconds (the message's timestamp and the dedup
     /// clock). With a `reply`, the answer is queued (success) or returned (error) as PubAck JSON.
     pub fn publish(
@@ -161,10 +170,8 @@ impl Stream {
         payload: &[u8],
     ) -> (Published, Option<(String, Bytes)>) {
         // The stream's own transform comes before anything else (nats-server's order).
-        let transformed = self.config.subject_transform.as_ref().and_then(|t| {
-            super::transform::Transform::from_config(t).ok().flatten()?.apply(subject)
-        });
-        let subject = transformed.as_deref().unwrap_or(subject);
+        let transformed = self.stored_subject(subject);
+        let subject = transformed.as_ref();
         let result = if hdrs.and_then(|h| headers::get(h, headers::STREAM_SOURCE)).is_some() {
             // Only sourcing stamps messages with their origin.
             Published::Rejected(ApiError::source_header_not_allowed())
