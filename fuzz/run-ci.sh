@@ -27,7 +27,7 @@ targets=(parser store_record store_checkpoint store_crypt raft_wal consumer)
 # past a redelivered message whose consumer sequence was renewed, where nats-server keeps the
 # original delivery sequence (see the closing note of 2026-11-27, second session). The
 # libFuzzer `consumer` target above still runs the same soup from fuzzer bytes.
-soups=(conn sublist raft store)
+soups=(conn sublist raft store archive)
 soup_secs="${FJORD_SOUP_SECONDS:-$((secs / 3))}"
 
 # The seed-driven fuzzer standing in for a libFuzzer target on stable.
