@@ -78,6 +78,7 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
             success: rng.random_bool(0.7),
             index: near(rng),
             faulty: rng.random_bool(0.1),
+            rejected: near(rng),
         },
         6 => {
             let index = near(rng);

@@ -81,12 +81,14 @@ pub enum Body {
     /// `success`: the follower's log matches the leader's through `index` and that prefix is
     /// durable (sent only after the sync). `faulty`: the follower holds a corrupted entry at
     /// `index + 1` and asks the leader to send it again (protocol-aware repair).
-    /// Not `success`: the log does not match at the probed position; `index` is a hint, the
-    /// highest index the leader should try next.
+    /// Not `success`: the log does not match at `rejected` (the append's `prev_index`, which
+    /// tells the leader whether the rejection is stale); `index` is a hint, the highest index
+    /// the leader should try next. `rejected` is 0 in an acknowledgement.
     AppendResp {
         success: bool,
         index: u64,
         faulty: bool,
+        rejected: u64,
     },
     /// InstallSnapshot (§7): the follower needs entries the leader has compacted away. Sent
     /// whole (the simulator's and the stream layer's states are small; chunking can come with

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use super::log::{AppendError, RaftLog};
 use super::membership::{encode_voters, ConfChange, Membership};
 use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
-use super::progress::Progress;
+use super::progress::{Progress, SendState};
 use super::ready::Ready;
 use super::storage::{HardState, Recovered, LOST_SUFFIX};
 use crate::time::Instant;
@@ -340,9 +340,9 @@ impl RaftNode {
                 if now >= self.heartbeat_deadline {
                     self.heartbeat_deadline = now + self.cfg.heartbeat;
                     for peer in self.others() {
-                        // Retransmit what is unacknowledged: the network may have lost it.
+                        // A lost probe, snapshot or pipeline tail is sent again from here.
                         if let Some(p) = self.progress.get_mut(&peer) {
-                            p.next = p.matched + 1;
+                            p.on_heartbeat();
                         }
                         self.send_append(peer, true);
                     }
@@ -524,11 +524,8 @@ impl RaftNode {
         } else if m.term < self.term {
             // Tell a stale sender the current term so it steps down; nothing else.
             let reply = match m.body {
-                Body::Append { .. } => {
-                    Some(Body::AppendResp { success: false, index: 0, faulty: false })
-                }
-                Body::Snapshot { .. } => {
-                    Some(Body::AppendResp { success: false, index: 0, faulty: false })
+                Body::Append { .. } | Body::Snapshot { .. } => {
+                    Some(Body::AppendResp { success: false, index: 0, faulty: false, rejected: 0 })
                 }
                 Body::PreVote { .. } => Some(Body::PreVoteResp { granted: false }),
                 Body::Vote { .. } => Some(Body::VoteResp { granted: false }),
@@ -551,8 +548,8 @@ impl RaftNode {
             Body::Append { prev_index, prev_term, entries, commit, leader_last } => {
                 self.on_append(now, m.from, prev_index, prev_term, entries, commit, leader_last)
             }
-            Body::AppendResp { success, index, faulty } => {
-                self.on_append_resp(now, m.from, success, index, faulty)
+            Body::AppendResp { success, index, faulty, rejected } => {
+                self.on_append_resp(now, m.from, success, index, faulty, rejected)
             }
             Body::Snapshot { snapshot } => self.on_snapshot(now, m.from, snapshot),
             Body::TimeoutNow => {
@@ -790,7 +787,7 @@ impl RaftNode {
                     }
                 }
                 let guard = self.log.term(verified).map(|t| (verified, t));
-                let body = Body::AppendResp { success: true, index: verified, faulty };
+                let body = Body::AppendResp { success: true, index: verified, faulty, rejected: 0 };
                 self.hold(Message { from: self.cfg.id, to: from, term: self.term, body }, guard);
             }
             Err(e) => {
@@ -799,7 +796,13 @@ impl RaftNode {
                     return;
                 }
                 let hint = self.log.reject_hint(prev_index);
-                self.send(from, Body::AppendResp { success: false, index: hint, faulty: false });
+                let body = Body::AppendResp {
+                    success: false,
+                    index: hint,
+                    faulty: false,
+                    rejected: prev_index,
+                };
+                self.send(from, body);
             }
         }
     }
@@ -827,7 +830,7 @@ impl RaftNode {
             // moment ago and not yet durable.
             let index = self.log.applied();
             let guard = self.log.term(index).map(|t| (index, t));
-            let body = Body::AppendResp { success: true, index, faulty: false };
+            let body = Body::AppendResp { success: true, index, faulty: false, rejected: 0 };
             self.hold(Message { from: self.cfg.id, to: from, term: self.term, body }, guard);
             return;
         }
@@ -844,13 +847,14 @@ impl RaftNode {
         self.counters.snapshots_installed += 1;
         self.snapshot = Some(snapshot.clone());
         self.snapshot_out = Some((snapshot, keep));
-        let body = Body::AppendResp { success: true, index, faulty: false };
+        let body = Body::AppendResp { success: true, index, faulty: false, rejected: 0 };
         self.hold(
             Message { from: self.cfg.id, to: from, term: self.term, body },
             Some((index, term)),
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_append_resp(
         &mut self,
         now: Instant,
@@ -858,6 +862,7 @@ impl RaftNode {
         success: bool,
         index: u64,
         faulty: bool,
+        rejected: u64,
     ) {
         if self.role != Role::Leader {
             return;
@@ -865,25 +870,27 @@ impl RaftNode {
         let last = self.log.last_index();
         let Some(p) = self.progress.get_mut(&from) else { return };
         p.last_heard = now;
-        p.snapshot_sent = false;
-        if index > last {
-            // Acknowledging entries this leader never had: forged or from another life.
+        if index > last || rejected > last {
+            // About entries this leader never had: forged or from another life.
             self.alarms.malformed += 1;
             return;
         }
         if !success {
-            p.on_reject(index);
-            self.send_append(from, false);
+            if p.on_reject(rejected, index) {
+                self.send_append(from, false);
+            }
             return;
         }
         if faulty {
-            p.on_faulty(index);
-            self.send_append(from, false);
-        } else if p.on_ack(index) {
-            self.maybe_commit();
-            if p_next_behind(self.progress.get(&from), last) {
+            if p.on_faulty(index) {
                 self.send_append(from, false);
             }
+        } else {
+            if p.on_ack(index) {
+                self.maybe_commit();
+            }
+            // Pipelining: an answer makes room in the window (or ends a probe).
+            self.send_append(from, false);
         }
         if self.transfer.is_some_and(|(to, _)| to == from) {
             self.maybe_send_timeout_now(from);
@@ -898,42 +905,71 @@ impl RaftNode {
         }
     }
 
-    /// Sends `peer` the entries from its `next` (as many as a batch and the in-flight window
-    /// allow), or an empty append as a heartbeat.
+    /// Sends `peer` what its progress allows (see [`SendState`]): a probe, or appends back to
+    /// back from `next` until the in-flight window is full (pipelining), each of up to
+    /// `max_batch` entries. A `heartbeat` always sends something: the probe again, or, with
+    /// nothing new to send, an empty append at `matched` (which the follower holds, so it
+    /// cannot draw a spurious rejection while later appends are still in flight).
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
         let last = self.log.last_index();
         let commit = self.log.commit();
-        let (max_batch, window) = (self.cfg.max_batch as u64, self.cfg.max_in_flight);
+        let (max_batch, window) = (self.cfg.max_batch.max(1) as u64, self.cfg.max_in_flight.max(1));
+        let (me, term) = (self.cfg.id, self.term);
         let Some(p) = self.progress.get_mut(&peer) else { return };
-        p.next = p.next.clamp(1, last + 1);
-        let prev_index = p.next - 1;
-        let Some(prev_term) = self.log.term(prev_index) else {
-            // The entries it needs are compacted away: send the snapshot instead (§7). Once
-            // per heartbeat at most (the heartbeat resets `next` to resend a lost one).
-            if p.snapshot_sent && !heartbeat {
+        let mut heartbeat_due = heartbeat;
+        loop {
+            if !heartbeat_due && !p.may_send(window) {
                 return;
             }
-            let Some(snapshot) = self.snapshot.clone() else { return };
-            p.snapshot_sent = true;
-            p.next = snapshot.index + 1;
-            self.counters.snapshots_sent += 1;
-            let body = Body::Snapshot { snapshot };
-            self.outbox.push(Message { from: self.cfg.id, to: peer, term: self.term, body });
-            return;
-        };
-        let mut upto = last.min(prev_index + max_batch);
-        if p.in_flight() >= window {
-            if !heartbeat {
+            p.next = p.next.max(p.matched + 1).min(last + 1);
+            let prev_index = p.next - 1;
+            let Some(prev_term) = self.log.term(prev_index) else {
+                // The entries it needs are compacted away: send the snapshot instead (§7).
+                let Some(snapshot) = self.snapshot.clone() else { return };
+                p.on_snapshot_sent(snapshot.index);
+                self.counters.snapshots_sent += 1;
+                let body = Body::Snapshot { snapshot };
+                self.outbox.push(Message { from: me, to: peer, term, body });
+                return;
+            };
+            let room = match p.state {
+                SendState::Replicate => window.saturating_sub(p.in_flight()),
+                _ => max_batch,
+            };
+            let upto = last.min(prev_index + max_batch.min(room));
+            if p.state == SendState::Replicate && upto <= prev_index {
+                // Nothing new, or the window is full.
+                if heartbeat_due {
+                    if let Some(t) = self.log.term(p.matched) {
+                        let body = Body::Append {
+                            prev_index: p.matched,
+                            prev_term: t,
+                            entries: Vec::new(),
+                            commit,
+                            leader_last: last,
+                        };
+                        self.outbox.push(Message { from: me, to: peer, term, body });
+                    }
+                }
                 return;
             }
-            upto = prev_index;
+            let entries: Vec<Entry> = (prev_index + 1..=upto)
+                .map_while(|i| self.log.entry(i).filter(|_| !self.log.is_faulty(i)).cloned())
+                .collect();
+            let sent = entries.len() as u64;
+            let body = Body::Append { prev_index, prev_term, entries, commit, leader_last: last };
+            self.outbox.push(Message { from: me, to: peer, term, body });
+            heartbeat_due = false;
+            if p.state != SendState::Replicate {
+                // One probe at a time; its answer moves `next`.
+                p.probe_sent = true;
+                return;
+            }
+            if sent == 0 {
+                return;
+            }
+            p.next = prev_index + 1 + sent;
         }
-        let entries: Vec<Entry> = (p.next..=upto)
-            .map_while(|i| self.log.entry(i).filter(|_| !self.log.is_faulty(i)).cloned())
-            .collect();
-        p.next = prev_index + 1 + entries.len() as u64;
-        let body = Body::Append { prev_index, prev_term, entries, commit, leader_last: last };
-        self.outbox.push(Message { from: self.cfg.id, to: peer, term: self.term, body });
     }
 
     /// Figure 2, rules for leaders: commit N if a majority holds it durably and it is of this
@@ -1095,8 +1131,4 @@ impl RaftNode {
         }
         Ok(())
     }
-}
-
-fn p_next_behind(p: Option<&Progress>, last: u64) -> bool {
-    p.is_some_and(|p| p.next <= last)
 }

@@ -91,6 +91,8 @@ struct Cluster {
     /// Nodes cut off from everyone: their messages in and out are dropped.
     cut: BTreeSet<NodeId>,
     mutations: Mutations,
+    /// `(max_batch, max_in_flight)` for every node, if not the defaults.
+    flow: Option<(usize, u64)>,
     /// Every (term, leader) ever observed.
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,
 }
@@ -114,10 +116,27 @@ impl Cluster {
             now: Instant(1_000_000_000),
             cut: BTreeSet::new(),
             mutations,
+            flow: None,
             leaders: BTreeMap::new(),
         };
         for id in ids {
             let mut disk = MemDisk::new(id, FaultConfig::default());
+            let (storage, rec) =
+                Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+            let node = c.make_node(id, rec);
+            c.members.insert(id, Member { node, disk, storage, applied: Machine::default() });
+        }
+        c
+    }
+
+    /// `n` nodes sending at most `max_batch` entries per append and `max_in_flight`
+    /// unacknowledged entries per follower.
+    fn with_flow(n: u64, max_batch: usize, max_in_flight: u64) -> Self {
+        let mut c = Self::new(n);
+        c.flow = Some((max_batch, max_in_flight));
+        for id in 1..=n {
+            let m = c.members.remove(&id).unwrap();
+            let mut disk = m.disk;
             let (storage, rec) =
                 Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
             let node = c.make_node(id, rec);
@@ -143,7 +162,11 @@ impl Cluster {
 
     fn make_node(&self, id: NodeId, rec: Recovered) -> RaftNode {
         let rng = ChaCha8Rng::seed_from_u64(id * 7919 + self.now.0);
-        RaftNode::new(config(id, &self.ids, self.mutations), rec, rng, self.now)
+        let mut cfg = config(id, &self.ids, self.mutations);
+        if let Some((max_batch, max_in_flight)) = self.flow {
+            (cfg.max_batch, cfg.max_in_flight) = (max_batch, max_in_flight);
+        }
+        RaftNode::new(cfg, rec, rng, self.now)
     }
 
     fn node(&self, id: NodeId) -> &RaftNode {
@@ -196,6 +219,30 @@ impl Cluster {
             m.node.step(now, msg);
             self.drain(to);
         }
+    }
+
+    /// One network hop: delivers the messages in flight now, not the ones they cause.
+    /// Returns how many there were.
+    fn hop(&mut self) -> usize {
+        let batch: Vec<Message> = self.net.drain(..).collect();
+        let n = batch.len();
+        for msg in batch {
+            self.deliver(msg);
+        }
+        n
+    }
+
+    /// The appends in flight to `to`: (prev_index, number of entries).
+    fn appends_to(&self, to: NodeId) -> Vec<(u64, usize)> {
+        self.net
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::Append { prev_index, entries, .. } if m.to == to => {
+                    Some((*prev_index, entries.len()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn deliver_all(&mut self) {
@@ -478,7 +525,7 @@ fn append_is_refused_when_prev_does_not_match_and_hint_jumps_back() {
     c.deliver(msg(2, 1, 2, body));
     assert_eq!(
         c.net.back().unwrap().body,
-        Body::AppendResp { success: false, index: 0, faulty: false }
+        Body::AppendResp { success: false, index: 0, faulty: false, rejected: 3 }
     );
     assert_eq!(c.log_ids(1).len(), 3);
 }
@@ -501,7 +548,10 @@ fn append_ack_only_after_entries_are_durable() {
     assert!(rd.messages.is_empty(), "ack released before the entries were synced");
     n.on_persisted(now, rd.number);
     let rd = n.ready();
-    assert_eq!(rd.messages[0].body, Body::AppendResp { success: true, index: 1, faulty: false });
+    assert_eq!(
+        rd.messages[0].body,
+        Body::AppendResp { success: true, index: 1, faulty: false, rejected: 0 }
+    );
 }
 
 #[test]
@@ -527,6 +577,116 @@ fn proposals_are_replicated_in_batches_and_committed() {
     for id in 1..=3 {
         assert_eq!(c.node(id).commit(), 11);
         assert_eq!(c.members[&id].applied.len(), 11);
+    }
+}
+
+// ---- log replication: batching and pipelining (issue 6) ----
+
+#[test]
+fn leader_pipelines_appends_up_to_the_in_flight_window() {
+    let mut c = Cluster::with_flow(3, 2, 6);
+    c.elect(1);
+    let now = c.now;
+    for i in 0..20u8 {
+        c.node_mut(1).propose(now, vec![i]).unwrap();
+    }
+    c.drain(1);
+    // The no-op at 1 is acknowledged: three appends of two entries leave back to back,
+    // without waiting for an answer, and then the window (6 entries) is full.
+    assert_eq!(c.appends_to(2), vec![(1, 2), (3, 2), (5, 2)]);
+    c.hop();
+    // Each acknowledgement makes room for one more batch.
+    c.hop();
+    assert_eq!(c.appends_to(2), vec![(7, 2), (9, 2), (11, 2)]);
+    c.deliver_all();
+    c.heartbeat();
+    for id in 1..=3 {
+        assert_eq!(c.node(id).commit(), 21);
+        assert_eq!(c.members[&id].applied.len(), 21);
+    }
+}
+
+#[test]
+fn a_rejected_pipelined_append_sends_the_leader_back_to_one_probe() {
+    let mut c = Cluster::with_flow(3, 1, 4);
+    c.elect(1);
+    let now = c.now;
+    for i in 0..8u8 {
+        c.node_mut(1).propose(now, vec![i]).unwrap();
+    }
+    c.drain(1);
+    assert_eq!(c.appends_to(2), vec![(1, 1), (2, 1), (3, 1), (4, 1)]);
+    // The first append to node 2 is lost: it rejects the three behind it.
+    let lost = c.net.iter().position(|m| m.to == 2).unwrap();
+    c.net.remove(lost);
+    c.hop();
+    let rejections: Vec<u64> = c
+        .net
+        .iter()
+        .filter_map(|m| match m.body {
+            Body::AppendResp { success: false, rejected, .. } if m.from == 2 => Some(rejected),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejections, vec![2, 3, 4]);
+    c.hop();
+    // The first rejection sends one probe from the gap; the other two are stale.
+    assert_eq!(c.appends_to(2), vec![(1, 1)]);
+    c.deliver_all();
+    c.heartbeat();
+    for id in 1..=3 {
+        assert_eq!(c.node(id).commit(), 9);
+        assert_eq!(c.members[&id].applied.len(), 9);
+    }
+}
+
+#[test]
+fn a_lagging_follower_catches_up_many_entries_per_round_trip() {
+    // One entry per append (seed 310416's world): without pipelining a follower 100
+    // entries behind needs 100 round trips, 200 hops.
+    let mut c = Cluster::with_flow(3, 1, 16);
+    c.elect(1);
+    c.cut.insert(3);
+    commit_some(&mut c, 1, 100);
+    c.cut.remove(&3);
+    let target = c.node(1).commit();
+    assert_eq!(target, 101);
+    let mut hops = 0;
+    while c.members[&3].applied.len() < target as usize {
+        if c.net.is_empty() {
+            // A heartbeat: it notices the stalled pipeline to node 3 and probes it.
+            c.now = c.now + Duration::from_millis(50);
+            let now = c.now;
+            c.node_mut(1).tick(now);
+            c.drain(1);
+        }
+        c.hop();
+        hops += 1;
+        assert!(hops <= 40, "node 3 applied {} of {target}", c.members[&3].applied.len());
+    }
+    assert_eq!(c.members[&3].applied.0, c.members[&1].applied.0);
+}
+
+#[test]
+fn a_stalled_pipeline_is_retransmitted_at_the_heartbeat() {
+    let mut c = Cluster::with_flow(3, 4, 64);
+    c.elect(1);
+    let now = c.now;
+    for i in 0..8u8 {
+        c.node_mut(1).propose(now, vec![i]).unwrap();
+    }
+    c.drain(1);
+    // Every append and nothing else is lost: no later append draws a rejection.
+    c.net.clear();
+    c.heartbeat();
+    assert!(c.node(1).commit() < 9, "nothing reached a follower");
+    // The first heartbeat after the loss only holds the lease (entries may still be on
+    // their way); at the next one the pipeline has not moved and is sent again.
+    c.heartbeat();
+    assert_eq!(c.node(1).commit(), 9);
+    c.heartbeat();
+    for id in 2..=3 {
+        assert_eq!(c.members[&id].applied.len(), 9);
     }
 }
 
@@ -575,13 +735,23 @@ fn commit_only_current_term_by_counting() {
         }
         assert_eq!(c.node(1).role(), Role::Leader);
         assert_eq!(c.node(1).term(), 3);
-        c.deliver(msg(2, 1, 3, Body::AppendResp { success: true, index: 2, faulty: false }));
+        c.deliver(msg(
+            2,
+            1,
+            3,
+            Body::AppendResp { success: true, index: 2, faulty: false, rejected: 0 },
+        ));
         let commit = c.node(1).commit();
         if mutated {
             assert_eq!(commit, 2, "the canary commits a previous-term entry by counting");
         } else {
             assert_eq!(commit, 1, "an entry of term 2 must not commit by counting in term 3");
-            c.deliver(msg(2, 1, 3, Body::AppendResp { success: true, index: 3, faulty: false }));
+            c.deliver(msg(
+                2,
+                1,
+                3,
+                Body::AppendResp { success: true, index: 3, faulty: false, rejected: 0 },
+            ));
             assert_eq!(c.node(1).commit(), 3, "committing the no-op commits what precedes it");
         }
     }
@@ -660,7 +830,7 @@ fn corrupted_acknowledged_entry_is_kept_faulty_not_acknowledged_and_repaired() {
     }
     let at = c.net.iter().position(|m| m.from == 3).unwrap();
     let ack = c.net.remove(at).unwrap();
-    assert_eq!(ack.body, Body::AppendResp { success: true, index: 1, faulty: true });
+    assert_eq!(ack.body, Body::AppendResp { success: true, index: 1, faulty: true, rejected: 0 });
     let now = c.now;
     c.node_mut(1).step(now, ack);
     assert_eq!(c.node(1).matched(3), Some(1), "the leader no longer counts node 3 for index 2");
@@ -978,7 +1148,7 @@ fn install_snapshot_acknowledgement_leaves_only_after_the_snapshot_is_durable() 
     let rd = c.node_mut(1).ready();
     assert_eq!(
         rd.messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
-        vec![Body::AppendResp { success: true, index: 5, faulty: false }; 2]
+        vec![Body::AppendResp { success: true, index: 5, faulty: false, rejected: 0 }; 2]
     );
 }
 

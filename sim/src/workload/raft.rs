@@ -675,8 +675,10 @@ impl RaftSim {
                         Body::Append { prev_index, entries, commit, .. } => {
                             format!(" prev={prev_index} n={} commit={commit}", entries.len())
                         }
-                        Body::AppendResp { success, index, faulty } => {
-                            format!(" ok={success} index={index} faulty={faulty}")
+                        Body::AppendResp { success, index, faulty, rejected } => {
+                            format!(
+                                " ok={success} index={index} faulty={faulty} rejected={rejected}"
+                            )
                         }
                         Body::VoteResp { granted } | Body::PreVoteResp { granted } => {
                             format!(" granted={granted}")
