@@ -55,10 +55,13 @@ pub enum Canary {
     /// at once, without a round through the log (a stale read the linearizability check must
     /// report).
     KvStaleRead,
+    /// Raft workload: recovery truncates the log at an entry whose body fails its checksum
+    /// (as if it were a torn, never-acknowledged tail) instead of keeping it faulty for repair.
+    RaftTruncateCorrupt,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 15] = [
+    pub const ALL: [Canary; 16] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -74,6 +77,7 @@ impl Canary {
         Canary::PauseForever,
         Canary::RaftSkipTick,
         Canary::KvStaleRead,
+        Canary::RaftTruncateCorrupt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +98,7 @@ impl Canary {
             Canary::PauseForever => "pause-forever",
             Canary::RaftSkipTick => "raft-skip-tick",
             Canary::KvStaleRead => "kv-stale-read",
+            Canary::RaftTruncateCorrupt => "raft-truncate-corrupt",
         }
     }
 

@@ -38,7 +38,7 @@ fn found(canary: Canary, seeds: std::ops::Range<u64>, expect: &[&str]) {
 }
 
 /// Losing acknowledged entries shows as a committed entry that changes (or an acknowledged
-/// proposal missing). Today the first failure is at seed 13 (about 1 seed in 35 fails).
+/// proposal missing). Today the first failure is at seed 3 (about 1 seed in 35 fails).
 #[test]
 fn raft_ack_before_sync_is_found() {
     found(
@@ -49,13 +49,14 @@ fn raft_ack_before_sync_is_found() {
 }
 
 /// Forgetting the vote shows as two leaders in one term (or its consequences). Today the first
-/// failure is at seed 45 (a few seeds in 100 fail: it needs a crash between two candidates'
-/// requests, which the aimed crashes and leader churn make common).
+/// failure is at seed 64 (a few seeds in 100 fail: it needs a crash between two candidates'
+/// requests, which the aimed crashes and leader churn make common; it was 45 before pipelined
+/// replication changed the runs' schedules).
 #[test]
 fn raft_forget_vote_is_found() {
     found(
         Canary::RaftForgetVote,
-        0..60,
+        0..100,
         &["election safety", "state machine safety", "leader completeness"],
     );
 }
@@ -137,4 +138,24 @@ fn raft_timer_that_stays_due_is_found() {
 #[test]
 fn raft_kv_stale_read_is_found() {
     found(Canary::KvStaleRead, 0..20, &["linearizability"]);
+}
+
+/// Truncating a corrupted entry (as if it were a torn, never-acknowledged tail) instead of
+/// keeping it faulty for repair forgets an acknowledged entry: the node then votes for a
+/// candidate without it, which shows as a leader without a committed entry (or a committed
+/// entry overwritten or applied differently). This canary's worlds flip a WAL bit at every
+/// crash of a damageable node. Today the first failure is at seed 188 (22 of the first 2000
+/// seeds fail; the same worlds without the mutation pass 3000 of 3000).
+#[test]
+fn raft_truncate_corrupt_entry_is_found() {
+    found(
+        Canary::RaftTruncateCorrupt,
+        0..250,
+        &[
+            "leader completeness",
+            "state machine safety",
+            "overwrite a committed entry",
+            "acknowledged",
+        ],
+    );
 }

@@ -353,6 +353,10 @@ fn decode_meta(b: &[u8]) -> Option<(u64, HardState)> {
 pub struct StorageMutations {
     /// On recovery, forget whom this node voted for (keep the term).
     pub forget_vote: bool,
+    /// On recovery, cut the log at the first entry whose body fails its checksum, as if it
+    /// were a torn tail, instead of keeping it faulty (DESIGN.md §6.3's rule broken: the
+    /// entry may have been acknowledged and committed counting that acknowledgement).
+    pub truncate_corrupt: bool,
 }
 
 impl Storage {
@@ -425,7 +429,13 @@ impl Storage {
         if report.bad_snapshot {
             report.lost_suffix = true;
         }
-        let Replayed { entries, faulty, .. } = wal;
+        let Replayed { mut entries, mut faulty, .. } = wal;
+        if mutations.truncate_corrupt {
+            if let Some(&first) = faulty.first() {
+                entries.retain(|e| e.index < first);
+                faulty.clear();
+            }
+        }
         report.faulty = faulty.clone();
 
         if best.is_none() && (any_meta_bytes || !entries.is_empty() || snapshot.is_some()) {
@@ -465,6 +475,25 @@ impl Storage {
             }
         }
         Ok((s, Recovered { hard_state: hs, snapshot, entries, report }))
+    }
+
+    /// Prepares a blank disk to bring back a node whose disk was lost (the operator's step;
+    /// plain Raft cannot take a blank voter back, see DESIGN.md §6.3): its metadata says
+    /// `LOST_META` (it never votes or campaigns again, but replicates) at `cluster_term`.
+    ///
+    /// `cluster_term` must be at least the highest term any entry this node ever acknowledged
+    /// was sent in; the current term of a majority of the group's nodes is (a leader of term
+    /// `t` was elected by a majority in `t`). Lower, a deposed leader of an older term that
+    /// reaches the node first finds a willing follower with an empty log, and its
+    /// acknowledgement counts toward a majority for an entry the newer terms already replaced.
+    pub fn init_replacement<D: Disk>(
+        disk: &mut D,
+        dir: &str,
+        cluster_term: u64,
+    ) -> Result<(), StorageError> {
+        let (mut storage, _) = Storage::open(disk, dir, StorageMutations::default())?;
+        let fenced = HardState { term: cluster_term, vote: None, fence: LOST_META };
+        storage.write_hard_state(disk, &fenced)
     }
 
     /// Writes both metadata copies, each synced before the next is touched.

@@ -869,6 +869,56 @@ fn corrupted_header_loses_the_suffix_and_fences_votes_until_caught_up() {
     assert!(!c.node(3).is_fenced());
 }
 
+/// Seed 100732: node 1 leads term 1 but is cut off before anyone hears from it; nodes 2 and 3
+/// go on in term 2 and commit (2, 2) at index 2. Node 3 then loses its disk and comes back
+/// fenced. Node 1, still leading term 1 in its own eyes, proposes (2, 1) and reaches node 3
+/// first.
+fn deposed_leader_meets_a_replaced_disk(replacement_term: u64) -> Cluster {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.cut.insert(1);
+    // Only node 2's timer fires: node 1 is never ticked, so it never notices it lost its
+    // quorum (as if paused).
+    for _ in 0..10 {
+        if c.node(2).role() == Role::Leader {
+            break;
+        }
+        c.fire(2);
+    }
+    assert_eq!(c.node(2).role(), Role::Leader);
+    c.propose(2, b"after");
+    c.deliver_all();
+    assert_eq!(c.node(2).log().term(2), Some(2));
+    assert!(c.node(2).commit() >= 2, "committed with 2 and 3");
+    // Node 3's disk is replaced.
+    let mut disk = MemDisk::new(99, FaultConfig::default());
+    Storage::init_replacement(&mut disk, DIR, replacement_term).unwrap();
+    let (storage, rec) = Storage::open(&mut disk, DIR, StorageMutations::default()).unwrap();
+    assert_eq!(rec.hard_state.fence, LOST_META);
+    let node = c.make_node(3, rec);
+    c.members.insert(3, Member { node, disk, storage, applied: Machine::default() });
+    // Node 1 comes back, node 2 is out of reach: only 1 and 3 talk.
+    c.cut = BTreeSet::from([2]);
+    assert_eq!(c.node(1).role(), Role::Leader, "node 1 never heard of term 2");
+    c.propose(1, b"stale");
+    c.deliver_all();
+    c
+}
+
+#[test]
+fn a_replaced_disk_starts_at_the_clusters_term_so_a_deposed_leader_cannot_count_it() {
+    let c = deposed_leader_meets_a_replaced_disk(2);
+    assert_ne!(c.node(1).role(), Role::Leader, "node 3 told node 1 of term 2");
+    assert_eq!(c.node(1).commit(), 1);
+    assert_eq!(c.node(3).log().term(2), None, "node 3 took nothing from term 1");
+    // The hazard the term guards against: at term 0 the blank node helps the deposed leader
+    // commit another entry at an index term 2 committed.
+    let c = deposed_leader_meets_a_replaced_disk(0);
+    assert_eq!(c.node(1).commit(), 2);
+    assert_eq!(c.node(1).log().term(2), Some(1));
+    assert_eq!(c.node(2).log().term(2), Some(2));
+}
+
 #[test]
 fn metadata_survives_one_bad_copy_and_fences_when_both_are_bad() {
     let mut c = Cluster::new(3);

@@ -47,10 +47,9 @@ use std::fmt;
 use std::time::Duration;
 
 use fjord_core::disk::{FaultConfig, MemDisk};
-use fjord_core::raft::storage::LOST_META;
 use fjord_core::raft::{
-    Body, ConfChange, Config, EntryKind, HardState, Message, Mutations, ProposeError, RaftNode,
-    Role, Snapshot, Storage, StorageMutations,
+    Body, ConfChange, Config, EntryKind, Message, Mutations, ProposeError, RaftNode, Role,
+    Snapshot, Storage, StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::Rng;
@@ -169,15 +168,15 @@ impl RaftWorld {
             compact_every = 0;
         }
         let membership_rate = if nodes > 1 { rate(r, 0.4, 6.0) } else { 0.0 };
+        // Truncating a corrupt entry only shows where an acknowledged entry is corrupted: this
+        // canary's worlds flip a bit at every crash of a damageable node (in its WAL, see
+        // `crash`), as the stated bound assumes.
+        let bit_flip = if world.canary == Canary::RaftTruncateCorrupt { 1.0 } else { bit_flip };
         // The process faults come from their own stream, so the draws above keep their values.
         let p = &mut rng::stream(world.seed, "raft-world-process", 0);
         let pause_rate = rate(p, 0.6, 1.0);
         let pause_max = ms(p, 10, 3_000);
         let wipe_rate = rate(p, 0.7, 0.3);
-        // The fenced replacement is modelled for a fixed configuration: worlds that change
-        // membership get no disk loss (seed 100732, a wipe of a node just removed from the
-        // configuration, fails state machine safety and is not yet understood).
-        let wipe_rate = if membership_rate > 0.0 { 0.0 } else { wipe_rate };
         RaftWorld {
             pause_rate,
             pause_max,
@@ -456,6 +455,8 @@ pub struct RaftSim {
     drops: u64,
     pauses: u64,
     wipes: u64,
+    /// The highest term any node has been in: what the operator gives a replacement disk.
+    max_term: u64,
     /// Timer rounds at one instant for one node (the spin check).
     spins: u32,
     spin_at: (usize, u64),
@@ -520,6 +521,7 @@ impl RaftSim {
             drops: 0,
             pauses: 0,
             wipes: 0,
+            max_term: 0,
             spins: 0,
             spin_at: (usize::MAX, 0),
             trace,
@@ -724,7 +726,10 @@ impl RaftSim {
     }
 
     fn start(&mut self, node: usize) {
-        let mutations = StorageMutations { forget_vote: self.w.canary == Canary::RaftForgetVote };
+        let mutations = StorageMutations {
+            forget_vote: self.w.canary == Canary::RaftForgetVote,
+            truncate_corrupt: self.w.canary == Canary::RaftTruncateCorrupt,
+        };
         let cfg = self.config(node);
         let now = self.local(node);
         let n = &mut self.nodes[node];
@@ -793,7 +798,10 @@ impl RaftSim {
         if n.flippable && self.w.bit_flip > 0.0 && self.faults.random_bool(self.w.bit_flip) {
             let files =
                 ["raft/wal", "raft/wal", "raft/wal", "raft/meta.a", "raft/meta.b", "raft/snap"];
-            let file = files[self.faults.random_range(0..files.len())];
+            let mut file = files[self.faults.random_range(0..files.len())];
+            if self.w.canary == Canary::RaftTruncateCorrupt {
+                file = "raft/wal";
+            }
             // A missing file (never created) has nothing to flip.
             let _ = n.disk.flip_random_bit(file);
         }
@@ -889,6 +897,7 @@ impl RaftSim {
         // Re-arm the timer.
         let n = &mut self.nodes[node];
         let Some(up) = n.up.as_ref() else { return };
+        self.max_term = self.max_term.max(up.raft.term());
         if let Some(at) = up.raft.poll_timeout() {
             let at = n.clock.sim_time_for(at).max(self.now);
             if n.armed != Some(at) {
@@ -1319,6 +1328,16 @@ impl RaftSim {
     /// must replace it". So the fault is modelled as that operator: the blank disk gets fenced
     /// metadata before the node starts (canary `raft-wipe-unfenced` skips this). Only the
     /// damageable minority is ever wiped, so a quorum of voters remains.
+    ///
+    /// The fence alone is not enough: the replacement must also know a term at least as high
+    /// as any it acknowledged entries in, or a deposed leader of an older term (paused, cut
+    /// off) finds it first and counts its acknowledgement of an entry that the newer terms
+    /// already replaced: with the deposed leader's own copy, a majority of three, and two
+    /// different entries committed at one index (seed 100732: the wiped node had just been
+    /// removed from the configuration, so no current leader raised its term before the
+    /// deposed one resumed). A leader of term `t` was elected by a majority in `t`, so the
+    /// highest term a majority of the nodes is in is high enough; the operator here reads
+    /// the cluster's highest term.
     fn wipe(&mut self, node: usize) {
         if !self.nodes[node].flippable {
             return;
@@ -1329,14 +1348,7 @@ impl RaftSim {
         let faults = FaultConfig { torn_writes: self.w.torn_writes, ..FaultConfig::default() };
         let mut disk = MemDisk::new(disk_seed, faults);
         if self.w.canary != Canary::RaftWipeUnfenced {
-            let fenced = HardState { term: 0, vote: None, fence: LOST_META };
-            let written = Storage::open(&mut disk, DIR, StorageMutations::default()).and_then(
-                |(mut storage, _)| {
-                    storage.write_hard_state(&mut disk, &fenced)?;
-                    storage.sync(&mut disk)
-                },
-            );
-            if let Err(e) = written {
+            if let Err(e) = Storage::init_replacement(&mut disk, DIR, self.max_term) {
                 self.fail(Violation(format!("node{node}: fencing the replacement disk: {e}")));
             }
         }
