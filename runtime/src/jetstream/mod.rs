@@ -43,6 +43,9 @@ use crate::server::Shared;
 const SYSTEM_CLIENT_ID: u64 = 0;
 /// Max age and inactive ephemerals are checked at least this often.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How many times in one commit JetStream's own output may be fed back to it (a RePublish
+/// chain through this many streams is delivered; a loop stops here).
+const INTERNAL_ROUNDS: usize = 16;
 
 /// Opens the JetStream state under `store_dir` (recovering streams and consumers) and starts
 /// the actor. Returns once recovery is done, so the server is ready only with JetStream up.
@@ -207,6 +210,47 @@ impl Actor {
 
     /// Group commit, then everything it released.
     fn commit(&mut self, now: Now) {
+        self.flush(now);
+        // What JetStream publishes itself (RePublish, advisories, answers, deliveries) is
+        // routed like a client's publish, JetStream's own subscriptions included: a stream
+        // capturing `$JS.EVENT.ADVISORY.>` or a RePublish destination stores it, as in
+        // nats-server. Those stored in turn may publish again, so the rounds continue until
+        // nothing comes back, up to a bound: nats-server refuses RePublish cycles at config
+        // time, but push consumers delivering into each other's streams could still feed
+        // each other forever.
+        let mut rounds = 0;
+        loop {
+            let mut to_self = Vec::new();
+            while let Some(out) = self.manager.poll_output() {
+                if self.send(&out) {
+                    to_self.push(out);
+                }
+            }
+            for h in self.woken.drain(..) {
+                h.outbound.wake();
+            }
+            if to_self.is_empty() {
+                break;
+            }
+            if rounds == INTERNAL_ROUNDS {
+                warn!(
+                    "JetStream: {} internal messages dropped: its own publishes kept feeding its streams for {INTERNAL_ROUNDS} rounds (a delivery loop between streams?)",
+                    to_self.len()
+                );
+                break;
+            }
+            rounds += 1;
+            for o in &to_self {
+                let (headers, reply) = (o.headers.as_deref(), o.reply.as_deref());
+                self.manager.handle(now, &o.subject, reply, headers, &o.payload);
+            }
+            self.flush(now);
+        }
+    }
+
+    /// Syncs what the handled messages touched (`Manager::flush`), which releases their
+    /// answers and deliveries.
+    fn flush(&mut self, now: Now) {
         let index = &self.shared.index;
         // Read before the interest checks, so a SUB racing them is seen by the next poll.
         self.flushed_gen = index.generation();
@@ -218,12 +262,6 @@ impl Actor {
         // at once, and must find the stream's subjects already routed here.
         if self.manager.take_interest_changed() {
             self.resubscribe();
-        }
-        while let Some(out) = self.manager.poll_output() {
-            self.send(&out);
-        }
-        for h in self.woken.drain(..) {
-            h.outbound.wake();
         }
     }
 
@@ -247,14 +285,17 @@ impl Actor {
         }
     }
 
-    /// Routes one output like a publish to `out.to`, carried with subject `out.subject`.
-    fn send(&mut self, out: &Outgoing) {
+    /// Routes one output like a publish to `out.to`, carried with subject `out.subject`, to
+    /// every subscriber but JetStream itself; says whether JetStream's own subscriptions want
+    /// it too (the caller hands it back to the manager once, however many of them match).
+    fn send(&mut self, out: &Outgoing) -> bool {
         let matches = self.shared.index.lookup(out.to.as_bytes());
+        let to_self = matches.plain.iter().any(|s| s.client.id == SYSTEM_CLIENT_ID);
         let (rng, woken, index) = (&mut self.rng, &mut self.woken, &self.shared.index);
         route::fan_out(
             &matches,
             || rng.random(),
-            // Never to itself: a stream capturing an inbox would otherwise feed on its answers.
+            // Not through its own outbound: the caller feeds it back in bounded rounds.
             |s: &Arc<Subscription>| {
                 s.client.id != SYSTEM_CLIENT_ID && !s.client.outbound.is_closing()
             },
@@ -295,6 +336,7 @@ impl Actor {
                 true
             },
         );
+        to_self
     }
 }
 
