@@ -45,6 +45,15 @@ impl ApiError {
     pub fn stream_invalid_config(why: impl std::fmt::Display) -> Self {
         Self::new(500, 10052, format!("{why}"))
     }
+    pub fn insufficient_resources() -> Self {
+        Self::new(503, 10023, "insufficient resources")
+    }
+    pub fn memory_resources_exceeded() -> Self {
+        Self::new(500, 10028, "insufficient memory resources available")
+    }
+    pub fn storage_resources_exceeded() -> Self {
+        Self::new(500, 10047, "insufficient storage resources available")
+    }
     pub fn message_too_large() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
     }

@@ -27,12 +27,19 @@ use super::api::{self, ConsumerConfig, Storage, StreamConfig, TYPE_PREFIX};
 use super::consumer::{AckKind, Consumer, ConsumerState};
 use super::errors::ApiError;
 use super::republish;
+use super::resources;
 use super::sourcing;
 use super::stream::{self, Store, Stream};
 use super::{Now, Outgoing};
 use crate::disk::{join, Disk, DiskError};
 use crate::store::{EncryptionConfig, FileStoreConfig, MemStore, RecoveryReport, StoreError};
 use crate::time::Instant;
+
+/// The JetStream API level reported (`api.level`). nats-server 2.15.1 reports 5; each level
+/// names features a client may rely on (nats-server's `jetstream_versioning.go`): 1 is message
+/// TTLs and subject delete markers (2.11), which fjord has; 2 is counters, atomic batch
+/// publish, message schedules and async persist (2.12), which it has not, so it claims 1.
+pub const JS_API_LEVEL: u32 = 1;
 
 const STREAMS_DIR: &str = "jetstream/streams";
 const CONSUMERS_DIR: &str = "jetstream/consumers";
@@ -110,6 +117,8 @@ pub struct Manager<D: Disk + Send + 'static> {
     ids: ChaCha8Rng,
     /// The `server` of API audit advisories.
     server_name: String,
+    /// `jetstream { max_memory_store, max_file_store }`.
+    limits: resources::ServerLimits,
 }
 
 /// Why the manager could not start.
@@ -220,6 +229,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             republished: Vec::new(),
             ids: ChaCha8Rng::seed_from_u64(seed ^ 0x6164_7669_736f_7279),
             server_name: String::new(),
+            limits: resources::ServerLimits::default(),
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -373,6 +383,10 @@ impl<D: Disk + Send + 'static> Manager<D> {
                     c.flow_control_answered(subject);
                 }
             }
+        } else if let Some(refused) = self.refuse_over_limits(subject, reply) {
+            if let Some(answer) = refused {
+                self.held.push(answer);
+            }
         } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
             // RePublish's `Nats-Last-Sequence`: the stored subject's newest sequence before this
             // one (the subject after the stream's own transform, as nats-server uses it).
@@ -405,6 +419,24 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 self.held.push(Outgoing::reply(&to, body));
             }
         }
+    }
+
+    /// A publish to a stream whose storage type is over its server-wide limit is refused, with
+    /// nats-server's PubAck error when the publisher wants an answer. None: not refused.
+    fn refuse_over_limits(&self, subject: &str, reply: Option<&str>) -> Option<Option<Outgoing>> {
+        if self.limits == resources::ServerLimits::default() {
+            return None;
+        }
+        let s = self.streams.values().find(|s| s.matches(subject))?;
+        let storage = s.config.storage;
+        if !self.limits.exceeded(storage, self.used(storage)) {
+            return None;
+        }
+        let reply = reply.filter(|r| !r.is_empty() && !s.config.no_ack);
+        Some(reply.map(|to| {
+            let error = ApiError::insufficient_resources();
+            Outgoing::reply(to, json!({"error": error, "stream": s.name(), "seq": 0}).to_string())
+        }))
     }
 
     /// Group commit and release, in the order that keeps every promise: stream stores are
@@ -761,6 +793,23 @@ impl<D: Disk + Send + 'static> Manager<D> {
     }
 
     /// The server name API audit advisories carry.
+    /// The server-wide store limits (`resources.rs`); none until set.
+    pub fn set_limits(&mut self, limits: resources::ServerLimits) {
+        self.limits = limits;
+    }
+
+    /// Bytes the streams of `storage` reserve (their positive `max_bytes`).
+    fn reserved(&self, storage: Storage) -> i64 {
+        let streams = self.streams.values().filter(|s| s.config.storage == storage);
+        streams.map(|s| resources::reservation(s.config.max_bytes)).fold(0, i64::saturating_add)
+    }
+
+    /// Bytes stored in the streams of `storage`.
+    fn used(&self, storage: Storage) -> u64 {
+        let streams = self.streams.values().filter(|s| s.config.storage == storage);
+        streams.map(|s| s.store.state().bytes).sum()
+    }
+
     pub fn set_server_name(&mut self, name: &str) {
         self.server_name = name.to_string();
     }
@@ -879,27 +928,19 @@ impl<D: Disk + Send + 'static> Manager<D> {
     }
 
     fn account_info(&self) -> Value {
-        let storage: u64 = self
-            .streams
-            .values()
-            .filter(|s| s.config.storage == Storage::File)
-            .map(|s| s.store.state().bytes)
-            .sum();
-        let memory: u64 = self
-            .streams
-            .values()
-            .filter(|s| s.config.storage == Storage::Memory)
-            .map(|s| s.store.state().bytes)
-            .sum();
+        let (memory, storage) = (self.used(Storage::Memory), self.used(Storage::File));
+        let reserved_memory = self.reserved(Storage::Memory);
+        let reserved_storage = self.reserved(Storage::File);
         let consumers: usize = self.streams.values().map(|s| s.consumers.len()).sum();
         json!({
-            "memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
+            "memory": memory, "storage": storage,
+            "reserved_memory": reserved_memory, "reserved_storage": reserved_storage,
             "streams": self.streams.len(), "consumers": consumers,
             "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1,
                        "max_consumers": -1, "max_ack_pending": -1,
                        "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
                        "max_bytes_required": false},
-            "api": {"level": 1, "total": self.api_total, "errors": self.api_errors},
+            "api": {"level": JS_API_LEVEL, "total": self.api_total, "errors": self.api_errors},
         })
     }
 
@@ -976,6 +1017,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::stream_name_exists());
         }
         self.check_overlap(name, &config)?;
+        let need = resources::create_need(config.max_bytes);
+        self.limits.check_reserve(config.storage, self.reserved(config.storage), need)?;
         // A previous stream of this name may have left message files behind a crash mid-delete.
         self.remove_msgs(name).map_err(ApiError::stream_create)?;
         self.remove_file(SOURCES_DIR, &format!("{name}.json")).map_err(ApiError::stream_create)?;
@@ -1035,6 +1078,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::mirror_not_updatable());
         }
         self.check_overlap(name, &config)?;
+        let need = resources::update_need(old.max_bytes, config.max_bytes);
+        self.limits.check_reserve(config.storage, self.reserved(config.storage), need)?;
         if let Some(s) = self.streams.get_mut(name) {
             s.store.set_limits(stream::limits(&config));
             s.sourcing.update(&config, s.store.as_store());

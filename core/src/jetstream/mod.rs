@@ -7,7 +7,8 @@
 //! `$JS.API.>`, `$JS.ACK.>`, `$JS.FC.>`, `$JS.SNAPSHOT.>` and stream subjects to the above,
 //! persists metadata; `manager/snapshot.rs` serves backup and restore, `manager/events.rs`
 //! raises advisories), `archive` (the backup archive format), `republish` (RePublish's subject
-//! mapping and headers), `advisories` (the `$JS.EVENT.ADVISORY` messages).
+//! mapping and headers), `advisories` (the `$JS.EVENT.ADVISORY` messages), `resources` (the
+//! server-wide memory and file store limits).
 //!
 //! How a driver runs it (the runtime's actor does exactly this; a simulator can too):
 //! 1. for each message that reached a JetStream subscription, `Manager::handle(now, ...)`;
@@ -40,6 +41,7 @@ pub mod errors;
 pub mod headers;
 pub mod manager;
 pub mod republish;
+pub mod resources;
 pub mod sourcing;
 pub mod stream;
 pub mod transform;

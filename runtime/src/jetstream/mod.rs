@@ -76,6 +76,11 @@ pub fn start(
     // As nats-server: the name defaults to the server id.
     let name = if config.server_name.is_empty() { &config.server_id } else { &config.server_name };
     manager.set_server_name(name);
+    let options = shared.options.load();
+    manager.set_limits(fjord_core::jetstream::resources::ServerLimits {
+        max_memory: options.jetstream_max_memory.unwrap_or(-1),
+        max_store: options.jetstream_max_file.unwrap_or(-1),
+    });
     for (stream, report) in manager.take_recoveries() {
         log_recovery(&stream, &report);
     }
@@ -102,6 +107,14 @@ pub fn start(
     actor.resubscribe();
     info!("Starting JetStream");
     info!("  Storage Directory: {}", store_dir.display());
+    for (what, limit) in
+        [("Max Memory", options.jetstream_max_memory), ("Max Storage", options.jetstream_max_file)]
+    {
+        if let Some(bytes) = limit.filter(|b| *b >= 0) {
+            info!("  {what}: {bytes} bytes");
+        }
+    }
+    info!("  API Level: {}", fjord_core::jetstream::manager::JS_API_LEVEL);
     if encrypted {
         info!("  Encryption: ChaCha20-Poly1305");
     }

@@ -92,6 +92,33 @@ pub async fn jsz(shared: &Shared, query: &Query) -> Result<Value, BadRequest> {
     Ok(enabled(&view, &opts, &options, &config.server_id, &config.server_name, &now))
 }
 
+/// `/varz`'s `jetstream`: `{}` without JetStream (as nats-server); otherwise the active
+/// `config` (as `/jsz` shows it) and the server's `stats`. nats-server 2.15.1 also shows
+/// `limits: {"default_max_consumers": 1000}`; fjord has no such default, so it shows none.
+pub async fn varz_jetstream(shared: &Shared) -> Value {
+    let Some(views) = shared.jetstream_views.get() else {
+        return json!({});
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if views.send(tx).is_err() {
+        return json!({});
+    }
+    let Ok(Ok(view)) = tokio::time::timeout(VIEW_TIMEOUT, rx).await else {
+        return json!({});
+    };
+    let account = &view["account"];
+    let options = shared.options.load();
+    json!({
+        "config": jetstream_config(&options),
+        "stats": {
+            "memory": account["memory"], "storage": account["storage"],
+            "reserved_memory": account["reserved_memory"],
+            "reserved_storage": account["reserved_storage"],
+            "accounts": 1, "ha_assets": 0, "api": account["api"],
+        },
+    })
+}
+
 /// nats-server's answer when JetStream is off: zeros, `disabled`, and a zero config.
 fn disabled(server_id: &str, now: &str) -> Value {
     json!({

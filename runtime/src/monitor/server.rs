@@ -161,7 +161,11 @@ async fn route(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Byte
     let shared = &monitor.shared;
     let response = match counted {
         "/" => Ok(html(INDEX)),
-        "/varz" => Ok(json(&varz::varz(monitor))),
+        "/varz" => {
+            let mut v = varz::varz(monitor);
+            v.jetstream = jsz::varz_jetstream(shared).await;
+            Ok(json(&v))
+        }
         "/connz" => connz::connz(shared, &query).map(|c| json(&c)),
         "/subsz" => subsz::subsz(shared, &query).map(|s| json(&s)),
         "/routez" => Ok(json(&routez::routez(shared))),

@@ -168,6 +168,7 @@ pub fn varz(monitor: &Monitor) -> Varz {
         leaf: json!({}),
         mqtt: json!({}),
         websocket: json!({}),
+        // Filled in by the caller: it asks the JetStream actor (`jsz::varz_jetstream`).
         jetstream: json!({}),
         tls_timeout: go_float(opts.tls.as_ref().map_or(2.0, |t| t.timeout.as_secs_f64())),
         write_deadline: shared.write_deadline.as_nanos(),
