@@ -1674,6 +1674,62 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_refuse_reservations_and_publishes_past_them() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        m.set_limits(resources::ServerLimits { max_memory: 100, max_store: -1 });
+        let now = Now::default();
+        let answer = |m: &mut Manager<Shared>, subject: &str, body: &[u8]| -> Value {
+            m.handle(now, subject, Some("r"), None, body);
+            m.flush(now, &|_| true);
+            let answers: Vec<Value> = outputs(m).iter().filter(|o| o.to == "r").map(json).collect();
+            assert_eq!(answers.len(), 1, "{answers:?}");
+            answers[0].clone()
+        };
+        let memory = |name: &str, max_bytes: i64| {
+            json!({"name": name, "subjects": [name], "storage": "memory", "max_bytes": max_bytes})
+                .to_string()
+        };
+        let a = answer(&mut m, "$JS.API.STREAM.CREATE.M", memory("M", 60).as_bytes());
+        assert!(a.get("error").is_none(), "{a}");
+        let a = answer(&mut m, "$JS.API.STREAM.CREATE.M2", memory("M2", 41).as_bytes());
+        assert_eq!(a["error"]["err_code"], 10028, "{a}");
+        // Without max_bytes a stream needs one byte; the file limit is apart (none here).
+        let a = answer(&mut m, "$JS.API.STREAM.CREATE.N", memory("N", -1).as_bytes());
+        assert!(a.get("error").is_none(), "{a}");
+        let a = answer(&mut m, "$JS.API.STREAM.CREATE.F", br#"{"name":"F","max_bytes":1000}"#);
+        assert!(a.get("error").is_none(), "{a}");
+        let info = answer(&mut m, "$JS.API.INFO", b"");
+        assert_eq!(
+            (&info["reserved_memory"], &info["reserved_storage"]),
+            (&json!(60), &json!(1000))
+        );
+
+        // Stored while the use is at most the limit; the publish after the crossing is refused.
+        let payload = [b'x'; 45];
+        let mut seqs = Vec::new();
+        let refused = loop {
+            let ack = answer(&mut m, "N", &payload);
+            if ack.get("error").is_some() {
+                break ack;
+            }
+            seqs.push(ack["seq"].clone());
+            assert!(seqs.len() < 10, "never refused");
+        };
+        assert_eq!(
+            refused,
+            json!({"error": {"code": 503, "err_code": 10023, "description": "insufficient resources"},
+                   "stream": "N", "seq": 0})
+        );
+        let info = answer(&mut m, "$JS.API.INFO", b"");
+        let used = info["memory"].as_u64().unwrap();
+        assert!(used > 100 && used - used / seqs.len() as u64 <= 100, "{info}");
+        // The file stream is not affected.
+        let ack = answer(&mut m, "F", &payload);
+        assert_eq!(ack, json!({"stream": "F", "seq": 1}));
+    }
+
+    #[test]
     fn api_errors_carry_nats_server_codes() {
         let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
         let mut m = open(&disk);
