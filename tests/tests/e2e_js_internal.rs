@@ -110,3 +110,61 @@ async fn a_republished_message_is_stored_by_the_stream_on_its_destination() {
     assert_eq!(info["state"]["messages"], 1, "{info}");
     assert_eq!(info["state"]["last_seq"], 1, "{info}");
 }
+
+/// Two streams republishing into each other's subjects feed each other forever in nats-server
+/// (it refuses a RePublish only onto the stream's own subjects); fjord cuts the chain after a
+/// bounded number of rounds with a warning and keeps serving. fjord only: on nats-server this
+/// test would never settle.
+#[tokio::test]
+async fn a_republish_loop_between_two_streams_is_cut_and_the_server_keeps_serving() {
+    let dir = StoreDir::new("jsloop");
+    let server = TestServer::start(&ServerBinary::fjord(), &["-js", "-sd", dir.arg()]);
+    let client = connect(&server).await;
+    let a = json!({"name": "A", "subjects": ["a.>"], "republish": {"src": "a.>", "dest": "b.>"}});
+    create(&client, a).await;
+    let b = json!({"name": "B", "subjects": ["b.>"], "republish": {"src": "b.>", "dest": "a.>"}});
+    create(&client, b).await;
+    let ack = request(&client, "a.start", "ping").await;
+    let ack: Value = serde_json::from_slice(&ack.payload).expect("PubAck is JSON");
+    assert_eq!(ack, json!({"stream": "A", "seq": 1}));
+    assert!(
+        server.wait_for_stderr("internal messages dropped", WAIT),
+        "no loop warning: {}",
+        server.stderr()
+    );
+    let count = |info: &Value| info["state"]["messages"].as_u64().expect("messages");
+    let a = api(&client, "$JS.API.STREAM.INFO.A", &json!({})).await;
+    let b = api(&client, "$JS.API.STREAM.INFO.B", &json!({})).await;
+    // 16 rounds after the first: the message went back and forth 8 times each way.
+    assert_eq!((count(&a), count(&b)), (9, 8), "{a} {b}");
+}
+
+/// A push consumer's deliveries (once a client subscribes: a stream alone does not make the
+/// consumer active) are stored by the stream on the deliver subject under the subject they
+/// carry, the stored one, as nats-server stores them.
+#[tokio::test]
+async fn a_stream_on_a_push_consumers_deliver_subject_stores_its_deliveries() {
+    let dir = StoreDir::new("jsdeliver");
+    let server = start(&dir);
+    let client = connect(&server).await;
+    create(&client, json!({"name": "A", "subjects": ["a.>"]})).await;
+    create(&client, json!({"name": "B", "subjects": ["b.>"]})).await;
+    let mut deliveries = client.subscribe("b.copy").await.expect("subscribe");
+    let config = json!({"deliver_subject": "b.copy", "ack_policy": "none"});
+    let body = json!({"stream_name": "A", "config": config});
+    let c = api(&client, "$JS.API.CONSUMER.CREATE.A", &body).await;
+    assert!(c.get("error").is_none(), "{c}");
+    let ack = request(&client, "a.one", "first").await;
+    let ack: Value = serde_json::from_slice(&ack.payload).expect("PubAck is JSON");
+    assert_eq!(ack, json!({"stream": "A", "seq": 1}));
+
+    let m = timeout(WAIT, deliveries.next()).await.expect("delivery timed out").expect("open");
+    assert_eq!(m.subject.as_str(), "a.one");
+    let got = stored(&client, "B", 1).await;
+    assert_eq!(got[0].subject.as_str(), "a.one");
+    assert_eq!(&got[0].payload[..], b"first");
+    let info = api(&client, "$JS.API.STREAM.INFO.B", &json!({})).await;
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    let info = api(&client, "$JS.API.STREAM.INFO.A", &json!({})).await;
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+}

@@ -383,11 +383,47 @@ impl<D: Disk + Send + 'static> Manager<D> {
                     c.flow_control_answered(subject);
                 }
             }
-        } else if let Some(refused) = self.refuse_over_limits(subject, reply) {
+        } else {
+            self.publish(now, subject, subject, reply, headers, payload);
+        }
+    }
+
+    /// One of JetStream's own outputs that one of its stream subscriptions took. `to` is the
+    /// subject it was routed by, `subject` the one it carries: they differ for a consumer's
+    /// delivery, which carries the stored subject. As nats-server does, the stream subscribed
+    /// to `to` stores it under the subject it carries.
+    pub fn handle_own(
+        &mut self,
+        now: Now,
+        to: &str,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        if to == subject || to.starts_with("$JS.") {
+            self.handle(now, to, reply, headers, payload);
+        } else {
+            self.clock = now.mono;
+            self.publish(now, to, subject, reply, headers, payload);
+        }
+    }
+
+    /// A message for the stream whose subjects match `route`, stored under `subject`.
+    fn publish(
+        &mut self,
+        now: Now,
+        route: &str,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        if let Some(refused) = self.refuse_over_limits(route, reply) {
             if let Some(answer) = refused {
                 self.held.push(answer);
             }
-        } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(subject)) {
+        } else if let Some(s) = self.streams.values_mut().find(|s| s.matches(route)) {
             // RePublish's `Nats-Last-Sequence`: the stored subject's newest sequence before this
             // one (the subject after the stream's own transform, as nats-server uses it).
             let to_republish = s.config.republish.as_ref().map(|_| {

@@ -228,9 +228,9 @@ impl Actor {
         // routed like a client's publish, JetStream's own subscriptions included: a stream
         // capturing `$JS.EVENT.ADVISORY.>` or a RePublish destination stores it, as in
         // nats-server. Those stored in turn may publish again, so the rounds continue until
-        // nothing comes back, up to a bound: nats-server refuses RePublish cycles at config
-        // time, but push consumers delivering into each other's streams could still feed
-        // each other forever.
+        // nothing comes back, up to a bound: nats-server refuses RePublish cycles on a
+        // stream's own subjects at config time, but two streams republishing into each other
+        // would feed each other forever.
         let mut rounds = 0;
         loop {
             let mut to_self = Vec::new();
@@ -247,7 +247,7 @@ impl Actor {
             }
             if rounds == INTERNAL_ROUNDS {
                 warn!(
-                    "JetStream: {} internal messages dropped: its own publishes kept feeding its streams for {INTERNAL_ROUNDS} rounds (a delivery loop between streams?)",
+                    "JetStream: {} internal messages dropped: its own publishes kept feeding its streams for {INTERNAL_ROUNDS} rounds (streams republishing into each other?)",
                     to_self.len()
                 );
                 break;
@@ -255,7 +255,7 @@ impl Actor {
             rounds += 1;
             for o in &to_self {
                 let (headers, reply) = (o.headers.as_deref(), o.reply.as_deref());
-                self.manager.handle(now, &o.subject, reply, headers, &o.payload);
+                self.manager.handle_own(now, &o.to, &o.subject, reply, headers, &o.payload);
             }
             self.flush(now);
         }
@@ -267,9 +267,11 @@ impl Actor {
         let index = &self.shared.index;
         // Read before the interest checks, so a SUB racing them is seen by the next poll.
         self.flushed_gen = index.generation();
+        // A push consumer is active only with a subscriber other than JetStream itself (as in
+        // nats-server, where a stream on the deliver subject alone leaves it inactive).
         self.manager.flush(now, &|subject| {
             let m = index.lookup(subject.as_bytes());
-            !m.plain.is_empty() || !m.queues.is_empty()
+            m.plain.iter().any(|s| s.client.id != SYSTEM_CLIENT_ID) || !m.queues.is_empty()
         });
         // Subscribe before answering: a client that got its stream-create answer may publish
         // at once, and must find the stream's subjects already routed here.
