@@ -119,6 +119,10 @@ pub fn reload(shared: &Shared, flags: &Flags) -> Result<(), String> {
     core.ping_interval = n.ping_interval;
     core.ping_max = n.ping_max;
     kept.core = core;
+    // The JetStream actor took its store limits at start and keeps them: `/varz` and `/jsz`
+    // must show the limits in force, not a reloaded value nothing enforces.
+    kept.jetstream_max_memory = old.jetstream_max_memory;
+    kept.jetstream_max_file = old.jetstream_max_file;
     shared.options.store(Arc::new(kept));
     *shared.config_load_time.lock() = SystemTime::now();
     info!("Reloaded server configuration");
