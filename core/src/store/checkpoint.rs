@@ -22,7 +22,9 @@ use super::file::FileLoc;
 use super::index::Entry;
 
 const MAGIC: &[u8; 4] = b"FJCK";
-const VERSION: u8 = 1;
+/// 2: entry sizes are nats-server's file record sizes (`size.rs`); a version 1 checkpoint
+/// holds the old sizes and is refused, so the store rescans its blocks once.
+const VERSION: u8 = 2;
 const FIXED: usize = 4 + 1 + 8 + 8 + 4 + 8 + 4 + 8 + 4 + 4 + 8;
 const ENTRY_FIXED: usize = 8 + 4 + 8 + 4 + 8 + 8 + 8 + 2;
 const BLOCK_LEN: usize = 4 + 8;

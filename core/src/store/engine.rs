@@ -27,6 +27,9 @@ pub struct Base {
 pub trait Log {
     /// Where a message's bytes are, kept in the index.
     type Loc: Clone;
+    /// What a message counts for in the stream's bytes and against `max_bytes`: nats-server's
+    /// figure for this kind of storage (see `size.rs`).
+    fn msg_size(subject_len: usize, headers_len: usize, payload_len: usize) -> u64;
     /// Appends a record (pending until `sync`); returns the location of a `Msg`.
     fn append(
         &mut self,
@@ -129,7 +132,7 @@ impl<L: Log> Engine<L> {
             Body::Msg { ts, ttl, subject, headers, payload } => {
                 self.implied_truncate(seq);
                 if let Some(loc) = loc {
-                    let size = (subject.len() + headers.len() + payload.len()) as u64;
+                    let size = L::msg_size(subject.len(), headers.len(), payload.len());
                     let expires =
                         (ttl > 0).then(|| ts.saturating_add(ttl.min(i64::MAX as u64) as i64));
                     let entry =
@@ -220,10 +223,9 @@ impl<L: Log> Engine<L> {
     }
 
     fn check_new(&self, subject: &[u8], size: u64) -> Result<(), StoreError> {
+        // With discard old, nats-server takes even a message bigger than `max_bytes` (and
+        // acknowledges it), then removes messages, that one included, until the stream fits.
         let l = &self.limits;
-        if l.max_bytes > 0 && size > l.max_bytes {
-            return Err(StoreError::MaxBytes);
-        }
         if l.discard == Discard::New {
             if l.max_msgs > 0 && self.index.len() >= l.max_msgs {
                 return Err(StoreError::MaxMsgs);
@@ -274,7 +276,7 @@ impl<L: Log> Engine<L> {
         {
             return Err(StoreError::TooLarge);
         }
-        let size = (subj.len() + headers.len() + payload.len()) as u64;
+        let size = L::msg_size(subj.len(), headers.len(), payload.len());
         self.check_new(subj, size)?;
         let body = Body::Msg { ts, ttl: ttl.unwrap_or(0), subject: subj, headers, payload };
         self.write(seq, &body)?;

@@ -462,6 +462,10 @@ impl<D: Disk> FileLog<D> {
 impl<D: Disk> Log for FileLog<D> {
     type Loc = FileLoc;
 
+    fn msg_size(subject_len: usize, headers_len: usize, payload_len: usize) -> u64 {
+        super::file_msg_size(subject_len, headers_len, payload_len)
+    }
+
     fn append(
         &mut self,
         seq: u64,

@@ -21,6 +21,10 @@ pub struct MemLog;
 impl Log for MemLog {
     type Loc = MemLoc;
 
+    fn msg_size(subject_len: usize, headers_len: usize, payload_len: usize) -> u64 {
+        super::mem_msg_size(subject_len, headers_len, payload_len)
+    }
+
     fn append(
         &mut self,
         _seq: u64,

@@ -22,6 +22,7 @@ mod file;
 mod index;
 mod mem;
 pub mod record;
+mod size;
 pub mod snapshot;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use engine::{Engine, Log};
 pub use file::Canaries;
 pub use file::{plain_block, FileLoc, FileLog, FileStoreConfig, RecoveryReport};
 pub use mem::MemLog;
+pub use size::{file_msg_size, mem_msg_size};
 
 use crate::disk::DiskError;
 

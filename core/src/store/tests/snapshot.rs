@@ -43,7 +43,10 @@ fn fill(s: &mut impl StreamStore, seed: u64) {
 }
 
 fn same(a: &mut impl StreamStore, b: &mut impl StreamStore) {
-    assert_eq!(a.state(), b.state());
+    // Bytes aside: a file and a memory store count the same messages differently, as
+    // nats-server's do; the messages themselves are compared below.
+    let without_bytes = |s: StreamState| StreamState { bytes: 0, ..s };
+    assert_eq!(without_bytes(a.state()), without_bytes(b.state()));
     assert_eq!(a.deleted(), b.deleted());
     assert_eq!(a.subjects_state(b">"), b.subjects_state(b">"));
     for seq in 0..=a.state().last_seq + 1 {
@@ -76,6 +79,7 @@ fn file_to_mem_to_file_round_trip_keeps_everything() {
     let (mut back, report) = FileStore::open(disk, cfg, Limits::default()).unwrap();
     assert!(report.corrupt.is_empty());
     same(&mut file, &mut back);
+    assert_eq!(file.state(), back.state(), "two file stores count bytes alike");
     // The restored store goes on from the original's last sequence, not from its last message.
     assert_eq!(back.store(b"a.b", b"", b"next", 1, None).unwrap(), file.state().last_seq + 1);
 }
