@@ -543,18 +543,16 @@ async fn jsz_matches_the_reference_for_the_same_jetstream_traffic() {
             assert_eq!(json["server_id"].as_str().map(str::len), Some(56), "{name} server_id");
         }
     }
-    // Sizes: fjord counts a message's subject, headers and payload; nats-server adds its own
-    // per-record storage overhead (16 bytes in memory, 30 or so on disk, from its record
-    // layout), so its figures are larger by a layout-dependent amount. Fjord's are checked
-    // exactly, the reference's as "at least the same content".
-    let orders_bytes = ORDERS.iter().map(|s| s.len() + "hello".len()).sum::<usize>() as u64;
-    let mem_bytes = ("mem.1".len() + MEM_PAYLOAD.len()) as u64;
+    // Sizes count messages as nats-server does: 30 bytes + subject + payload in a file stream,
+    // 16 + subject + payload in a memory one (no headers here). Equal to the reference's.
+    let orders_bytes = ORDERS.iter().map(|s| 30 + s.len() + "hello".len()).sum::<usize>() as u64;
+    let mem_bytes = (16 + "mem.1".len() + MEM_PAYLOAD.len()) as u64;
     for (i, view) in JSZ_VIEWS.iter().enumerate() {
         let got = ["memory", "storage", "bytes"].map(|k| fj[i][k].as_u64());
         let want = [mem_bytes, orders_bytes, mem_bytes + orders_bytes].map(Some);
         assert_eq!(got, want, "fjord {view} sizes");
         for key in ["memory", "storage", "bytes"] {
-            assert!(rf[i][key].as_u64() >= fj[i][key].as_u64(), "{view} reference {key}");
+            assert_eq!(rf[i][key], fj[i][key], "{view} reference {key}");
         }
     }
     assert_eq!(fj[0]["streams"], 2);
@@ -578,8 +576,7 @@ async fn jsz_matches_the_reference_for_the_same_jetstream_traffic() {
             for key in ["messages", "first_seq", "last_seq", "num_subjects", "consumer_count"] {
                 assert_eq!(f["state"][key], r["state"][key], "{} {name}.state.{key}", JSZ_VIEWS[i]);
             }
-            // As the totals above: the reference adds its record overhead.
-            assert!(r["state"]["bytes"].as_u64() > f["state"]["bytes"].as_u64(), "{name} bytes");
+            assert_eq!(f["state"]["bytes"], r["state"]["bytes"], "{name} bytes");
             let want = if name == "MEM" { mem_bytes } else { orders_bytes };
             assert_eq!(f["state"]["bytes"].as_u64(), Some(want), "fjord {name} bytes");
             assert_eq!(f.get("config").is_some(), i == 3, "config only on request");
