@@ -91,8 +91,10 @@ pub struct StreamConfig {
     pub mirror_direct: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub first_seq: i64,
+    /// The sequence the stream's first message gets (nats-server's is unsigned: a negative
+    /// one is invalid JSON, 10025).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub first_seq: u64,
     /// Defaults and ceilings for the stream's consumers (async-nats sends `null` for none).
     #[serde(deserialize_with = "null_as_default")]
     pub consumer_limits: ConsumerLimits,

@@ -245,6 +245,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 .map_err(|e| OpenError::Meta(path.clone(), e.to_string()))?;
             let store = m
                 .open_store(&sm.config)
+                .and_then(|mut s| start_at_first_seq(s.as_mut(), sm.config.first_seq).map(|_| s))
                 .map_err(|e| OpenError::Store(stream_name.to_string(), e))?;
             let mut s = Stream::new(sm.config, sm.created, store, now.wall);
             let positions = join(SOURCES_DIR, &name);
@@ -1058,7 +1059,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
         // A previous stream of this name may have left message files behind a crash mid-delete.
         self.remove_msgs(name).map_err(ApiError::stream_create)?;
         self.remove_file(SOURCES_DIR, &format!("{name}.json")).map_err(ApiError::stream_create)?;
-        let store = self.open_store(&config).map_err(ApiError::stream_create)?;
+        let mut store = self.open_store(&config).map_err(ApiError::stream_create)?;
+        start_at_first_seq(store.as_mut(), config.first_seq).map_err(ApiError::stream_create)?;
         let s = Stream::new(config, now.wall, store, now.wall);
         self.streams.insert(name.to_string(), s);
         if let Err(e) = self.write_stream(name) {
@@ -1594,6 +1596,19 @@ impl<D: Disk + Send + 'static> Manager<D> {
         c.request(now.mono, reply, req, &mut self.held);
         // Delivery happens in `flush`, after the stream's store is synced.
     }
+}
+
+/// A stream with `first_seq` starts there: a store that has never assigned a sequence (a new
+/// stream, a memory stream after a restart, a file stream whose first sync a crash lost) skips
+/// to it, durably, before anything is stored. nats-server also purges a recovered file stream
+/// whose first sequence is below a `first_seq` raised by an update; fjord never removes
+/// messages for that.
+fn start_at_first_seq(store: &mut dyn Store, first_seq: u64) -> Result<(), StoreError> {
+    if first_seq > 1 && store.state().last_seq == 0 {
+        store.compact(first_seq)?;
+        store.flush()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
