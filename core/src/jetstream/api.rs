@@ -467,16 +467,26 @@ impl ConsumerConfig {
         if self.filter_subject.as_deref() == Some("") {
             self.filter_subject = None;
         }
+        // checkConsumerCfg's filter checks, in its order. Whether a filter can match the
+        // stream's subjects is not checked: nats-server accepts any valid filter.
         if self.filter_subject.is_some() && !self.filter_subjects.is_empty() {
-            return Err(ApiError::consumer_create(
-                "consumer cannot have both FilterSubject and FilterSubjects specified",
-            ));
+            return Err(ApiError::duplicate_filter_subjects());
         }
-        for f in self.filters() {
-            if crate::subject::validate_subscription(f.as_bytes()).is_err() {
-                return Err(ApiError::consumer_create(
-                    "consumer filter subject is not a valid subset of the interest subjects",
-                ));
+        let valid = |f: &str| crate::subject::validate_subscription(f.as_bytes()).is_ok();
+        if self.filter_subject.as_deref().is_some_and(|f| !valid(f)) {
+            return Err(ApiError::stream_invalid_config("invalid subject"));
+        }
+        if self.filter_subjects.iter().any(String::is_empty) {
+            return Err(ApiError::empty_filter());
+        }
+        let filters = self.filters();
+        for (i, f) in filters.iter().enumerate() {
+            if !valid(f) {
+                return Err(ApiError::stream_invalid_config("invalid subject"));
+            }
+            let within = |g: &String| crate::subject::is_subset(f.as_bytes(), g.as_bytes());
+            if filters.iter().enumerate().any(|(j, g)| j != i && within(g)) {
+                return Err(ApiError::overlapping_filter_subjects());
             }
         }
         if self.deliver_subject.as_deref() == Some("") {

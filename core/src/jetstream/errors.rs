@@ -181,6 +181,19 @@ impl ApiError {
     pub fn consumer_name_path_separators() -> Self {
         Self::new(400, 10127, "Consumer name can not contain path separators")
     }
+    pub fn duplicate_filter_subjects() -> Self {
+        Self::new(
+            400,
+            10136,
+            "consumer cannot have both FilterSubject and FilterSubjects specified",
+        )
+    }
+    pub fn overlapping_filter_subjects() -> Self {
+        Self::new(400, 10138, "consumer subject filters cannot overlap")
+    }
+    pub fn empty_filter() -> Self {
+        Self::new(400, 10139, "consumer filter in FilterSubjects cannot be empty")
+    }
     pub fn multiple_filters_with_subject_api() -> Self {
         Self::new(400, 10137, "consumer with multiple subject filters cannot use subject based API")
     }

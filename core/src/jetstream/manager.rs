@@ -1446,16 +1446,9 @@ impl<D: Disk + Send + 'static> Manager<D> {
                 id
             }
         };
-        for f in config.filters() {
-            // A mirror's or source's messages come with its origins' subjects.
-            let inside =
-                !s.sourcing.is_empty() || s.config.subjects.iter().any(|x| api::overlaps(x, &f));
-            if !inside {
-                return Err(ApiError::consumer_create(
-                    "consumer filter subject is not a valid subset of the interest subjects",
-                ));
-            }
-        }
+        // Any filter is accepted, even one no stream subject can match: nats-server stopped
+        // refusing those in 2.10 (a subject transform or a later stream update may make it
+        // match), and 2.15.1 creates such a consumer, which simply has nothing to deliver.
         let workqueue = s.config.retention == api::Retention::Workqueue;
         if workqueue && !config.is_push() && config.ack_policy == api::AckPolicy::None {
             return Err(ApiError::pull_requires_ack());
