@@ -344,3 +344,46 @@ async fn consumer_filters_accepted_and_refused_as_nats_server() {
         (&json!(1), &json!(0))
     );
 }
+
+async fn replace_scenario(c: async_nats::Client) -> Vec<Value> {
+    let mut said = Vec::new();
+    for storage in ["file", "memory"] {
+        let name = format!("K{storage}");
+        let config = json!({"name": name, "subjects": [format!("{name}.>")], "storage": storage,
+                            "discard": "new", "max_msgs_per_subject": 1, "max_bytes": 300,
+                            "max_msgs": 3});
+        let created = api(&c, &format!("STREAM.CREATE.{name}"), config).await;
+        assert!(created.get("error").is_none(), "{created}");
+        let steps = [
+            ("a", "1".repeat(10)),
+            ("b", "2".repeat(10)),
+            // Over max_bytes and bigger than the value it would replace: refused, a kept.
+            ("a", "3".repeat(250)),
+            // No bigger than what it replaces: taken.
+            ("a", "4".repeat(5)),
+            ("c", "5".repeat(5)),
+            // A new subject at max_msgs: refused; an existing one replaces.
+            ("d", "6".repeat(5)),
+            ("c", "7".repeat(5)),
+            ("c", "8".repeat(100)),
+        ];
+        for (key, value) in steps {
+            said.push(ack(request(&c, &format!("{name}.{key}"), None, &value).await));
+            said.push(stream_state(&c, &name).await);
+        }
+        let last_a = json!({"last_by_subj": format!("{name}.a")});
+        let got = api(&c, &format!("STREAM.MSG.GET.{name}"), last_a).await;
+        said.push(json!({"seq": got["message"]["seq"]}));
+    }
+    said
+}
+
+#[tokio::test]
+async fn discard_new_replaces_per_subject_and_never_loses_a_refused_replacement() {
+    let (fjord, reference) = both("replace", replace_scenario).await;
+    assert_same(&fjord, &reference);
+    assert_eq!(reference[4]["error"]["err_code"], 10077, "{:?}", &reference[..6]);
+    assert_eq!(reference[5]["messages"], 2, "the refused value replaced nothing");
+    assert_eq!(reference[10]["error"]["err_code"], 10077, "max_msgs");
+    assert_eq!(reference[16]["seq"], 3, "a's last value is the small one, seq 3");
+}

@@ -100,6 +100,7 @@ pub fn limits(config: &StreamConfig) -> Limits {
             DiscardPolicy::Old => Discard::Old,
             DiscardPolicy::New => Discard::New,
         },
+        discard_new_per_subject: config.discard_new_per_subject,
     }
 }
 
@@ -352,9 +353,6 @@ impl Stream {
                 Err(e) => Published::Rejected(store_error(e)),
             };
         }
-        if let Err(e) = self.discard_old_per_subject(subject) {
-            return Published::Rejected(store_error(e));
-        }
         match self.store.store(subject.as_bytes(), hdrs, payload, wall, ttl) {
             Ok(seq) => {
                 self.dirty = true;
@@ -374,31 +372,6 @@ impl Stream {
             }
             Err(e) => Published::Rejected(store_error(e)),
         }
-    }
-
-    /// In nats-server, `discard: new` refuses messages over the stream-wide limits only; the
-    /// per-subject limit still drops the subject's oldest message unless
-    /// `discard_new_per_subject` is set (KV buckets rely on this: `discard: new`, history 1).
-    /// The store applies `Discard::New` to all three limits, so make room here first.
-    fn discard_old_per_subject(&mut self, subject: &str) -> Result<(), StoreError> {
-        let max = self.config.max_msgs_per_subject;
-        if self.config.discard != DiscardPolicy::New
-            || self.config.discard_new_per_subject
-            || max <= 0
-        {
-            return Ok(());
-        }
-        let state = self.store.subjects_state(subject.as_bytes());
-        let Some(st) = state.values().next() else { return Ok(()) };
-        let mut excess = (st.msgs + 1).saturating_sub(max as u64);
-        let mut seq = st.first_seq;
-        while excess > 0 {
-            let Some(m) = self.store.load_next(subject.as_bytes(), seq)? else { break };
-            self.store.remove(m.seq)?;
-            seq = m.seq + 1;
-            excess -= 1;
-        }
-        Ok(())
     }
 
     fn prune_dedup(&mut self, wall: i64) {
@@ -705,7 +678,31 @@ mod tests {
         assert_eq!(s.publish(10, "k.a", None, None, b"2").0, Published::Stored(2));
         assert_eq!(s.store.state().msgs, 1);
         s.config.discard_new_per_subject = true;
+        s.store.set_limits(limits(&s.config));
         assert!(matches!(s.publish(10, "k.a", None, None, b"3").0, Published::Rejected(_)));
+    }
+
+    /// A value too big for what max_bytes leaves is refused, and the value it would have
+    /// replaced stays (fjord once removed it first, then refused the new one).
+    #[test]
+    fn a_refused_replacement_keeps_the_value_it_would_have_replaced() {
+        let mut s = open(StreamConfig {
+            name: "KV".into(),
+            subjects: vec!["k.>".into()],
+            discard: DiscardPolicy::New,
+            max_msgs_per_subject: 1,
+            // Memory messages of 16 + 3 + 1 bytes: two of them, and not a third.
+            max_bytes: 45,
+            ..Default::default()
+        });
+        assert_eq!(s.publish(10, "k.a", None, None, b"1").0, Published::Stored(1));
+        assert_eq!(s.publish(10, "k.b", None, None, b"2").0, Published::Stored(2));
+        let big = [b'x'; 30];
+        assert!(matches!(s.publish(10, "k.a", None, None, &big).0, Published::Rejected(_)));
+        assert_eq!(s.store.load_last(b"k.a").unwrap().map(|m| m.payload), Some(b"1"[..].into()));
+        // One no bigger than the value it replaces fits, whatever max_bytes says.
+        assert_eq!(s.publish(10, "k.a", None, None, b"3").0, Published::Stored(3));
+        assert_eq!(s.store.state().msgs, 2);
     }
 
     #[test]

@@ -222,21 +222,29 @@ impl<L: Log> Engine<L> {
         Ok(true)
     }
 
+    /// nats-server's discard-new checks. A subject at its per-subject limit is replaced, not
+    /// refused (unless `discard_new_per_subject`): the message then passes `max_msgs`, and
+    /// `max_bytes` if the subject's oldest message, which it pushes out, is at least as big.
+    /// Nothing is removed here: the replaced message goes in `enforce`, after the new one is
+    /// stored, so a refused message never costs the one it would have replaced.
     fn check_new(&self, subject: &[u8], size: u64) -> Result<(), StoreError> {
         // With discard old, nats-server takes even a message bigger than `max_bytes` (and
         // acknowledges it), then removes messages, that one included, until the stream fits.
         let l = &self.limits;
         if l.discard == Discard::New {
-            if l.max_msgs > 0 && self.index.len() >= l.max_msgs {
+            let at_subject_limit = l.max_msgs_per_subject > 0
+                && self.index.subject_count(subject) >= l.max_msgs_per_subject;
+            if at_subject_limit && l.discard_new_per_subject {
+                return Err(StoreError::MaxMsgsPerSubject);
+            }
+            if l.max_msgs > 0 && self.index.len() >= l.max_msgs && !at_subject_limit {
                 return Err(StoreError::MaxMsgs);
             }
             if l.max_bytes > 0 && self.index.bytes() + size > l.max_bytes {
-                return Err(StoreError::MaxBytes);
-            }
-            if l.max_msgs_per_subject > 0
-                && self.index.subject_count(subject) >= l.max_msgs_per_subject
-            {
-                return Err(StoreError::MaxMsgsPerSubject);
+                let replaced = self.index.subject_first(subject).and_then(|s| self.index.get(s));
+                if !at_subject_limit || replaced.is_none_or(|e| e.size < size) {
+                    return Err(StoreError::MaxBytes);
+                }
             }
         }
         Ok(())

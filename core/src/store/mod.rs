@@ -77,6 +77,10 @@ pub struct Limits {
     pub max_age: u64,
     pub max_msgs_per_subject: u64,
     pub discard: Discard,
+    /// With `Discard::New`, a subject at `max_msgs_per_subject` refuses new messages too;
+    /// without it, a new message replaces the subject's oldest (nats-server's
+    /// `discard_new_per_subject`).
+    pub discard_new_per_subject: bool,
 }
 
 /// The stream's state, as nats-server's `StreamState` reports it.

@@ -60,14 +60,19 @@ impl Model {
         let sz = (self.msg_size)(subj.len(), hdr.len(), pay.len());
         // Discard old takes any message (even one over max_bytes) and then trims.
         if l.discard == Discard::New {
-            if l.max_msgs > 0 && self.msgs.len() as u64 >= l.max_msgs {
+            // A subject at its limit replaces its oldest message unless discard-new-per-subject.
+            let full = l.max_msgs_per_subject > 0 && self.count(subj) >= l.max_msgs_per_subject;
+            if full && l.discard_new_per_subject {
+                return Err(StoreError::MaxMsgsPerSubject);
+            }
+            if l.max_msgs > 0 && self.msgs.len() as u64 >= l.max_msgs && !full {
                 return Err(StoreError::MaxMsgs);
             }
             if l.max_bytes > 0 && self.bytes() + sz > l.max_bytes {
-                return Err(StoreError::MaxBytes);
-            }
-            if l.max_msgs_per_subject > 0 && self.count(subj) >= l.max_msgs_per_subject {
-                return Err(StoreError::MaxMsgsPerSubject);
+                let oldest = self.msgs.values().find(|m| m.subject == subj);
+                if !full || oldest.is_none_or(|m| self.size(m) < sz) {
+                    return Err(StoreError::MaxBytes);
+                }
             }
         }
         let m = StoredMsg {
@@ -163,15 +168,15 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
 }
 
 pub(super) fn limits() -> impl Strategy<Value = Limits> {
-    (0..8u64, prop_oneof![Just(0u64), 60..300u64], 0..60u64, 0..3u64, any::<bool>()).prop_map(
-        |(m, b, age, per, new)| Limits {
+    (0..8u64, prop_oneof![Just(0u64), 60..300u64], 0..60u64, 0..3u64, any::<bool>(), any::<bool>())
+        .prop_map(|(m, b, age, per, new, new_per_subject)| Limits {
             max_msgs: m,
             max_bytes: b,
             max_age: age,
             max_msgs_per_subject: per,
             discard: if new { Discard::New } else { Discard::Old },
-        },
-    )
+            discard_new_per_subject: new && new_per_subject,
+        })
 }
 
 /// Runs one op on any store; the result is what a caller would observe.
