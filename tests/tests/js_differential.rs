@@ -387,3 +387,53 @@ async fn discard_new_replaces_per_subject_and_never_loses_a_refused_replacement(
     assert_eq!(reference[10]["error"]["err_code"], 10077, "max_msgs");
     assert_eq!(reference[16]["seq"], 3, "a's last value is the small one, seq 3");
 }
+
+async fn info_fields_scenario(c: async_nats::Client) -> Vec<Value> {
+    let mut said = Vec::new();
+    let created = api(&c, "STREAM.CREATE.I", json!({"name": "I", "subjects": ["i.*"]})).await;
+    assert!(created.get("error").is_none(), "{created}");
+    for subject in ["i.c", "i.a", "i.b", "i.a"] {
+        said.push(ack(request(&c, subject, None, "x").await));
+    }
+    let paging = |v: &Value| {
+        json!({"total": v["total"], "offset": v["offset"], "limit": v["limit"],
+               "subjects": v["state"]["subjects"]})
+    };
+    for req in [
+        Value::Null,
+        json!({"subjects_filter": ">"}),
+        json!({"subjects_filter": "i.*", "offset": 2}),
+        json!({"subjects_filter": "i.*", "offset": 7}),
+        json!({"subjects_filter": "nothing"}),
+    ] {
+        said.push(paging(&api(&c, "STREAM.INFO.I", req).await));
+    }
+    let consumer = json!({"stream_name": "I", "config": {"durable_name": "D"}});
+    api(&c, "CONSUMER.CREATE.I.D", consumer).await;
+    // Which top-level keys a client finds (values like times differ by design).
+    let keys = |v: &Value| {
+        let mut k: Vec<String> =
+            v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        json!(k)
+    };
+    let list = api(&c, "STREAM.LIST", Value::Null).await;
+    said.push(keys(&list["streams"][0]));
+    said.push(json!({"total": list["total"], "offset": list["offset"], "limit": list["limit"]}));
+    said.push(keys(&api(&c, "CONSUMER.INFO.I.D", Value::Null).await));
+    said.push(keys(&api(&c, "CONSUMER.LIST.I", Value::Null).await["consumers"][0]));
+    said
+}
+
+#[tokio::test]
+async fn stream_info_paging_and_info_keys_match() {
+    let (fjord, reference) = both("infofields", info_fields_scenario).await;
+    assert_same(&fjord, &reference);
+    assert_eq!(reference[4], json!({"total": 0, "offset": 0, "limit": 0, "subjects": null}));
+    assert_eq!(
+        reference[5],
+        json!({"total": 3, "offset": 0, "limit": 100000,
+               "subjects": {"i.a": 2, "i.b": 1, "i.c": 1}})
+    );
+    assert_eq!(reference[6]["subjects"], json!({"i.c": 1}), "sorted, from the offset");
+}

@@ -49,6 +49,8 @@ const SOURCES_DIR: &str = "jetstream/sources";
 /// Longest a sourcing stream's changed positions wait to be written.
 const SOURCES_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const NAMES_LIMIT: usize = 1024;
+/// The most subjects one stream info answer details (nats-server's JSMaxSubjectDetails).
+const MAX_SUBJECT_DETAILS: usize = 100_000;
 /// Longest a durable consumer's changed state waits to be written when nothing waits on it.
 const CONSUMER_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const LIST_LIMIT: usize = 256;
@@ -958,7 +960,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
                     .values()
                     .map(|c| Self::consumer_info_value(s, c, now.mono))
                     .collect();
-                json!({"info": self.stream_info(s, None), "consumers": consumers})
+                json!({"info": self.stream_info(s), "consumers": consumers})
             })
             .collect();
         json!({"account": self.account_info(), "streams": streams})
@@ -981,7 +983,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         })
     }
 
-    fn stream_info(&self, s: &Stream, subjects_filter: Option<&str>) -> Value {
+    fn stream_info(&self, s: &Stream) -> Value {
         let st = s.store.state();
         // nats-server reports first_seq 0 until the first message, and omits num_subjects at 0.
         let first_seq = if st.last_seq == 0 && st.msgs == 0 { 0 } else { st.first_seq };
@@ -996,15 +998,6 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         if st.num_deleted > 0 {
             state["num_deleted"] = json!(st.num_deleted);
-        }
-        if let Some(filter) = subjects_filter.filter(|f| !f.is_empty()) {
-            let totals: BTreeMap<String, u64> = s
-                .store
-                .subjects_totals(filter.as_bytes())
-                .into_iter()
-                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-                .collect();
-            state["subjects"] = json!(totals);
         }
         let mut info = json!({
             "config": s.config, "created": api::rfc3339(s.created), "state": state,
@@ -1049,7 +1042,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         if let Some(existing) = self.streams.get(name) {
             if existing.config == config {
-                return Ok(self.stream_info(existing, None));
+                return Ok(self.stream_info(existing));
             }
             return Err(ApiError::stream_name_exists());
         }
@@ -1068,7 +1061,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::stream_create(e));
         }
         self.interest_changed = true;
-        let mut info = self.stream_info(self.stream(name)?, None);
+        let mut info = self.stream_info(self.stream(name)?);
         info["did_create"] = json!(true);
         Ok(info)
     }
@@ -1125,7 +1118,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         }
         self.write_stream(name).map_err(ApiError::stream_update)?;
         self.interest_changed = true;
-        Ok(self.stream_info(self.stream(name)?, None))
+        Ok(self.stream_info(self.stream(name)?))
     }
 
     fn remove_msgs(&mut self, name: &str) -> Result<(), DiskError> {
@@ -1176,10 +1169,34 @@ impl<D: Disk + Send + 'static> Manager<D> {
         struct Req {
             subjects_filter: Option<String>,
             deleted_details: bool,
+            offset: i64,
         }
         let req: Req = body(payload)?;
         let s = self.stream(name)?;
-        let mut info = self.stream_info(s, req.subjects_filter.as_deref());
+        let mut info = self.stream_info(s);
+        // The subject details are paged as nats-server pages them (sorted, at most
+        // MAX_SUBJECT_DETAILS from `offset`); `total`, `offset` and `limit` say where the page
+        // is, all 0 when no subject matched or none was asked for.
+        let (mut total, mut offset, mut limit) = (0, 0, 0);
+        if let Some(filter) = req.subjects_filter.as_deref().filter(|f| !f.is_empty()) {
+            let totals = s.store.subjects_totals(filter.as_bytes());
+            if !totals.is_empty() {
+                (total, offset, limit) =
+                    (totals.len(), req.offset.max(0) as usize, MAX_SUBJECT_DETAILS);
+                let page: BTreeMap<String, u64> = totals
+                    .into_iter()
+                    .skip(offset)
+                    .take(MAX_SUBJECT_DETAILS)
+                    .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+                    .collect();
+                if !page.is_empty() {
+                    info["state"]["subjects"] = json!(page);
+                }
+            }
+        }
+        info["total"] = json!(total);
+        info["offset"] = json!(offset);
+        info["limit"] = json!(limit);
         if req.deleted_details {
             let deleted = s.store.deleted();
             if !deleted.is_empty() {
@@ -1204,7 +1221,15 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let items: Vec<Value> = if names {
             page.map(|s| json!(s.name())).collect()
         } else {
-            page.map(|s| self.stream_info(s, None)).collect()
+            // nats-server's list entries carry no cluster information on a single server.
+            page.map(|s| self.stream_info(s))
+                .map(|mut info| {
+                    if let Some(o) = info.as_object_mut() {
+                        o.remove("cluster");
+                    }
+                    info
+                })
+                .collect()
         };
         Ok(json!({"total": all.len(), "offset": req.offset, "limit": limit, "streams": items}))
     }
@@ -1335,13 +1360,14 @@ impl<D: Disk + Send + 'static> Manager<D> {
     }
 
     fn consumer_info_value(s: &Stream, c: &Consumer, now: Instant) -> Value {
+        // No `cluster`: nats-server reports it for a consumer in a Raft group only.
         let mut info = json!({
             "stream_name": s.name(), "name": c.name, "created": api::rfc3339(c.created),
             "config": c.config,
             "delivered": c.state.delivered, "ack_floor": c.state.ack_floor,
             "num_ack_pending": c.num_ack_pending(), "num_redelivered": c.num_redelivered(),
             "num_waiting": c.num_waiting(), "num_pending": c.num_pending(s.store.as_store_ref()),
-            "cluster": {"leader": "fjord"}, "ts": api::rfc3339(c.created),
+            "ts": api::rfc3339(c.created),
         });
         if let Some(remaining) = c.pause_remaining(now) {
             info["paused"] = json!(true);

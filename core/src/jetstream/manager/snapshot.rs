@@ -241,7 +241,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         let meta = ArchiveMeta { config: s.config.clone(), created: s.created, consumers };
         let meta = serde_json::to_vec(&meta).map_err(ApiError::stream_snapshot)?;
         let data = archive::encode(&meta, &store).map_err(ApiError::stream_snapshot)?;
-        let info = self.stream_info(self.stream(name)?, None);
+        let info = self.stream_info(self.stream(name)?);
         let answer = json!({"config": info["config"], "state": info["state"]});
         Ok((answer, Bytes::from(data)))
     }
@@ -478,7 +478,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
             return Err(ApiError::stream_restore(e));
         }
         self.interest_changed = true;
-        let mut info = self.stream_info(self.stream(&name)?, None);
+        let mut info = self.stream_info(self.stream(&name)?);
         if let Value::Object(map) = &mut info {
             // nats-server's restore answer carries no cluster section.
             map.remove("cluster");
