@@ -183,8 +183,7 @@ async fn max_bytes_keeps_and_refuses_what_nats_server_does() {
     // File, discard old: 30 + 8 + 22 = 60 bytes a message, so 3 fit in 200 (seqs 4..6).
     assert_eq!(
         reference[6],
-        json!({"messages": 3, "bytes": 180, "first_seq": 4, "last_seq": 6,
-                                    "num_deleted": null})
+        json!({"messages": 3, "bytes": 180, "first_seq": 4, "last_seq": 6, "num_deleted": null})
     );
     // Discard old takes even a message over max_bytes, then has to drop everything.
     assert_eq!(reference[7]["seq"], 7);
@@ -233,8 +232,7 @@ async fn first_seq_starts_the_stream_there() {
     assert_same(&fjord, &reference);
     assert_eq!(
         reference[1],
-        json!({"messages": 0, "bytes": 0, "first_seq": 100, "last_seq": 99,
-                                    "num_deleted": null})
+        json!({"messages": 0, "bytes": 0, "first_seq": 100, "last_seq": 99, "num_deleted": null})
     );
     assert_eq!(
         (reference[2]["seq"].clone(), reference[3]["seq"].clone()),

@@ -1618,8 +1618,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
 }
 
 /// A stream with `first_seq` starts there: a store that has never assigned a sequence (a new
-/// stream, a memory stream after a restart, a file stream whose first sync a crash lost) skips
-/// to it, durably, before anything is stored. nats-server also purges a recovered file stream
+/// stream, or one whose recovery finds nothing assigned) skips to it, durably, before anything
+/// is stored. nats-server also purges a recovered file stream
 /// whose first sequence is below a `first_seq` raised by an update; fjord never removes
 /// messages for that.
 fn start_at_first_seq(store: &mut dyn Store, first_seq: u64) -> Result<(), StoreError> {
@@ -1797,6 +1797,35 @@ mod tests {
         // The file stream is not affected.
         let ack = answer(&mut m, "F", &payload);
         assert_eq!(ack, json!({"stream": "F", "seq": 1}));
+    }
+
+    #[test]
+    fn first_seq_is_where_a_stream_starts_and_stays_after_a_power_loss() {
+        let disk = Shared(Arc::new(Mutex::new(MemDisk::new(7, FaultConfig::default()))));
+        let mut m = open(&disk);
+        let now = Now { mono: Instant::ZERO, wall: 1_000 };
+        let create = br#"{"name":"F","subjects":["f"],"first_seq":100}"#;
+        m.handle(now, "$JS.API.STREAM.CREATE.F", Some("r"), None, create);
+        m.flush(now, &|_| true);
+        let created = json(&outputs(&mut m)[0]);
+        assert_eq!(
+            (created["state"]["first_seq"].clone(), created["state"]["last_seq"].clone()),
+            (100.into(), 99.into())
+        );
+        drop(m);
+        // Acknowledged creation: the skip to 100 was durable before the answer.
+        disk.with(MemDisk::crash);
+        let mut m = open(&disk);
+        m.handle(now, "f", Some("a"), None, b"x");
+        m.flush(now, &|_| true);
+        assert_eq!(json(&outputs(&mut m)[0])["seq"], 100);
+        drop(m);
+        disk.with(MemDisk::crash);
+        // Recovery sees sequences assigned and moves nothing.
+        let mut m = open(&disk);
+        m.handle(now, "f", Some("b"), None, b"y");
+        m.flush(now, &|_| true);
+        assert_eq!(json(&outputs(&mut m)[0])["seq"], 101);
     }
 
     #[test]
