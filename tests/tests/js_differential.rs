@@ -435,3 +435,33 @@ async fn stream_info_paging_and_info_keys_match() {
     );
     assert_eq!(reference[6]["subjects"], json!({"i.c": 1}), "sorted, from the offset");
 }
+
+async fn rollup_scenario(c: async_nats::Client) -> Vec<Value> {
+    let mut said = Vec::new();
+    for storage in ["file", "memory"] {
+        let name = format!("R{storage}");
+        let config = json!({"name": name, "subjects": [format!("{name}.>")], "storage": storage,
+                            "discard": "new", "max_msgs_per_subject": 1,
+                            "discard_new_per_subject": true, "allow_rollup_hdrs": true});
+        let created = api(&c, &format!("STREAM.CREATE.{name}"), config).await;
+        assert!(created.get("error").is_none(), "{created}");
+        let subject = format!("{name}.a");
+        said.push(ack(request(&c, &subject, None, "1").await));
+        said.push(ack(request(&c, &subject, None, "2").await));
+        for how in ["sub", "all"] {
+            let h = headers(&[("Nats-Rollup", how)]);
+            said.push(ack(request(&c, &subject, Some(h), how).await));
+        }
+        said.push(stream_state(&c, &name).await);
+    }
+    said
+}
+
+#[tokio::test]
+async fn a_rollup_passes_a_subject_at_its_discard_new_limit() {
+    let (fjord, reference) = both("rollup", rollup_scenario).await;
+    assert_same(&fjord, &reference);
+    assert_eq!(reference[1]["error"]["err_code"], 10077, "the plain second message is refused");
+    assert_eq!((&reference[2]["seq"], &reference[3]["seq"]), (&json!(2), &json!(3)));
+    assert_eq!(reference[4]["messages"], 1);
+}

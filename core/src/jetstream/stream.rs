@@ -353,7 +353,18 @@ impl Stream {
                 Err(e) => Published::Rejected(store_error(e)),
             };
         }
-        match self.store.store(subject.as_bytes(), hdrs, payload, wall, ttl) {
+        // nats-server lets a roll-up through a subject at its discard-new-per-subject limit:
+        // what it rolls up goes right after it is stored.
+        let lift = rollup.is_some() && self.config.discard_new_per_subject;
+        if lift {
+            self.store
+                .set_limits(Limits { discard_new_per_subject: false, ..limits(&self.config) });
+        }
+        let stored = self.store.store(subject.as_bytes(), hdrs, payload, wall, ttl);
+        if lift {
+            self.store.set_limits(limits(&self.config));
+        }
+        match stored {
             Ok(seq) => {
                 self.dirty = true;
                 if let Some(filter) = rollup {
@@ -678,8 +689,14 @@ mod tests {
         assert_eq!(s.publish(10, "k.a", None, None, b"2").0, Published::Stored(2));
         assert_eq!(s.store.state().msgs, 1);
         s.config.discard_new_per_subject = true;
+        s.config.allow_rollup_hdrs = true;
         s.store.set_limits(limits(&s.config));
         assert!(matches!(s.publish(10, "k.a", None, None, b"3").0, Published::Rejected(_)));
+        // A roll-up goes through (as in nats-server) and leaves the subject at its limit.
+        let roll = hdr(&[("Nats-Rollup", "sub")]);
+        assert_eq!(s.publish(10, "k.a", None, Some(&roll), b"4").0, Published::Stored(3));
+        assert_eq!(s.store.state().msgs, 1);
+        assert!(matches!(s.publish(10, "k.a", None, None, b"5").0, Published::Rejected(_)));
     }
 
     /// A value too big for what max_bytes leaves is refused, and the value it would have
