@@ -22,12 +22,7 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 targets=(parser store_record store_checkpoint store_crypt raft_wal consumer)
-# `consumer` is left out until an open finding is fixed: its soup finds a pending message below
-# the ack floor (e.g. `cargo run -p fjord-fuzz -- consumer 41 --case 1292`): the floor moves
-# past a redelivered message whose consumer sequence was renewed, where nats-server keeps the
-# original delivery sequence (see the closing note of 2026-11-27, second session). The
-# libFuzzer `consumer` target above still runs the same soup from fuzzer bytes.
-soups=(conn sublist raft store archive)
+soups=(conn sublist raft store archive consumer)
 soup_secs="${FJORD_SOUP_SECONDS:-$((secs / 3))}"
 
 # The seed-driven fuzzer standing in for a libFuzzer target on stable.

@@ -868,10 +868,18 @@ impl Consumer {
             }
             match store.load(sseq) {
                 Ok(Some(m)) => return Some(m),
-                // Gone from the stream (limits, delete): as nats-server, a term.
+                // Gone from the stream (limits, delete): as nats-server, a term. Only an
+                // explicit-ack floor moves with it: `move_ack_floor` compares the floor's
+                // consumer sequence with pending entries' first-delivery ones, and an ack-all
+                // floor carries the consumer sequence of whatever delivery was acked (a
+                // redelivery's is above the first-delivery sequences of messages still
+                // pending), so the comparison would carry that floor past them. An ack-all
+                // floor moves with acks only.
                 _ => {
                     if let Some(p) = self.drop_pending(sseq) {
-                        self.move_ack_floor(p.cseq, sseq);
+                        if self.config.ack_policy == AckPolicy::Explicit {
+                            self.move_ack_floor(p.cseq, sseq);
+                        }
                         self.dirty = true;
                     }
                 }
@@ -1369,6 +1377,31 @@ mod tests {
         c.state.ack_floor.consumer_seq = u64::MAX;
         assert!(c.ack(Instant::ZERO, 2, 2, &AckKind::Ack));
         assert_eq!(c.num_ack_pending(), 2);
+    }
+
+    /// Found by the consumer event soup (`fjord-fuzz consumer 41 --case 1292`): an ack-all of
+    /// a redelivery puts the redelivery's consumer sequence in the floor; a pending message
+    /// whose first delivery is just above that number and which then vanishes from the stream
+    /// must not carry the floor past older messages still pending.
+    #[test]
+    fn ack_all_floor_stays_below_pending_when_a_redelivered_message_vanishes() {
+        let config = ConsumerConfig { ack_policy: AckPolicy::All, ..explicit() };
+        let (mut store, mut c) = setup(3, config);
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 2, true)), vec![1, 2]);
+        c.ack(Instant::ZERO, 1, 1, &AckKind::Nak(None));
+        // 1 again, as consumer sequence 3; then 3 for the first time, as 4.
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 2, true)), vec![1, 3]);
+        assert!(c.ack(Instant::ZERO, 1, 3, &AckKind::Ack));
+        assert_eq!(c.state.ack_floor, SequenceInfo { consumer_seq: 3, stream_seq: 1 });
+        // 3 (first delivered as consumer sequence 4 = floor + 1) is due again but gone.
+        c.ack(Instant::ZERO, 3, 4, &AckKind::Nak(None));
+        store.remove(3).unwrap();
+        assert!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, true)).is_empty());
+        assert_eq!(c.state.pending.keys().copied().collect::<Vec<_>>(), vec![2]);
+        assert!(c.state.ack_floor.stream_seq < 2, "floor {:?} passed pending 2", c.state.ack_floor);
+        // 2 is still delivered until acked.
+        c.ack(Instant::ZERO, 2, 2, &AckKind::Nak(None));
+        assert_eq!(seqs(&pull(&mut c, &mut store, Instant::ZERO, 1, true)), vec![2]);
     }
 
     #[test]
