@@ -23,7 +23,7 @@ pub const USAGE: &str = "usage:
   fjord-sim explore --seeds N [--from S] [--time-budget 10m]
   fjord-sim regressions [--file PATH]
   fjord-sim bench [--seeds N] [--clients N]
-Every command takes --workload pubsub|store|raft (default pubsub).
+Every command takes --workload pubsub|store|raft|jetstream (default pubsub).
 A seed is a u64 or a 40-hex commit hash.";
 
 #[derive(Debug, Default)]

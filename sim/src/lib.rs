@@ -34,6 +34,7 @@ pub fn run_world(world: World, trace: bool) -> Outcome {
     let run = || match world.workload {
         Workload::Store => workload::store::run(world, trace).0,
         Workload::Raft => workload::raft::run(world, trace).0,
+        Workload::JetStream => workload::jetstream::run(world, trace).0,
         Workload::PubSub => sim::Sim::new(world, trace).run(),
     };
     match panic::catch_unwind(AssertUnwindSafe(run)) {

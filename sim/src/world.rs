@@ -58,10 +58,16 @@ pub enum Canary {
     /// Raft workload: recovery truncates the log at an entry whose body fails its checksum
     /// (as if it were a torn, never-acknowledged tail) instead of keeping it faulty for repair.
     RaftTruncateCorrupt,
+    /// JetStream workload: syncs of stream message files do nothing, so PubAcks go out for
+    /// data a power loss takes back (acknowledge before sync).
+    JsAckBeforeSync,
+    /// JetStream workload: ack confirmations go out before the consumer state is written
+    /// (persisted lazily), so a power loss forgets a confirmed ack.
+    JsConfirmUnwrittenAcks,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 16] = [
+    pub const ALL: [Canary; 18] = [
         Canary::DuplicateDelivery,
         Canary::DropDelivery,
         Canary::MisrouteDelivery,
@@ -78,6 +84,8 @@ impl Canary {
         Canary::RaftSkipTick,
         Canary::KvStaleRead,
         Canary::RaftTruncateCorrupt,
+        Canary::JsAckBeforeSync,
+        Canary::JsConfirmUnwrittenAcks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +107,8 @@ impl Canary {
             Canary::RaftSkipTick => "raft-skip-tick",
             Canary::KvStaleRead => "kv-stale-read",
             Canary::RaftTruncateCorrupt => "raft-truncate-corrupt",
+            Canary::JsAckBeforeSync => "js-ack-before-sync",
+            Canary::JsConfirmUnwrittenAcks => "js-confirm-unwritten-acks",
         }
     }
 
@@ -117,16 +127,21 @@ pub enum Workload {
     Store,
     /// A Raft cluster of 1, 3 or 5 nodes (see `workload::raft`).
     Raft,
+    /// One node's JetStream (stream, pull consumers) on a faulty MemDisk (see
+    /// `workload::jetstream`).
+    JetStream,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::PubSub, Workload::Store, Workload::Raft];
+    pub const ALL: [Workload; 4] =
+        [Workload::PubSub, Workload::Store, Workload::Raft, Workload::JetStream];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::PubSub => "pubsub",
             Workload::Store => "store",
             Workload::Raft => "raft",
+            Workload::JetStream => "jetstream",
         }
     }
 
@@ -302,6 +317,9 @@ impl fmt::Display for World {
         }
         if self.workload == Workload::Raft {
             return write!(f, "{}", crate::workload::raft::RaftWorld::draw(self));
+        }
+        if self.workload == Workload::JetStream {
+            return write!(f, "{}", crate::workload::jetstream::JsWorld::draw(self));
         }
         writeln!(f, "world seed={}", self.seed)?;
         writeln!(

@@ -121,6 +121,11 @@ pub struct Manager<D: Disk + Send + 'static> {
     server_name: String,
     /// `jetstream { max_memory_store, max_file_store }`.
     limits: resources::ServerLimits,
+    /// Test-only: ack confirmations go out without waiting for the consumer state write (the
+    /// state is written lazily, as if plain acks), so a crash can forget a confirmed ack. For
+    /// the simulator's canary; never set outside tests.
+    #[cfg(any(test, feature = "canaries"))]
+    pub canary_confirm_unwritten_acks: bool,
 }
 
 /// Why the manager could not start.
@@ -232,6 +237,8 @@ impl<D: Disk + Send + 'static> Manager<D> {
             ids: ChaCha8Rng::seed_from_u64(seed ^ 0x6164_7669_736f_7279),
             server_name: String::new(),
             limits: resources::ServerLimits::default(),
+            #[cfg(any(test, feature = "canaries"))]
+            canary_confirm_unwritten_acks: false,
         };
         for name in m.meta.list(STREAMS_DIR)? {
             let path = join(STREAMS_DIR, &name);
@@ -544,6 +551,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
         // CONSUMER_WRITE_EVERY: a plain ack promises nothing, and losing it to a crash means a
         // redelivery (at least once), so one write per batch of plain acks would buy nothing
         // for two fsyncs.
+        let eager = !self.confirm_unwritten_acks();
         let mut due = Vec::new();
         for s in self.streams.values_mut() {
             let file = s.config.storage == Storage::File;
@@ -554,7 +562,7 @@ impl<D: Disk + Send + 'static> Manager<D> {
                     continue;
                 }
                 let stale = now.mono.saturating_since(c.last_write) >= CONSUMER_WRITE_EVERY;
-                if c.dirty && (c.sync_now || stale) {
+                if c.dirty && ((c.sync_now && eager) || stale) {
                     due.push((c.stream.clone(), c.name.clone()));
                 }
             }
@@ -581,6 +589,13 @@ impl<D: Disk + Send + 'static> Manager<D> {
         self.ready.extend(self.held.drain(..));
         self.ready.extend(deliveries);
         self.serve_snapshots(now, interest);
+    }
+
+    fn confirm_unwritten_acks(&self) -> bool {
+        #[cfg(any(test, feature = "canaries"))]
+        return self.canary_confirm_unwritten_acks;
+        #[cfg(not(any(test, feature = "canaries")))]
+        false
     }
 
     /// Ack deadlines, pull request expiry, heartbeats, max_age and inactive ephemerals.

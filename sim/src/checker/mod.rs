@@ -2,6 +2,7 @@
 //! the run with a clear message. Each runs online, after every event it is told of, and once at
 //! the end. Stores, Raft and JetStream bring their own checkers beside `pubsub`.
 
+pub mod jetstream;
 pub mod linearizability;
 pub mod pubsub;
 pub mod raft;
