@@ -79,6 +79,7 @@ fn total(seeds: std::ops::Range<u64>) -> (JsStats, u64) {
         sum.recovered_msgs_checked += s.recovered_msgs_checked;
         sum.retired += s.retired;
         sum.floors_checked += s.floors_checked;
+        sum.deletes += s.deletes;
     }
     (sum, failures)
 }
@@ -95,6 +96,7 @@ fn clean_jetstream_seeds_pass_and_exercise_the_checks() {
     assert!(s.redeliveries > 100 && s.naks > 100 && s.terms > 10, "{s:?}");
     assert!(s.confirmed_acks > 100 && s.floors_checked > 40, "{s:?}");
     assert!(s.retired > 100, "interest and work-queue retention removed nothing: {s:?}");
+    assert!(s.deletes > 20, "{s:?}");
     for seed in 0..3 {
         let a = fjord_sim::run_seed(seed, js(Canary::None), false);
         let b = fjord_sim::run_seed(seed, js(Canary::None), false);

@@ -2,12 +2,13 @@
 //! what JetStream promises across crashes and power loss.
 //!
 //! - No acknowledged publish is lost: after every recovery each PubAck'd sequence holds the
-//!   message that was published (subject and payload), unless retention could remove it
-//!   (interest: every consumer that wants it sent an ack or term; work queue: the one that
-//!   wants it did).
+//!   message that was published (subject and payload), unless a client asked to delete it or
+//!   retention could remove it (interest: every consumer that wants it sent an ack or term;
+//!   work queue: the one that wants it did).
 //! - Sequences are dense and increasing: PubAcks between two crashes name consecutive
 //!   sequences, a PubAck after a crash names one above every earlier PubAck, recovery never
-//!   ends below the highest PubAck'd sequence, and a limits stream has no hole.
+//!   ends below the highest PubAck'd sequence, and a limits stream nobody deleted from has no
+//!   hole.
 //! - A stream sequence, once seen (PubAck or delivery: both only name durable messages), always
 //!   carries the same message.
 //! - Nothing is redelivered after its ack: not after an ack (or term) sent since the last crash
@@ -15,8 +16,8 @@
 //!   a "double ack") came back, crash or not.
 //! - A consumer's ack floor never goes back across restarts below a floor it reported together
 //!   with an ack confirmation (the confirmation proves the state write behind the report).
-//! - At least once: at the end, every PubAck'd message was delivered to every consumer that
-//!   wants it, and every consumer has nothing pending or unacknowledged left.
+//! - At least once: at the end, every PubAck'd message not deleted was delivered to every
+//!   consumer that wants it, and every consumer has nothing pending or unacknowledged left.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +57,7 @@ pub struct JsStats {
     pub retired: u64,
     /// Recovered ack floors compared with one known durable (above zero).
     pub floors_checked: u64,
+    pub deletes: u64,
 }
 
 /// One consumer as its client saw it.
@@ -106,6 +108,8 @@ pub struct JsChecker {
     last_puback_epoch: u64,
     /// Crashes so far.
     epoch: u64,
+    /// Sequences a client asked to delete.
+    deleted: BTreeSet<u64>,
     pub consumers: Vec<ConsumerModel>,
 }
 
@@ -242,8 +246,16 @@ impl JsChecker {
         self.epoch += 1;
     }
 
-    /// Whether retention may have removed `seq` (published on `subject`).
+    pub fn delete_sent(&mut self, seq: u64) {
+        self.stats.deletes += 1;
+        self.deleted.insert(seq);
+    }
+
+    /// Whether a delete or retention may have removed `seq` (published on `subject`).
     fn retirable(&self, seq: u64, subject: &str) -> bool {
+        if self.deleted.contains(&seq) {
+            return true;
+        }
         match self.retention {
             Some(Retention::Limits) | None => false,
             Some(_) => self
@@ -275,6 +287,7 @@ impl JsChecker {
             ));
         }
         if self.retention == Some(Retention::Limits)
+            && self.deleted.is_empty()
             && messages > 0
             && (first_seq != 1 || messages != last_seq - first_seq + 1)
         {
@@ -327,7 +340,7 @@ impl JsChecker {
     /// every consumer that wants it, and `(num_pending, num_ack_pending)` of each are zero.
     pub fn finish(&self, left: &[(u64, u64)]) -> Result<(), Violation> {
         for (c, m) in self.consumers.iter().enumerate() {
-            for &seq in &self.acked_pubs {
+            for &seq in self.acked_pubs.difference(&self.deleted) {
                 let subject = &self.pubs[self.seq_of[&seq]].0;
                 if m.wants(subject) && !m.delivered.contains_key(&seq) {
                     return fail(format!(

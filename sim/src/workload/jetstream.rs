@@ -3,7 +3,8 @@
 //! and bodies, with time as an input.
 //!
 //! A file stream (`js.>`, retention limits, interest or work queue) and one to three durable
-//! pull consumers (explicit ack, ack_wait, max_deliver, filters) are created first. Publishers
+//! pull consumers (explicit ack, ack_wait, max_deliver, max_ack_pending, filters) are created
+//! first; clients also delete messages (`STREAM.MSG.DELETE`), pending ones included. Publishers
 //! publish with a reply subject and wait for PubAcks; consumer clients pull batches with
 //! expiry and, for each delivery, ack (plainly or as a "double ack" whose confirmation they
 //! wait for), NAK (with or without a delay), terminate, say in-progress, or ignore it so its
@@ -46,6 +47,7 @@ const MSGS_DIR: &str = "jetstream/msgs/";
 const DRAIN_POLL: Duration = Duration::from_millis(500);
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 const DRAIN_BATCH: u32 = 100;
+const DRAIN_GAP: Duration = Duration::from_millis(2);
 
 /// One consumer as the seed draws it.
 #[derive(Clone, Debug)]
@@ -55,6 +57,8 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// -1: unlimited.
     pub max_deliver: i64,
+    /// 0: the server's default.
+    pub max_ack_pending: i64,
 }
 
 /// What a seed draws for the JetStream workload.
@@ -87,6 +91,8 @@ pub struct JsWorld {
     pub torn_writes: bool,
     pub tear_block: u64,
     pub canary: Canary,
+    /// `STREAM.MSG.DELETE` requests per simulated second (a pending message may vanish).
+    pub delete_rate: f64,
 }
 
 fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
@@ -122,6 +128,7 @@ impl JsWorld {
                     filter,
                     ack_wait: ms(r, 30, 1_500),
                     max_deliver: [-1, -1, 2, 3, 5][r.random_range(0..5usize)],
+                    max_ack_pending: 0,
                 }
             })
             .collect::<Vec<_>>();
@@ -156,7 +163,21 @@ impl JsWorld {
             torn_writes: r.random_bool(0.7),
             tear_block: [16, 64, 512, 4096][r.random_range(0..4usize)],
             canary: world.canary,
+            delete_rate: 0.0,
         }
+        .draw_more()
+    }
+
+    /// Later draws, from their own stream so the draws above keep their values.
+    fn draw_more(mut self) -> JsWorld {
+        let r = &mut rng::stream(self.seed, "js-world-more", 0);
+        for c in &mut self.consumers {
+            if r.random_bool(0.3) {
+                c.max_ack_pending = r.random_range(1..=20);
+            }
+        }
+        self.delete_rate = rate(r, 0.5, 4.0);
+        self
     }
 
     /// The drain phase: long enough for every pending message's ack wait to run out twice.
@@ -184,8 +205,8 @@ impl fmt::Display for JsWorld {
         for c in &self.consumers {
             writeln!(
                 f,
-                "  consumer {}: filter={:?} ack_wait={:?} max_deliver={}",
-                c.name, c.filter, c.ack_wait, c.max_deliver
+                "  consumer {}: filter={:?} ack_wait={:?} max_deliver={} max_ack_pending={}",
+                c.name, c.filter, c.ack_wait, c.max_deliver, c.max_ack_pending
             )?;
         }
         writeln!(
@@ -203,8 +224,8 @@ impl fmt::Display for JsWorld {
         )?;
         writeln!(
             f,
-            "  faults: power_loss={:.3}/s down<={:?} torn_writes={} tear_block={}",
-            self.crash_rate, self.down_max, self.torn_writes, self.tear_block
+            "  faults: power_loss={:.3}/s down<={:?} torn_writes={} tear_block={} msg_deletes={:.3}/s",
+            self.crash_rate, self.down_max, self.torn_writes, self.tear_block, self.delete_rate
         )?;
         if self.canary != Canary::None {
             writeln!(f, "  CANARY: {}", self.canary.name())?;
@@ -284,6 +305,7 @@ enum Ev {
     Restart,
     End,
     Finish,
+    Delete,
 }
 
 impl Ev {
@@ -298,6 +320,7 @@ impl Ev {
             Ev::Restart => 7,
             Ev::End => 8,
             Ev::Finish => 9,
+            Ev::Delete => 10,
         }
     }
 }
@@ -418,6 +441,16 @@ impl Run {
         Now { mono: Instant(self.now), wall: WALL_ORIGIN + self.now as i64 }
     }
 
+    /// A client or flush gap: short in the drain phase, where a backlog is consumed as fast
+    /// as the consumers' limits (max_ack_pending) allow.
+    fn gap(&self, gap: Duration) -> Duration {
+        if self.draining {
+            gap.min(DRAIN_GAP)
+        } else {
+            gap
+        }
+    }
+
     fn reply(&mut self, kind: &str) -> String {
         self.next_reply += 1;
         format!("{kind}.{}", self.next_reply)
@@ -444,6 +477,10 @@ impl Run {
             let at = exp_gap(&mut self.faults, Duration::from_secs_f64(1.0 / self.w.crash_rate));
             self.push(at, Ev::Crash);
         }
+        if self.w.delete_rate > 0.0 {
+            let at = exp_gap(&mut self.faults, Duration::from_secs_f64(1.0 / self.w.delete_rate));
+            self.push(at, Ev::Delete);
+        }
         let end = self.w.safety.as_nanos() as u64;
         self.push(end, Ev::End);
         let mut finish_by = u64::MAX;
@@ -467,7 +504,8 @@ impl Run {
                 }
                 Ev::Flush => {
                     self.flush()?;
-                    let at = self.now + exp_gap(&mut self.faults, self.w.flush_gap).max(1);
+                    let gap = self.gap(self.w.flush_gap);
+                    let at = self.now + exp_gap(&mut self.faults, gap).max(1);
                     self.push(at, Ev::Flush);
                 }
                 Ev::Tick => {
@@ -482,12 +520,14 @@ impl Run {
                 }
                 Ev::Pull { consumer } => {
                     self.pull(consumer);
-                    let at = self.now + exp_gap(&mut self.faults, self.w.pull_gap).max(1);
+                    let gap = self.gap(self.w.pull_gap);
+                    let at = self.now + exp_gap(&mut self.faults, gap).max(1);
                     self.push(at, Ev::Pull { consumer });
                 }
                 Ev::Process { consumer } => {
                     self.process(consumer);
-                    let at = self.now + exp_gap(&mut self.faults, self.w.process_gap).max(1);
+                    let gap = self.gap(self.w.process_gap);
+                    let at = self.now + exp_gap(&mut self.faults, gap).max(1);
                     self.push(at, Ev::Process { consumer });
                 }
                 Ev::Crash if self.faulty => {
@@ -501,6 +541,12 @@ impl Run {
                     self.push(at, Ev::Crash);
                 }
                 Ev::Restart if self.node.is_none() => self.restart()?,
+                Ev::Delete if self.faulty => {
+                    self.delete();
+                    let mean = Duration::from_secs_f64(1.0 / self.w.delete_rate);
+                    let at = self.now + exp_gap(&mut self.faults, mean);
+                    self.push(at, Ev::Delete);
+                }
                 Ev::End => {
                     // Faults stop: the node is brought up if down, flushed, loses power once
                     // more and recovers; then every client acks everything until the end.
@@ -542,23 +588,37 @@ impl Run {
     /// An API request answered at once: handled, flushed, and its answer picked from the
     /// outputs (everything else is routed as usual).
     fn call(&mut self, subject: &str, body: &[u8]) -> Result<Value, String> {
-        let reply = self.reply("api");
+        let mut answers = self.call_many(subject, &[body.to_vec()])?;
+        answers.pop().ok_or_else(|| format!("{subject}: no answer"))
+    }
+
+    /// Requests to one API subject in one batch (one flush), their answers in order.
+    fn call_many(&mut self, subject: &str, bodies: &[Vec<u8>]) -> Result<Vec<Value>, String> {
+        let replies: Vec<String> = bodies.iter().map(|_| self.reply("api")).collect();
         let now = self.now();
         let m = self.node.as_mut().ok_or("the node is down")?;
-        m.handle(now, subject, Some(&reply), None, body);
+        for (reply, body) in replies.iter().zip(bodies) {
+            m.handle(now, subject, Some(reply), None, body);
+        }
         let outs = Self::flush_node(m, now);
-        let mut answer = None;
+        let mut answers = std::collections::BTreeMap::new();
         let mut rest = Vec::new();
         for o in outs {
-            if o.to == reply {
-                answer = Some(o);
+            if o.to.starts_with("api.") {
+                answers.insert(o.to.clone(), o);
             } else {
                 rest.push(o);
             }
         }
         self.route(rest)?;
-        let o = answer.ok_or_else(|| format!("{subject}: no answer"))?;
-        serde_json::from_slice(&o.payload).map_err(|e| format!("{subject}: answer not JSON: {e}"))
+        replies
+            .iter()
+            .map(|r| {
+                let o = answers.remove(r).ok_or_else(|| format!("{subject}: no answer"))?;
+                serde_json::from_slice(&o.payload)
+                    .map_err(|e| format!("{subject}: answer not JSON: {e}"))
+            })
+            .collect()
     }
 
     fn flush_node(m: &mut Manager<SimDisk>, now: Now) -> Vec<Outgoing> {
@@ -581,6 +641,9 @@ impl Run {
             });
             if let Some(f) = c.filter {
                 config["filter_subject"] = json!(f);
+            }
+            if c.max_ack_pending > 0 {
+                config["max_ack_pending"] = json!(c.max_ack_pending);
             }
             let body = json!({"stream_name": STREAM, "config": config}).to_string();
             let subject = format!("$JS.API.CONSUMER.CREATE.{STREAM}.{}", c.name);
@@ -605,6 +668,32 @@ impl Run {
         let now = self.now();
         if let Some(m) = self.node.as_mut() {
             m.handle(now, subject, Some(&reply), None, &payload);
+        }
+    }
+
+    /// A client deletes a message, most often one it knows to be there.
+    fn delete(&mut self) {
+        if self.node.is_none() {
+            return;
+        }
+        let known = self.checker.acked_seqs();
+        let seq = match known.len() {
+            0 => return,
+            n => known[self.work.random_range(0..n)],
+        };
+        // Whether or not its answer comes back, the message may be gone.
+        self.checker.delete_sent(seq);
+        let reply = self.reply("del");
+        let body = json!({"seq": seq}).to_string();
+        let now = self.now();
+        if let Some(m) = self.node.as_mut() {
+            m.handle(
+                now,
+                &format!("$JS.API.STREAM.MSG.DELETE.{STREAM}"),
+                Some(&reply),
+                None,
+                body.as_bytes(),
+            );
         }
     }
 
@@ -794,10 +883,12 @@ impl Run {
         if self.trace {
             println!("               recovered: {msgs} messages in {first}..={last}");
         }
+        let seqs = self.checker.acked_seqs();
+        let bodies: Vec<Vec<u8>> =
+            seqs.iter().map(|seq| json!({"seq": seq}).to_string().into_bytes()).collect();
+        let answers = self.call_many(&format!("$JS.API.STREAM.MSG.GET.{STREAM}"), &bodies)?;
         let mut held = std::collections::BTreeMap::new();
-        for seq in self.checker.acked_seqs() {
-            let body = json!({"seq": seq}).to_string();
-            let v = self.call(&format!("$JS.API.STREAM.MSG.GET.{STREAM}"), body.as_bytes())?;
+        for (seq, v) in seqs.into_iter().zip(answers) {
             let m = &v["message"];
             let view = v.get("error").is_none().then(|| StoredView {
                 subject: m["subject"].as_str().unwrap_or_default().to_string(),
@@ -839,6 +930,20 @@ impl Run {
             return Ok(false);
         }
         self.checker.finish(&left).map_err(fail)?;
+        // Every consumer is done with every message: retention must have removed them all,
+        // unless some were out of deliveries (interest keeps those).
+        let unlimited = self.w.consumers.iter().all(|c| c.max_deliver < 0);
+        if self.w.retention != Retention::Limits && unlimited {
+            let info = self.call(&format!("$JS.API.STREAM.INFO.{STREAM}"), b"")?;
+            let msgs = info["state"]["messages"].as_u64().unwrap_or(0);
+            if msgs > 0 {
+                return Err(format!(
+                    "{} retention kept {msgs} messages every consumer is done with: {}",
+                    self.w.retention.name(),
+                    info["state"]
+                ));
+            }
+        }
         Ok(true)
     }
 }
