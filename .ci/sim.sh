@@ -44,9 +44,10 @@ echo "== fjord-sim explore --workload store from the commit hash"
 echo "== fjord-sim explore --workload raft from the commit hash ($COMMIT)"
 "$SIM" explore --workload raft --from "$COMMIT" --seeds 1000000 --time-budget "${SIM_RAFT_BUDGET:-60s}"
 
-# The JetStream workload: one node's streams and pull consumers (explicit ack, ack_wait, NAK,
-# term, max_deliver, limits/interest/work-queue retention) under power loss with torn writes;
-# ~500 seeds a minute. No known open failure, so it explores from the commit hash.
+# The JetStream workload: one node's stream and pull consumers (explicit ack, ack_wait, NAK,
+# term, max_deliver, max_ack_pending, limits/interest/work-queue retention, message deletes)
+# under power loss with torn writes; ~420 seeds a minute on a loaded machine. No known open
+# failure, so it explores from the commit hash.
 echo "== fjord-sim explore --workload jetstream from the commit hash ($COMMIT)"
 "$SIM" explore --workload jetstream --from "$COMMIT" --seeds 1000000 --time-budget "${SIM_JS_BUDGET:-45s}"
 

@@ -36,6 +36,7 @@ use crate::clock::WALL_ORIGIN;
 use crate::engine::SimTime;
 use crate::rng::{self, Fnv64};
 use crate::sim::Outcome;
+use crate::workload::store::{exp_gap, rate};
 use crate::world::{Canary, World};
 
 const STREAM: &str = "S";
@@ -93,14 +94,6 @@ pub struct JsWorld {
     pub canary: Canary,
     /// `STREAM.MSG.DELETE` requests per simulated second (a pending message may vanish).
     pub delete_rate: f64,
-}
-
-fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
-    if r.random_bool(zero_share) {
-        0.0
-    } else {
-        r.random_range(0.0..max)
-    }
 }
 
 fn ms(r: &mut impl Rng, lo: u64, hi: u64) -> Duration {
@@ -363,11 +356,6 @@ struct Run {
     digest: Fnv64,
     events: u64,
     trace: bool,
-}
-
-fn exp_gap(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
-    let u: f64 = rng.random_range(f64::EPSILON..1.0);
-    (-u.ln() * mean.as_nanos() as f64) as u64
 }
 
 /// Runs the JetStream workload for `world`; the second value is what it did, for reports.

@@ -78,7 +78,7 @@ pub struct StoreWorld {
     pub expire_gap: Duration,
 }
 
-fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
+pub(crate) fn rate(r: &mut impl Rng, zero_share: f64, max: f64) -> f64 {
     if r.random_bool(zero_share) {
         0.0
     } else {
@@ -390,7 +390,8 @@ struct Run {
     clock: NodeClock,
 }
 
-fn exp_gap(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
+/// An exponentially distributed gap of mean `mean` (Poisson arrivals), in nanoseconds.
+pub(crate) fn exp_gap(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
     let u: f64 = rng.random_range(f64::EPSILON..1.0);
     (-u.ln() * mean.as_nanos() as f64) as u64
 }
