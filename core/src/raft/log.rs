@@ -210,6 +210,36 @@ impl RaftLog {
         Ok(last_sent)
     }
 
+    /// Leader side of protocol-aware repair: a peer's intact copy `e` of our faulty entry
+    /// (same identity) replaces it, to be written again. Returns whether it did.
+    pub fn repair(&mut self, e: &Entry) -> bool {
+        if e.kind == EntryKind::Faulty
+            || self.term(e.index) != Some(e.term)
+            || !self.faulty.remove(&e.index)
+        {
+            return false;
+        }
+        let i = self.pos(e.index);
+        self.entries[i] = e.clone();
+        self.rewrite_from(e.index);
+        true
+    }
+
+    /// Leader side: a majority positively lacks our faulty entry at `index`, so it was never
+    /// committed (nor anything after it, by Log Matching): drop it and everything after.
+    /// Refuses (false, nothing changed) unless the entry is faulty and above the commit point.
+    ///
+    /// The WAL keeps the dropped records until a later entry at `index` replaces them: a
+    /// restart may bring them back (faulty again, never committed), which costs only another
+    /// round of repair requests.
+    pub fn discard_from(&mut self, index: u64) -> bool {
+        if index <= self.commit || !self.faulty.contains(&index) {
+            return false;
+        }
+        self.truncate_after(index - 1);
+        true
+    }
+
     /// Drops every entry after `index`.
     fn truncate_after(&mut self, index: u64) {
         debug_assert!(index >= self.commit, "truncating committed entries");

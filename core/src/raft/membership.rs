@@ -93,10 +93,17 @@ impl Membership {
             .map_or_else(|| self.base.clone(), |(_, v)| v.clone())
     }
 
+    /// The configuration in effect just before `index`, then every later one in the log.
+    pub fn since(&self, index: u64) -> Vec<Vec<NodeId>> {
+        let mut out = vec![self.at(index.saturating_sub(1))];
+        out.extend(self.entries.iter().filter(|(i, _)| *i >= index).map(|(_, v)| v.clone()));
+        out
+    }
+
     /// The log changed from `from` on (entries appended, replaced or truncated): forget the
     /// configurations there and read them again. A faulty entry's data is lost, so a faulty
-    /// configuration entry is skipped until it is repaired (a faulty node does not campaign,
-    /// and it is the leader's configuration that counts).
+    /// configuration entry is skipped until it is repaired (a leader holding one commits nothing
+    /// past it, see `RaftNode::majority_lacks`).
     pub fn rescan(&mut self, log: &RaftLog, from: u64) {
         let from = from.max(log.offset() + 1);
         self.entries.retain(|(i, _)| *i < from);

@@ -99,6 +99,36 @@ pub enum Body {
     },
     /// Leadership transfer: the leader tells an up-to-date follower to start an election now.
     TimeoutNow,
+    /// Protocol-aware repair (Alagappan et al., FAST 2018, "CTRL"): the leader's own copy of
+    /// the entry `(index, term)` is corrupt; does the receiver hold it?
+    RepairReq {
+        index: u64,
+        term: u64,
+    },
+    /// The answer to `RepairReq { index, term }`.
+    RepairResp {
+        index: u64,
+        term: u64,
+        answer: RepairAnswer,
+    },
+}
+
+/// What a peer knows about an entry a leader asked to repair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepairAnswer {
+    /// Its intact copy of the entry.
+    Have(Entry),
+    /// It positively does not hold `(index, term)`: its log ends before `index` or holds
+    /// another term there, and it has lost nothing it acknowledged (it is not fenced). A
+    /// node answers this only after adopting the asker's term, so no older leader can give
+    /// it the entry afterwards; a majority of these proves the entry was never committed.
+    Lacks,
+    /// The entry is inside its snapshot, so it was committed: the snapshot, which stands for
+    /// the log through its index, replaces the leader's log up to there.
+    Snapshot(Snapshot),
+    /// It cannot say: its copy is corrupt too, or it may have lost acknowledged entries.
+    /// Counts as neither.
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +151,8 @@ impl Message {
             Body::AppendResp { .. } => "AppendResp",
             Body::Snapshot { .. } => "Snapshot",
             Body::TimeoutNow => "TimeoutNow",
+            Body::RepairReq { .. } => "RepairReq",
+            Body::RepairResp { .. } => "RepairResp",
         }
     }
 }

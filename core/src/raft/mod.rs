@@ -16,10 +16,14 @@
 //!
 //! Membership: single-server changes through `RaftNode::propose_change` (see [`membership`]).
 //!
+//! Protocol-aware recovery (DESIGN.md §6.3): a corrupt entry keeps its identity as *faulty*
+//! ([`log`]), is never acknowledged or applied, and is repaired: a follower's from the
+//! leader's appends, a leader's own from its peers (`RepairReq`: a peer's intact copy or its
+//! snapshot covering it), or dropped with its suffix only when a majority of voters answers
+//! that it positively lacks it (see `RaftNode::on_repair_resp`).
+//!
 //! Not yet here (issue 6): learners (new voters count at once); chunked snapshots (sent
-//! whole); a leader repairing its own faulty entry from peers (a node with a faulty entry does
-//! not campaign instead, so a leader never holds one; `check_invariants` asserts it); a wire
-//! encoding of messages.
+//! whole); a wire encoding of messages.
 
 pub mod log;
 pub mod membership;
@@ -33,7 +37,7 @@ pub mod storage;
 mod tests;
 
 pub use membership::ConfChange;
-pub use message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+pub use message::{Body, Entry, EntryKind, Message, NodeId, RepairAnswer, Snapshot};
 pub use node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 pub use ready::{Ready, StateMachine};
 pub use storage::{HardState, Recovered, Storage, StorageMutations};

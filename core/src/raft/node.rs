@@ -19,10 +19,15 @@
 //!   why it appends a no-op when elected;
 //! - pre-vote and the leader lease keep a node that was cut off from deposing a working
 //!   leader when it returns;
-//! - a node with a faulty entry or a lost log suffix never campaigns; a node with a lost
-//!   suffix or lost metadata never votes (DESIGN.md §6.3).
+//! - a node with a lost log suffix never campaigns; a node with a lost suffix or lost
+//!   metadata never votes (DESIGN.md §6.3);
+//! - a node with a faulty entry may campaign (its log's identities are intact, so elections
+//!   stay correct), but as leader it counts its own log only below its first faulty entry,
+//!   commits nothing past it and applies nothing faulty; it asks its peers for the entry
+//!   (`RepairReq`), copies an intact one, and drops the entry and its suffix only when a
+//!   majority of voters positively lacks it (then steps down: see `on_repair_resp`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::Rng;
@@ -30,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::log::{AppendError, RaftLog};
 use super::membership::{encode_voters, ConfChange, Membership};
-use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+use super::message::{Body, Entry, EntryKind, Message, NodeId, RepairAnswer, Snapshot};
 use super::progress::{Progress, SendState};
 use super::ready::Ready;
 use super::storage::{HardState, Recovered, LOST_SUFFIX};
@@ -143,6 +148,10 @@ pub struct Counters {
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,
+    /// Leader: own faulty entries repaired from a peer's copy.
+    pub faulty_repaired: u64,
+    /// Leader: own faulty entries dropped because a majority lacked them.
+    pub faulty_discarded: u64,
 }
 
 pub struct RaftNode {
@@ -169,6 +178,9 @@ pub struct RaftNode {
     /// Leader: when to check that a majority still answers.
     quorum_check: Instant,
     transfer: Option<(NodeId, Instant)>,
+    /// Leader: the faulty entry being repaired and the voters that answered they positively
+    /// lack it (in this term; reset when the entry changes).
+    repair_lacks: (u64, BTreeSet<NodeId>),
     /// The hard state changed since the last `Ready`.
     hs_dirty: bool,
     outbox: Vec<Message>,
@@ -219,6 +231,7 @@ impl RaftNode {
             progress: BTreeMap::new(),
             quorum_check: now,
             transfer: None,
+            repair_lacks: (0, BTreeSet::new()),
             hs_dirty: false,
             outbox: Vec::new(),
             unnumbered: Vec::new(),
@@ -339,6 +352,8 @@ impl RaftNode {
                 }
                 if now >= self.heartbeat_deadline {
                     self.heartbeat_deadline = now + self.cfg.heartbeat;
+                    // Requests or answers may have been lost: ask again.
+                    self.request_repair();
                     for peer in self.others() {
                         // A lost probe, snapshot or pipeline tail is sent again from here.
                         if let Some(p) = self.progress.get_mut(&peer) {
@@ -516,9 +531,10 @@ impl RaftNode {
                 // A node that hears from its leader ignores elections (the leader lease),
                 // unless the leader itself asked for one.
                 Body::Vote { transfer: false, .. } if lease => return,
-                Body::Append { .. } | Body::Snapshot { .. } | Body::TimeoutNow => {
-                    self.become_follower(now, m.term, Some(m.from))
-                }
+                Body::Append { .. }
+                | Body::Snapshot { .. }
+                | Body::TimeoutNow
+                | Body::RepairReq { .. } => self.become_follower(now, m.term, Some(m.from)),
                 _ => self.become_follower(now, m.term, None),
             }
         } else if m.term < self.term {
@@ -529,6 +545,9 @@ impl RaftNode {
                 }
                 Body::PreVote { .. } => Some(Body::PreVoteResp { granted: false }),
                 Body::Vote { .. } => Some(Body::VoteResp { granted: false }),
+                Body::RepairReq { index, term } => {
+                    Some(Body::RepairResp { index, term, answer: RepairAnswer::Unknown })
+                }
                 _ => None,
             };
             if let Some(body) = reply {
@@ -558,20 +577,27 @@ impl RaftNode {
                     self.campaign(now, true);
                 }
             }
+            Body::RepairReq { index, term } => self.on_repair_req(now, m.from, index, term),
+            Body::RepairResp { index, term, answer } => {
+                self.on_repair_resp(now, m.from, index, term, answer)
+            }
         }
     }
 
     // ---- elections ----
 
     fn may_campaign(&self) -> bool {
-        // A node that cannot vouch for its whole log must not lead: it could not serve the
-        // entries it lost, and (lost suffix) its log may look shorter than what it acked.
+        // A node that lost a suffix must not lead: its log may look shorter than what it
+        // acknowledged. A faulty entry is different: its identity is intact, so the log is as
+        // up to date as it looks, and the leader repairs the entry (`request_repair`);
+        // forbidding it to campaign would leave a cluster whose only up-to-date nodes hold a
+        // faulty entry without a leader.
         // A node outside its newest configuration campaigns only while that configuration is
         // not known committed (Raft thesis §4.2.2): a leader that proposed its own removal
         // and lost leadership may be the only node holding the entry, and the others cannot
         // elect anyone without it. Its own vote does not count (`granted`).
         let member = self.is_voter(self.cfg.id) || self.members.latest_index() > self.log.commit();
-        self.fence == 0 && self.log.first_faulty().is_none() && member
+        self.fence == 0 && member
     }
 
     fn pre_campaign(&mut self, now: Instant) {
@@ -718,9 +744,12 @@ impl RaftNode {
         self.progress =
             self.members.voters().iter().map(|&p| (p, Progress::new(last, now))).collect();
         self.progress.insert(self.cfg.id, Progress::new(last, now));
+        let own = self.own_match();
         if let Some(me) = self.progress.get_mut(&self.cfg.id) {
-            me.matched = self.log.stable();
+            me.matched = own;
         }
+        self.repair_lacks = (0, BTreeSet::new());
+        self.request_repair();
         // §5.4.2: entries of earlier terms commit only under an entry of this term.
         if !self.cfg.mutations.skip_noop {
             self.log.append_new(self.term, EntryKind::Noop, Vec::new());
@@ -957,6 +986,11 @@ impl RaftNode {
                 .map_while(|i| self.log.entry(i).filter(|_| !self.log.is_faulty(i)).cloned())
                 .collect();
             let sent = entries.len() as u64;
+            if sent == 0 && !heartbeat_due && p.state == SendState::Replicate {
+                // Our next entry is faulty: nothing to send until it is repaired (an empty
+                // append here would draw an acknowledgement, and that another append).
+                return;
+            }
             let body = Body::Append { prev_index, prev_term, entries, commit, leader_last: last };
             self.outbox.push(Message { from: me, to: peer, term, body });
             heartbeat_due = false;
@@ -972,6 +1006,159 @@ impl RaftNode {
         }
     }
 
+    /// Leader: how far its own log counts toward a commit: durable, and below its first
+    /// faulty entry (a corrupt copy vouches for nothing).
+    fn own_match(&self) -> u64 {
+        let stable = self.log.stable();
+        self.log.first_faulty().map_or(stable, |f| stable.min(f - 1))
+    }
+
+    /// Leader: asks the voters that have not said they lack it for an intact copy of its
+    /// first faulty entry.
+    fn request_repair(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(index) = self.log.first_faulty() else { return };
+        let Some(term) = self.log.term(index) else { return };
+        if self.repair_lacks.0 != index {
+            self.repair_lacks = (index, BTreeSet::new());
+        }
+        for peer in self.others() {
+            if !self.repair_lacks.1.contains(&peer) {
+                self.send(peer, Body::RepairReq { index, term });
+            }
+        }
+    }
+
+    /// A leader of our term asks whether we hold `(index, term)`: our intact copy, or our
+    /// snapshot when it covers the index. `Lacks` is a promise the
+    /// leader may discard on, so it is given only when certain: our log ends before `index`
+    /// or holds another term there, above our snapshot, and we are not fenced (a fenced node
+    /// may have lost entries it acknowledged). Having adopted the leader's term, we take no
+    /// entry from an older leader afterwards, and this leader never sends its faulty one.
+    fn on_repair_req(&mut self, now: Instant, from: NodeId, index: u64, term: u64) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen; a forged message can.
+            self.alarms.malformed += 1;
+            return;
+        }
+        self.role = Role::Follower;
+        self.leader = Some(from);
+        self.leader_seen = Some(now);
+        self.reset_election_timer(now);
+        let answer = if index == 0 {
+            RepairAnswer::Unknown
+        } else if index <= self.log.offset() {
+            // Committed and compacted here: our snapshot covers it (a snapshot holds only
+            // applied, so committed, state; a fence does not make it less so).
+            match &self.snapshot {
+                Some(snap) if snap.index >= index => RepairAnswer::Snapshot(snap.clone()),
+                _ => RepairAnswer::Unknown,
+            }
+        } else if self.fence != 0 {
+            RepairAnswer::Unknown
+        } else {
+            match self.log.term(index) {
+                Some(t) if t == term => match self.log.entry(index) {
+                    Some(e) if !self.log.is_faulty(index) => RepairAnswer::Have(e.clone()),
+                    _ => RepairAnswer::Unknown,
+                },
+                Some(_) | None => RepairAnswer::Lacks,
+            }
+        };
+        self.send(from, Body::RepairResp { index, term, answer });
+    }
+
+    /// Leader: a peer's answer about our first faulty entry. An intact copy repairs it. A
+    /// majority of voters positively lacking it proves it was never committed (a committed
+    /// entry is held by a majority, which would have answered `Have` or `Unknown`); then the
+    /// entry and everything after it go, and the leader steps down: entries of this term
+    /// after it may already sit on followers, and new ones at the same indexes would break
+    /// Log Matching within the term. The next election starts from logs without it.
+    ///
+    /// Counting against the configuration at the entry before it covers the entry itself
+    /// being an unreadable configuration change: with single-server changes a majority of
+    /// the old configuration lacking it leaves too few holders for a majority of the new one.
+    /// Later configurations in our log must be outvoted too.
+    fn on_repair_resp(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        index: u64,
+        term: u64,
+        answer: RepairAnswer,
+    ) {
+        if self.role != Role::Leader
+            || self.log.first_faulty() != Some(index)
+            || self.log.term(index) != Some(term)
+        {
+            return;
+        }
+        if let Some(p) = self.progress.get_mut(&from) {
+            p.last_heard = now;
+        }
+        match answer {
+            RepairAnswer::Have(e) => {
+                if e.index != index || !self.log.repair(&e) {
+                    self.alarms.malformed += 1;
+                    return;
+                }
+                self.counters.faulty_repaired += 1;
+                self.members.rescan(&self.log, index);
+                self.on_config_change(now);
+                self.repair_lacks = (0, BTreeSet::new());
+                self.broadcast_due = true;
+                self.request_repair();
+            }
+            RepairAnswer::Lacks => {
+                if self.repair_lacks.0 != index {
+                    self.repair_lacks = (index, BTreeSet::new());
+                }
+                self.repair_lacks.1.insert(from);
+                if self.majority_lacks(index) && self.log.discard_from(index) {
+                    self.counters.faulty_discarded += 1;
+                    self.members.rescan(&self.log, index);
+                    self.repair_lacks = (0, BTreeSet::new());
+                    self.become_follower(now, self.term, None);
+                }
+            }
+            RepairAnswer::Snapshot(snap) => {
+                // It covers our faulty entry and ends at an entry we hold (same identity, so
+                // by Log Matching the snapshot is our prefix's state): install it as a
+                // follower would (§7), keeping the entries after it.
+                if snap.index < index
+                    || self.log.term(snap.index) != Some(snap.term)
+                    || snap.index <= self.log.applied()
+                {
+                    self.alarms.malformed += 1;
+                    return;
+                }
+                let keep = self.log.install_snapshot(snap.index, snap.term);
+                self.members.install(&snap.voters, &self.log);
+                self.counters.faulty_repaired += 1;
+                self.counters.snapshots_installed += 1;
+                self.snapshot = Some(snap.clone());
+                self.snapshot_out = Some((snap, keep));
+                self.on_config_change(now);
+                self.repair_lacks = (0, BTreeSet::new());
+                self.broadcast_due = true;
+                self.request_repair();
+            }
+            RepairAnswer::Unknown => {}
+        }
+    }
+
+    /// Does a majority of every configuration from the one in effect before `index` to the
+    /// newest in our log positively lack our entry at `index`?
+    fn majority_lacks(&self, index: u64) -> bool {
+        let lacks = &self.repair_lacks.1;
+        self.members.since(index).iter().all(|voters| {
+            let n = voters.iter().filter(|v| lacks.contains(v)).count();
+            n > voters.len() / 2
+        })
+    }
+
     /// Figure 2, rules for leaders: commit N if a majority holds it durably and it is of this
     /// term (§5.4.2). The leader's own copy counts once its sync is done.
     fn maybe_commit(&mut self) {
@@ -980,6 +1167,9 @@ impl RaftNode {
             voters.iter().map(|v| self.progress.get(v).map_or(0, |p| p.matched)).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let Some(&n) = matched.get(self.quorum() - 1) else { return };
+        // Nothing past our own faulty entry: we could not serve it, and until it is repaired
+        // or proven uncommitted we do not know it is the cluster's.
+        let n = self.log.first_faulty().map_or(n, |f| n.min(f - 1));
         if n > self.log.commit()
             && (self.cfg.mutations.commit_any_term || self.log.term(n) == Some(self.term))
         {
@@ -1042,6 +1232,17 @@ impl RaftNode {
         let (snapshot, snapshot_keeps_log) =
             self.snapshot_out.take().map_or((None, false), |(s, k)| (Some(s), k));
         let entries = self.log.take_unstable();
+        if let Some(first) = entries.first() {
+            // This batch rewrites the log from `first.index` (a repair or a truncation): an
+            // earlier batch's sync vouches only for what lies below it.
+            let below = first.index - 1;
+            let below_term = self.log.term(below).unwrap_or(0);
+            for rec in self.persisting.iter_mut() {
+                if rec.1 > below {
+                    (rec.1, rec.2) = (below, below_term);
+                }
+            }
+        }
         self.persisting.push_back((number, self.log.last_index(), self.log.last_term()));
         for (msg, guard) in self.unnumbered.drain(..) {
             self.held.push_back(Held { after: number, msg, guard });
@@ -1095,9 +1296,9 @@ impl RaftNode {
             }
         }
         if self.role == Role::Leader {
-            let stable = self.log.stable();
+            let own = self.own_match();
             if let Some(me) = self.progress.get_mut(&self.cfg.id) {
-                me.matched = me.matched.max(stable);
+                me.matched = own;
             }
             self.maybe_commit();
         }
@@ -1125,8 +1326,13 @@ impl RaftNode {
             if self.vote != Some(self.cfg.id) {
                 return Err(format!("leader of term {} did not vote for itself", self.term));
             }
-            if self.fence != 0 || self.log.first_faulty().is_some() {
-                return Err("a fenced or faulty node leads".into());
+            if self.fence != 0 {
+                return Err("a fenced node leads".into());
+            }
+        }
+        if let Some(f) = self.log.first_faulty() {
+            if self.log.applied() >= f {
+                return Err(format!("faulty entry {f} applied (applied {})", self.log.applied()));
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::membership::{encode_voters, ConfChange};
-use super::message::{Body, Entry, EntryKind, Message, NodeId, Snapshot};
+use super::message::{Body, Entry, EntryKind, Message, NodeId, RepairAnswer, Snapshot};
 use super::node::{CompactError, Config, Mutations, ProposeError, RaftNode, Role};
 use super::ready::StateMachine;
 use super::storage::{
@@ -814,11 +814,6 @@ fn corrupted_acknowledged_entry_is_kept_faulty_not_acknowledged_and_repaired() {
     // Identity kept: same length, same terms, so it votes exactly as before.
     assert_eq!(c.log_ids(3), vec![(1, 1), (2, 1), (3, 1)]);
     assert!(c.node(3).log().is_faulty(2));
-    // It cannot campaign.
-    let due = c.node(3).poll_timeout().unwrap();
-    c.node_mut(3).tick(due);
-    assert_eq!(c.node(3).role(), Role::Follower);
-    assert!(c.node_mut(3).ready().messages.is_empty(), "a node with a faulty entry campaigned");
     // The leader's next append: node 3 acknowledges only through index 1 and asks for repair.
     c.net.clear();
     let now = c.now;
@@ -841,6 +836,132 @@ fn corrupted_acknowledged_entry_is_kept_faulty_not_acknowledged_and_repaired() {
     assert_eq!(c.node(1).matched(3), Some(3));
     let report = c.restart(3);
     assert!(report.faulty.is_empty(), "the repair is durable");
+}
+
+/// Node 1 leads term 1 and commits index 2 ("x") with the nodes not in `cut`; then it restarts
+/// with entry 2 corrupt, so its log is (1, 1), (2, 1 faulty).
+fn leader_to_be_with_a_faulty_entry(cut: &[NodeId]) -> Cluster {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.cut = cut.iter().copied().collect();
+    c.propose(1, b"x");
+    c.deliver_all();
+    c.heartbeat();
+    c.cut.clear();
+    c.net.clear();
+    corrupt_body(&mut c, 1, 2);
+    let report = c.restart(1);
+    assert_eq!(report.faulty, vec![2]);
+    assert_eq!(c.log_ids(1), vec![(1, 1), (2, 1)]);
+    c
+}
+
+#[test]
+fn a_node_with_a_faulty_entry_may_campaign_and_its_leader_repairs_it_from_a_follower() {
+    let mut c = leader_to_be_with_a_faulty_entry(&[]);
+    assert_eq!(c.node(2).commit(), 2, "index 2 was committed");
+    // Its log is as up to date as any: it may win.
+    c.elect(1);
+    assert_eq!(c.node(1).counters.faulty_repaired, 1);
+    assert!(!c.node(1).log().is_faulty(2), "repaired from a follower's copy");
+    assert_eq!(c.node(1).log().entry(2).unwrap().data, b"x");
+    // Its no-op commits and everything is applied, in order, intact.
+    c.heartbeat();
+    assert_eq!(c.node(1).commit(), 3);
+    let applied: Vec<Vec<u8>> = c.members[&1].applied.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(applied, vec![b"".to_vec(), b"x".to_vec(), b"".to_vec()]);
+    let report = c.restart(1);
+    assert!(report.faulty.is_empty(), "the repair is durable");
+}
+
+#[test]
+fn a_leader_repairs_a_faulty_entry_its_followers_compacted_from_their_snapshot() {
+    let mut c = leader_to_be_with_a_faulty_entry(&[]);
+    let snap = c.compact(2);
+    c.compact(3);
+    assert_eq!(snap.index, 2);
+    c.elect(1);
+    assert_eq!(c.node(1).counters.faulty_repaired, 1);
+    assert!(c.node(1).log().faulty().next().is_none());
+    assert_eq!(c.node(1).log().offset(), 2, "the snapshot stands for the faulty entry");
+    c.heartbeat();
+    assert_eq!(c.node(1).commit(), 3);
+    let applied: Vec<Vec<u8>> = c.members[&1].applied.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(applied, vec![b"".to_vec(), b"x".to_vec(), b"".to_vec()]);
+    let report = c.restart(1);
+    assert!(report.faulty.is_empty(), "the snapshot is durable");
+}
+
+#[test]
+fn a_leader_discards_a_faulty_entry_only_when_a_majority_positively_lacks_it() {
+    // Index 2 reached no one but node 1: never committed.
+    let mut c = leader_to_be_with_a_faulty_entry(&[2, 3]);
+    c.fire(1);
+    assert_eq!(c.node(1).counters.faulty_discarded, 1);
+    assert_eq!(c.log_ids(1), vec![(1, 1)], "the entry and its suffix (the no-op) are gone");
+    assert_ne!(c.node(1).role(), Role::Leader, "it steps down rather than reuse its indexes");
+    assert!(c.members[&1].applied.iter().all(|e| e.index < 2), "nothing faulty applied");
+    // The cluster goes on, and every log agrees.
+    c.run_for(Duration::from_secs(2));
+    let leader = c.leader().expect("a leader is elected");
+    c.propose(leader, b"after");
+    c.deliver_all();
+    c.heartbeat();
+    assert_eq!(c.log_ids(1), c.log_ids(2));
+    assert_eq!(c.log_ids(1), c.log_ids(3));
+    assert!(c.node(1).log().faulty().next().is_none());
+}
+
+#[test]
+fn a_leader_never_discards_while_an_unreachable_peer_may_hold_the_entry_nor_commits_past_it() {
+    // Index 2 was committed by nodes 1 and 3; node 2 never got it.
+    let mut c = leader_to_be_with_a_faulty_entry(&[2]);
+    assert_eq!(c.node(3).log().term(2), Some(1));
+    // Node 3 is unreachable: node 2 says it lacks the entry, node 3 says nothing. One
+    // answer is not a majority, and silence is not "lacks".
+    c.cut.insert(3);
+    c.elect(1);
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(c.node(1).role(), Role::Leader, "node 2 keeps it in its quorum");
+    assert!(c.node(1).log().is_faulty(2), "kept: node 3 may hold it (it does)");
+    assert_eq!(c.node(1).counters.faulty_discarded, 0);
+    assert!(c.node(1).commit() < 2, "nothing committed past the faulty entry");
+    assert_eq!(c.node(2).log().last_index(), 1, "nothing sent past it");
+    assert!(c.members[&1].applied.iter().all(|e| e.index < 2), "nothing faulty applied");
+    // Node 3 comes back: its copy repairs the leader's, and the commit moves on.
+    c.cut.clear();
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(c.node(1).counters.faulty_repaired, 1);
+    assert_eq!(c.node(1).log().entry(2).unwrap().data, b"x");
+    assert_eq!(c.node(1).commit(), c.node(1).log().last_index());
+    assert_eq!(c.members[&2].applied.get(1).map(|e| e.data.clone()), Some(b"x".to_vec()));
+}
+
+#[test]
+fn a_peer_answers_lacks_only_when_certain() {
+    let mut c = follower_with_log(1, &[(1, 1), (2, 1)]);
+    let ask = |c: &mut Cluster, index, term| {
+        c.net.clear();
+        c.deliver(msg(2, 1, 3, Body::RepairReq { index, term }));
+        match c.net.pop_front().map(|m| m.body) {
+            Some(Body::RepairResp { answer, .. }) => answer,
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    assert_eq!(ask(&mut c, 2, 1), RepairAnswer::Have(entry(2, 1)));
+    assert_eq!(ask(&mut c, 2, 2), RepairAnswer::Lacks, "another term there");
+    assert_eq!(ask(&mut c, 5, 1), RepairAnswer::Lacks, "past its end");
+    assert_eq!(ask(&mut c, 0, 0), RepairAnswer::Unknown);
+    // Its own copy corrupt: it cannot say.
+    corrupt_body(&mut c, 1, 2);
+    c.restart(1);
+    assert_eq!(ask(&mut c, 2, 1), RepairAnswer::Unknown);
+    // A node that lost acknowledged entries cannot promise it lacks anything.
+    let m = c.members.get_mut(&1).unwrap();
+    m.disk.flip_bit("raft/wal", 8 * 10).unwrap(); // inside the first record's header
+    let report = c.restart(1);
+    assert!(report.lost_suffix);
+    assert_eq!(ask(&mut c, 5, 1), RepairAnswer::Unknown);
 }
 
 #[test]
