@@ -17,8 +17,8 @@ use std::time::Duration;
 use fjord_core::disk::{Disk, FaultConfig, MemDisk};
 use fjord_core::raft::storage::encode_entry;
 use fjord_core::raft::{
-    Body, Config, Entry, EntryKind, HardState, Message, RaftNode, Recovered, Snapshot, Storage,
-    StorageMutations,
+    Body, Config, Entry, EntryKind, HardState, Message, RaftNode, Recovered, RepairAnswer,
+    Snapshot, Storage, StorageMutations,
 };
 use fjord_core::time::Instant;
 use rand::{Rng, SeedableRng};
@@ -51,7 +51,7 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
     };
     let last = node.log().last_index();
     let near = |rng: &mut ChaCha8Rng| rng.random_range(0..=last + 2);
-    let body = match rng.random_range(0..8) {
+    let body = match rng.random_range(0..10) {
         0 => Body::PreVote { last_index: near(rng), last_term: rng.random_range(0..=term) },
         1 => Body::PreVoteResp { granted: rng.random() },
         2 => Body::Vote {
@@ -89,7 +89,36 @@ fn random_message(rng: &mut ChaCha8Rng, node: &RaftNode, peers: u64) -> Message 
             let voters = (1..=rng.random_range(0..4)).collect();
             Body::Snapshot { snapshot: Snapshot { index, term: snap_term, voters, data: vec![1] } }
         }
-        _ => Body::TimeoutNow,
+        7 => Body::TimeoutNow,
+        8 => {
+            let index = near(rng);
+            let t = node.log().term(index).filter(|_| rng.random_bool(0.6));
+            Body::RepairReq { index, term: t.unwrap_or_else(|| rng.random_range(0..=term)) }
+        }
+        _ => {
+            // Mostly about the node's own first faulty entry, the one it is repairing.
+            let index = match node.log().first_faulty() {
+                Some(f) if rng.random_bool(0.8) => f,
+                _ => near(rng),
+            };
+            let t = node.log().term(index).unwrap_or_else(|| rng.random_range(0..=term));
+            let answer = match rng.random_range(0..4) {
+                0 => {
+                    let data = vec![rng.random()];
+                    RepairAnswer::Have(Entry { index, term: t, kind: EntryKind::Normal, data })
+                }
+                1 => RepairAnswer::Lacks,
+                2 => {
+                    let at = index + rng.random_range(0..3);
+                    let snap_term = node.log().term(at).unwrap_or(t);
+                    let voters = (1..=peers).collect();
+                    let snapshot = Snapshot { index: at, term: snap_term, voters, data: vec![2] };
+                    RepairAnswer::Snapshot(snapshot)
+                }
+                _ => RepairAnswer::Unknown,
+            };
+            Body::RepairResp { index, term: t, answer }
+        }
     };
     let from = if peers == 1 || rng.random_bool(0.05) {
         rng.random_range(0..9)

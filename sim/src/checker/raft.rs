@@ -61,6 +61,9 @@ pub struct RaftStats {
     pub conf_changes: u64,
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
+    /// Leaders' own faulty entries repaired from a peer, and dropped as never committed.
+    pub faulty_repaired: u64,
+    pub faulty_discarded: u64,
     /// Key-value operations recorded for the linearizability check, and how many of them
     /// were left without a return (timed out, overwritten entries excluded).
     pub kv_ops: u64,

@@ -638,8 +638,8 @@ impl RaftSim {
         if self.trace {
             let st = &self.checker.stats;
             println!(
-                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} membership changes {} pauses {} disk wipes {}",
-                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.conf_changes, self.pauses, self.wipes
+                "raft: proposed {} acked {} committed {} applied {} elections {} compactions {} snapshots sent {} installed {} leader repairs {} discards {} membership changes {} pauses {} disk wipes {}",
+                st.proposed, st.acked, st.committed, st.applied, st.elections, st.compactions, st.snapshots_sent, st.snapshots_installed, st.faulty_repaired, st.faulty_discarded, st.conf_changes, self.pauses, self.wipes
             );
             println!(
                 "kv: {} operations, {} without a return, linearizability {}",
@@ -772,6 +772,8 @@ impl RaftSim {
         stats.compactions += raft.counters.compactions;
         stats.snapshots_sent += raft.counters.snapshots_sent;
         stats.snapshots_installed += raft.counters.snapshots_installed;
+        stats.faulty_repaired += raft.counters.faulty_repaired;
+        stats.faulty_discarded += raft.counters.faulty_discarded;
     }
 
     /// Power loss on one node; it restarts within `restart_max` (`None`: the world's).
