@@ -44,9 +44,11 @@ const SUBJECTS: &[&str] = &["js.a", "js.b"];
 /// Where the manager keeps stream messages (the ack-before-sync canary skips their syncs).
 const MSGS_DIR: &str = "jetstream/msgs/";
 /// After the drain phase's planned length, the end checks are tried this often, and the
-/// consumers must be done within `DRAIN_MAX` more (a backlog takes a while to consume).
+/// consumers' backlog must shrink at least once every `DRAIN_STALL` until it is gone. A bound on
+/// progress, not on the total: a consumer with max_ack_pending 1 behind a backlog of 16,000
+/// messages needs more than a minute (seed 4242424678) and is still live.
 const DRAIN_POLL: Duration = Duration::from_millis(500);
-const DRAIN_MAX: Duration = Duration::from_secs(60);
+const DRAIN_STALL: Duration = Duration::from_secs(60);
 const DRAIN_BATCH: u32 = 100;
 const DRAIN_GAP: Duration = Duration::from_millis(2);
 
@@ -472,6 +474,7 @@ impl Run {
         let end = self.w.safety.as_nanos() as u64;
         self.push(end, Ev::End);
         let mut finish_by = u64::MAX;
+        let mut least_left = u64::MAX;
         while let Some(Reverse((at, id, ev))) = self.heap.pop() {
             self.now = at;
             self.events += 1;
@@ -548,11 +551,15 @@ impl Run {
                     self.restart()?;
                     let at = self.now + self.w.drain().as_nanos() as u64;
                     self.push(at, Ev::Finish);
-                    finish_by = at + DRAIN_MAX.as_nanos() as u64;
+                    finish_by = at + DRAIN_STALL.as_nanos() as u64;
                 }
                 Ev::Finish => {
-                    if self.finish(self.now >= finish_by)? {
+                    let Some(left) = self.finish(self.now >= finish_by)? else {
                         return Ok(());
+                    };
+                    if left < least_left {
+                        least_left = left;
+                        finish_by = self.now + DRAIN_STALL.as_nanos() as u64;
                     }
                     self.push(self.now + DRAIN_POLL.as_nanos() as u64, Ev::Finish);
                 }
@@ -902,9 +909,9 @@ impl Run {
         Ok(v)
     }
 
-    /// The end checks, once every consumer is done (or, `last`, whether or not): returns
-    /// whether the run is over.
-    fn finish(&mut self, last: bool) -> Result<bool, String> {
+    /// The end checks once every consumer is done, or when `last`; `Some(messages left)` (pending
+    /// plus awaiting an ack, over all consumers) while they are still working.
+    fn finish(&mut self, last: bool) -> Result<Option<u64>, String> {
         self.flush()?;
         let mut left = Vec::new();
         for c in 0..self.w.consumers.len() {
@@ -915,7 +922,7 @@ impl Run {
             ));
         }
         if !last && left.iter().any(|&(p, a)| p > 0 || a > 0) {
-            return Ok(false);
+            return Ok(Some(left.iter().map(|&(p, a)| p + a).sum()));
         }
         self.checker.finish(&left).map_err(fail)?;
         // Every consumer is done with every message: retention must have removed them all,
@@ -932,6 +939,6 @@ impl Run {
                 ));
             }
         }
-        Ok(true)
+        Ok(None)
     }
 }
