@@ -186,3 +186,26 @@ fn a_lost_truncate_is_reported_not_undone_silently() {
         }
     }
 }
+
+/// A compressed block's plain length is read from its own header, which damage can change.
+/// When the block is unreadable and nothing after it bounds the loss, recovery keeps the lost
+/// sequences from being handed out again, by as many as the lost bytes could hold; a flipped
+/// length must not make that 10^16 (store workload seed 31363079).
+#[test]
+fn a_flipped_plain_length_does_not_inflate_the_last_sequence() {
+    let mut s = filled();
+    let ids = s.log().block_ids();
+    let disk = s.log_mut().disk_mut();
+    let last_sealed = format!("s/{:010}.blk", ids[ids.len() - 2]);
+    let tail = format!("s/{:010}.blk", ids[ids.len() - 1]);
+    assert!(disk.read_all(&last_sealed).unwrap().starts_with(b"FJSZ"));
+    // The top byte of the plain-length field (bytes 4..12), then lose the tail block whole so
+    // nothing after the damaged block bounds it.
+    disk.flip_bit(&last_sealed, 11 * 8 + 6).unwrap();
+    disk.remove(&tail).unwrap();
+    let _ = disk.remove("s/index.ckp");
+    let (s, report) = FileStore::open(s.into_log().into_disk(), cfg(), Limits::default()).unwrap();
+    assert!(report.corrupt.iter().any(|(_, to)| to.is_none()), "{report:?}");
+    let last = s.state().last_seq;
+    assert!((1000..1_000_000).contains(&last), "last_seq {last} after a flipped length");
+}
